@@ -1,0 +1,145 @@
+"""The local Lambda executor runs Python functions and reports failures the way AWS does."""
+
+import json
+import time
+
+import pytest
+from conftest import instance_states, state_pattern, unique, wait_for
+
+RESTART_SOURCE = """
+import boto3
+
+ec2 = boto3.client("ec2")
+
+
+def handler(event, context):
+    instance_id = event["detail"]["instance-id"]
+    ec2.start_instances(InstanceIds=[instance_id])
+    print(f"restarted {instance_id}")
+    return {"started": instance_id}
+"""
+
+
+def invoke(lam, name, payload=None):
+    reply = lam.invoke(FunctionName=name, Payload=json.dumps(payload or {}).encode())
+    return reply.get("FunctionError"), json.loads(reply["Payload"].read() or b"null")
+
+
+def log_text(aws, name, must_contain: str, timeout: float = 15.0) -> str:
+    logs = aws("logs")
+    group = f"/aws/lambda/{name}"
+
+    def read():
+        try:
+            streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            return ""
+        text = "\n".join(
+            event["message"]
+            for stream in streams
+            for event in logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])[
+                "events"
+            ]
+        )
+        return text if must_contain in text else ""
+
+    return wait_for(read, timeout=timeout, interval=0.3)
+
+
+def test_rule_restarts_the_instance_in_its_pattern_and_no_other(aws, make_function, instances):
+    ec2, events, lam = aws("ec2"), aws("events"), aws("lambda")
+    name, arn = make_function(RESTART_SOURCE)
+    protected, bystander = instances(2)
+    rule = unique("harness-rule")
+    rule_arn = events.put_rule(Name=rule, EventPattern=state_pattern([protected]))["RuleArn"]
+    events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": arn}])
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="events",
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+        SourceArn=rule_arn,
+    )
+    try:
+        ec2.stop_instances(InstanceIds=[protected, bystander])
+        assert wait_for(lambda: instance_states(ec2, [protected])[protected] == "running", timeout=30)
+        time.sleep(2)  # give a wrong restart of the bystander every chance to happen
+        assert instance_states(ec2, [bystander])[bystander] == "stopped"
+        assert f"restarted {protected}" in log_text(aws, name, f"restarted {protected}")
+    finally:
+        events.remove_targets(Rule=rule, Ids=["fn"])
+        events.delete_rule(Name=rule)
+
+
+def test_logs_are_framed_like_aws(aws, make_function):
+    name, _ = make_function("def handler(event, context):\n    print('hello from', context.function_name)\n")
+    assert invoke(aws("lambda"), name) == (None, None)
+    text = log_text(aws, name, "REPORT RequestId")
+    assert "START RequestId:" in text
+    assert f"hello from {name}" in text
+    assert "END RequestId:" in text
+    assert "Init Duration:" in text  # the first invocation is a cold start
+
+
+def test_environment_stays_warm_between_invocations(aws, make_function):
+    source = "import os, time\nSTARTED = time.time()\n\ndef handler(event, context):\n    return [os.getpid(), STARTED]\n"
+    name, _ = make_function(source)
+    lam = aws("lambda")
+    assert invoke(lam, name)[1] == invoke(lam, name)[1]
+
+
+def test_handler_exception_is_reported_as_unhandled(aws, make_function):
+    name, _ = make_function("def handler(event, context):\n    raise ValueError('boom')\n")
+    error, payload = invoke(aws("lambda"), name)
+    assert error == "Unhandled"
+    assert payload["errorType"] == "ValueError"
+    assert payload["errorMessage"] == "boom"
+    assert any("raise ValueError" in line for line in payload["stackTrace"])
+    assert "[ERROR] ValueError: boom" in log_text(aws, name, "[ERROR]")
+
+
+def test_timeout_is_reported_and_the_next_call_starts_cold(aws, make_function):
+    source = "import time\n\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return 'done'\n"
+    name, _ = make_function(source, timeout=1)
+    lam = aws("lambda")
+    began = time.monotonic()
+    error, payload = invoke(lam, name, {"sleep": 5})
+    assert time.monotonic() - began < 4
+    assert error == "Unhandled"
+    assert payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    assert "Task timed out after 1.00 seconds" in log_text(aws, name, "Task timed out")
+    assert invoke(lam, name, {"sleep": 0}) == (None, "done")
+
+
+def test_process_crash_is_a_runtime_exit_error(aws, make_function):
+    name, _ = make_function("import os\n\ndef handler(event, context):\n    os._exit(3)\n")
+    error, payload = invoke(aws("lambda"), name)
+    assert error == "Unhandled"
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert "exit status 3" in payload["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("source", "handler", "error_type"),
+    [
+        ("import not_a_module\n", "handler.handler", "Runtime.ImportModuleError"),
+        ("def other(event, context):\n    pass\n", "handler.handler", "Runtime.HandlerNotFound"),
+        ("def handler(event, context)\n", "handler.handler", "Runtime.UserCodeSyntaxError"),
+    ],
+)
+def test_init_errors_are_reported_with_aws_error_types(aws, make_function, source, handler, error_type):
+    name, _ = make_function(source, handler=handler)
+    error, payload = invoke(aws("lambda"), name)
+    assert error == "Unhandled"
+    assert payload["errorType"] == error_type
+
+
+@pytest.mark.parametrize("runtime", ["python3.12", "python3.13"])
+def test_runtime_selects_the_python_version(aws, make_function, runtime):
+    source = "import sys, boto3\n\ndef handler(event, context):\n    return '%d.%d' % sys.version_info[:2]\n"
+    name, _ = make_function(source, runtime=runtime)
+    error, version = invoke(aws("lambda"), name)
+    assert error is None
+    # Machines without that interpreter fall back to LocalStack's own (3.13).
+    assert version in (runtime.removeprefix("python"), "3.13")

@@ -1,0 +1,15 @@
+"""LocalStack lifecycle hooks of the harness."""
+
+from localstack.runtime import hooks
+
+
+@hooks.on_infra_shutdown()
+def stop_lambda_processes():
+    """Stop every local Lambda process before LocalStack exits.
+
+    Deleting a function right before shutdown can leave its environments running; this
+    makes sure none outlives the emulator.
+    """
+    from guardrails_localstack.executor import stop_all_executors
+
+    stop_all_executors()
