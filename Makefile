@@ -131,6 +131,9 @@ sanity: build
 	mkdir -p $(SANITY_ROOT)/ansible_collections/guardrails/ec2 $(SANITY_ROOT)/ansible_collections/amazon $(SANITY_ROOT)/home
 	tar -xzf $(BUILD_DIR)/dist/guardrails-ec2-*.tar.gz -C $(SANITY_ROOT)/ansible_collections/guardrails/ec2
 	ln -sfn $(SITE_PACKAGES)/ansible_collections/amazon/aws $(SANITY_ROOT)/ansible_collections/amazon/aws
+	# ansible-test lists files with git; inside this checkout it would see the parent repo
+	# (where .build is ignored), so the unpacked tree gets an index of its own.
+	cd $(SANITY_ROOT)/ansible_collections/guardrails/ec2 && git init -q && git add -A
 	HOME=$(SANITY_ROOT)/home $(BIN)/python tools/sanity-bootstrap.py
 	cd $(SANITY_ROOT)/ansible_collections/guardrails/ec2 && \
 	  HOME=$(SANITY_ROOT)/home $(BIN)/ansible-test sanity --local --python 3.13 --requirements --color no

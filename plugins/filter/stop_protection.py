@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Filters that turn the stop_protection role's variables into a validated deployment plan."""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.guardrails.ec2.plugins.module_utils import protection
+
+
+def _known_regions():
+    """Regions botocore knows in every partition, or None when it cannot tell."""
+    try:
+        import botocore.session
+    except ImportError:
+        return None
+    session = botocore.session.get_session()
+    regions = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return regions or None
+
+
+def stop_protection_plan(
+    hosts,
+    name="EC2Protect",
+    selector=protection.MODE_INSTANCE_IDS,
+    instance_ids=None,
+    region=None,
+    regions=None,
+    tag_key=None,
+    tag_value=None,
+    bypass_tag_key="StopProtectionBypass",
+    attribution=False,
+    notification_topic_arn=None,
+    failure_destination_arn=None,
+    require_instances=True,
+):
+    known = _known_regions()
+    try:
+        if region:
+            protection.validate_region(region, known, source="stop_protection_region")
+        pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
+        instances = []
+        if selector == protection.MODE_INSTANCE_IDS:
+            instances = protection.collect_instances(pairs, instance_ids or [], region, known)
+        extra = list(regions or [])
+        if region and (selector == protection.MODE_TAG or not require_instances):
+            extra.append(region)
+        return protection.build_plan(
+            name,
+            mode=selector,
+            instances=instances,
+            regions=sorted(set(extra)),
+            tag_key=tag_key,
+            tag_value=tag_value,
+            bypass_tag_key=bypass_tag_key,
+            attribution=attribution,
+            notification_topic_arn=notification_topic_arn,
+            failure_destination_arn=failure_destination_arn,
+            require_instances=require_instances,
+            known_regions=known,
+        )
+    except protection.ProtectionError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def stop_protection_policy(
+    plan,
+    account,
+    partition="aws",
+    tag_key=None,
+    tag_value=None,
+    notification_topic_arn=None,
+    failure_destination_arn=None,
+    attribution=False,
+):
+    document, scope = protection.build_policy(
+        plan,
+        account,
+        partition,
+        tag_key=tag_key,
+        tag_value=tag_value,
+        notification_topic_arn=notification_topic_arn or None,
+        failure_destination_arn=failure_destination_arn or None,
+        attribution=attribution,
+    )
+    return {"document": document, "scope": scope}
+
+
+def stop_protection_environment(
+    plan, tag_key=None, tag_value=None, bypass_tag_key=None, notification_topic_arn=None, attribution=False
+):
+    return protection.lambda_environment(
+        plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn or None, attribution
+    )
+
+
+def stop_protection_summary(plan, account, partition, policy_scope):
+    """What the role deployed, per region: the role's ``stop_protection_summary`` output."""
+    return {
+        "name": plan["name"],
+        "state": "present",
+        "mode": plan["mode"],
+        "policy_scope": policy_scope,
+        "role": plan["names"]["role"],
+        "policy": plan["names"]["policy"],
+        "regions": [
+            {
+                "region": entry["region"],
+                "instances": len(entry["instance_ids"]),
+                "function_arn": protection.function_arn(
+                    partition, entry["region"], account, plan["names"]["function"]
+                ),
+                "rules": [rule["name"] for rule in entry["rules"]],
+            }
+            for entry in plan["regions"]
+        ],
+    }
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "stop_protection_plan": stop_protection_plan,
+            "stop_protection_policy": stop_protection_policy,
+            "stop_protection_environment": stop_protection_environment,
+            "stop_protection_summary": stop_protection_summary,
+        }

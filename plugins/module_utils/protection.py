@@ -1,0 +1,414 @@
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The facts of stop protection, each built in one place: names, event patterns, sharding,
+the IAM policy, and input validation.
+
+Pure functions without AWS calls, shared by the role's filter plugin, the modules and the
+unit tests.
+"""
+
+import json
+import re
+
+MODE_INSTANCE_IDS = "instance_ids"
+MODE_TAG = "tag"
+
+STATE_CHANGE_DETAIL_TYPE = "EC2 Instance State-change Notification"
+API_CALL_DETAIL_TYPE = "AWS API Call via CloudTrail"
+
+# EventBridge rejects event patterns longer than this many characters.
+MAX_EVENT_PATTERN_CHARS = 2048
+# IAM managed policies may hold this many characters, white space not counted.
+MAX_MANAGED_POLICY_CHARS = 6144
+# Default quota of rules on one event bus.
+MAX_RULES_PER_BUS = 300
+# The longest suffix added to the base name: the attribution rule "<name>-attribution".
+ATTRIBUTION_SUFFIX = "-attribution"
+# Lambda function names and rule names allow at most 64 characters.
+MAX_NAME_CHARS = 64 - len(ATTRIBUTION_SUFFIX)
+MAX_TAG_KEY_CHARS = 128
+MAX_TAG_VALUE_CHARS = 256
+
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+
+INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+# Lambda function names are the strictest of the names derived from the base name.
+BASE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d$")
+ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>\d{12}):(?P<resource>.+)$"
+)
+
+
+class ProtectionError(ValueError):
+    """Bad input, with a message that names the bad value."""
+
+
+# --- names -----------------------------------------------------------------------------
+
+
+def resource_names(name):
+    """Every resource name derived from the one base name."""
+    return {
+        "policy": name,
+        "role": f"{name}Role",
+        "function": name,
+        "log_group": f"/aws/lambda/{name}",
+        "rule_prefix": f"{name}-",
+        "attribution_rule": f"{name}{ATTRIBUTION_SUFFIX}",
+    }
+
+
+def rule_name(name, index):
+    """Rule ``index`` (1-based) of a deployment."""
+    return f"{name}-{index}"
+
+
+def rule_index(name, candidate):
+    """The shard number of ``candidate`` when it is a shard rule of deployment ``name``, else None."""
+    match = re.fullmatch(re.escape(name) + r"-([1-9][0-9]*)", candidate)
+    return int(match.group(1)) if match else None
+
+
+def function_arn(partition, region, account, name):
+    """The unqualified function ARN: a rule targeting a version would never see code updates."""
+    return f"arn:{partition}:lambda:{region}:{account}:function:{name}"
+
+
+def rule_arn(partition, region, account, rule):
+    return f"arn:{partition}:events:{region}:{account}:rule/{rule}"
+
+
+# --- event patterns and sharding ---------------------------------------------------------
+
+
+def _compact(document):
+    return json.dumps(document, separators=(",", ":"))
+
+
+def state_change_pattern(instance_ids=None):
+    """The pattern for "stopped" notifications, of the given instances or (None) of all."""
+    detail = {"state": ["stopped"]}
+    if instance_ids is not None:
+        detail["instance-id"] = list(instance_ids)
+    return _compact({"source": ["aws.ec2"], "detail-type": [STATE_CHANGE_DETAIL_TYPE], "detail": detail})
+
+
+def attribution_pattern():
+    """The pattern for CloudTrail-recorded StopInstances calls."""
+    return _compact(
+        {
+            "source": ["aws.ec2"],
+            "detail-type": [API_CALL_DETAIL_TYPE],
+            "detail": {"eventSource": ["ec2.amazonaws.com"], "eventName": ["StopInstances"]},
+        }
+    )
+
+
+def shard_instance_ids(instance_ids, limit=MAX_EVENT_PATTERN_CHARS):
+    """Split sorted instance ids into as few groups as keep every pattern within ``limit``."""
+    empty = len(state_change_pattern([]))
+    shards, current, length = [], [], empty
+    for instance_id in sorted(instance_ids):
+        added = len(json.dumps(instance_id)) + (1 if current else 0)
+        if current and length + added > limit:
+            shards.append(current)
+            current, length = [], empty
+            added = len(json.dumps(instance_id))
+        current.append(instance_id)
+        length += added
+    if current:
+        shards.append(current)
+    return shards
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def validate_name(name):
+    if not isinstance(name, str) or not BASE_NAME.match(name):
+        raise ProtectionError(
+            f"stop_protection_name {name!r} is invalid: use letters, digits, '-' and '_' only "
+            "(it names the Lambda function, whose name allows nothing else)"
+        )
+    if len(name) > MAX_NAME_CHARS:
+        raise ProtectionError(
+            f"stop_protection_name {name!r} is {len(name)} characters long; at most {MAX_NAME_CHARS} fit, "
+            f"because rule '{name}{ATTRIBUTION_SUFFIX}' and function names allow 64"
+        )
+    return name
+
+
+def validate_region(region, known_regions=None, source="region"):
+    if not isinstance(region, str) or not REGION.match(region):
+        raise ProtectionError(f"{source} {region!r} is not an AWS region name (like 'eu-west-1')")
+    if known_regions and region not in known_regions:
+        raise ProtectionError(f"{source} {region!r} is not a region AWS knows")
+    return region
+
+
+def validate_instance_id(instance_id, source="instance id"):
+    if not isinstance(instance_id, str) or not INSTANCE_ID.match(instance_id):
+        raise ProtectionError(
+            f"{source} {instance_id!r} is not an EC2 instance id (i- followed by 8 or 17 hex digits)"
+        )
+    return instance_id
+
+
+def validate_tag(key, value=None, variable="stop_protection_tag_key"):
+    if not isinstance(key, str) or not key.strip():
+        raise ProtectionError(f"{variable} must be a non-empty tag key, got {key!r}")
+    if len(key) > MAX_TAG_KEY_CHARS:
+        raise ProtectionError(f"{variable} {key!r} is longer than {MAX_TAG_KEY_CHARS} characters")
+    if key.lower().startswith("aws:"):
+        raise ProtectionError(f"{variable} {key!r} uses the reserved prefix 'aws:'")
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_TAG_VALUE_CHARS):
+        raise ProtectionError(
+            f"tag value {value!r} for {key!r} must be a string of at most {MAX_TAG_VALUE_CHARS} characters"
+        )
+    return key
+
+
+def validate_arn(arn, services, variable):
+    """An ARN of one of ``services`` (e.g. ``("sqs", "sns")``), or None."""
+    if arn in (None, ""):
+        return None
+    match = ARN.match(arn) if isinstance(arn, str) else None
+    if not match:
+        raise ProtectionError(f"{variable} {arn!r} is not an ARN")
+    if match.group("service") not in services:
+        raise ProtectionError(
+            f"{variable} {arn!r} is a {match.group('service')} ARN; it must be one of: {', '.join(services)}"
+        )
+    return arn
+
+
+def collect_instances(hosts, explicit_ids, default_region, known_regions=None):
+    """``[(instance_id, region, source)]`` from inventory hosts or an explicit list.
+
+    ``hosts`` are ``(inventory_hostname, hostvars)`` pairs; each names its instance in
+    ``instance_id`` and its region in ``placement.region``, else ``region``, else the default.
+    ``explicit_ids`` (when given) wins over the hosts: strings, or dicts with
+    ``instance_id`` and optional ``region``.
+    """
+    found = []
+    if explicit_ids:
+        for position, entry in enumerate(explicit_ids):
+            source = f"stop_protection_instance_ids[{position}]"
+            if isinstance(entry, dict):
+                instance_id, region = entry.get("instance_id"), entry.get("region") or default_region
+            else:
+                instance_id, region = entry, default_region
+            found.append((validate_instance_id(instance_id, source), region, source))
+    else:
+        for hostname, hostvars in hosts:
+            source = f"host {hostname}"
+            instance_id = hostvars.get("instance_id")
+            if instance_id is None:
+                raise ProtectionError(f"{source} has no instance_id hostvar")
+            placement = hostvars.get("placement") or {}
+            region = placement.get("region") if isinstance(placement, dict) else None
+            region = region or hostvars.get("region") or default_region
+            found.append((validate_instance_id(instance_id, source), region, source))
+    for instance_id, region, source in found:
+        if not region:
+            raise ProtectionError(
+                f"{source} ({instance_id}) names no region and stop_protection_region is not set"
+            )
+        validate_region(region, known_regions, source=f"region of {source}")
+    seen = {}
+    duplicates = []
+    for instance_id, _region, source in found:
+        if instance_id in seen:
+            duplicates.append(f"{instance_id} ({seen[instance_id]} and {source})")
+        else:
+            seen[instance_id] = source
+    if duplicates:
+        raise ProtectionError("instance ids listed more than once: " + "; ".join(duplicates))
+    return found
+
+
+def build_plan(
+    name,
+    mode=MODE_INSTANCE_IDS,
+    instances=(),
+    regions=(),
+    tag_key=None,
+    tag_value=None,
+    bypass_tag_key=None,
+    attribution=False,
+    notification_topic_arn=None,
+    failure_destination_arn=None,
+    require_instances=True,
+    known_regions=None,
+):
+    """What to deploy, per region: validated, sharded, ready for the role's tasks.
+
+    ``instances`` are ``(instance_id, region, source)`` from ``collect_instances``.
+    ``regions`` adds regions without instances (tag mode protects by tag in each; removal
+    cleans them up).
+    """
+    validate_name(name)
+    if mode not in (MODE_INSTANCE_IDS, MODE_TAG):
+        raise ProtectionError(f"stop_protection_selector {mode!r} must be 'instance_ids' or 'tag'")
+    if mode == MODE_TAG:
+        validate_tag(tag_key, tag_value)
+    validate_tag(bypass_tag_key, variable="stop_protection_bypass_tag_key")
+    if mode == MODE_TAG and bypass_tag_key == tag_key:
+        raise ProtectionError(
+            f"the bypass tag key {bypass_tag_key!r} must differ from the protection tag key"
+        )
+    validate_arn(notification_topic_arn, ("sns",), "stop_protection_notification_topic_arn")
+    validate_arn(failure_destination_arn, ("sqs", "sns"), "stop_protection_failure_destination_arn")
+    for region in regions:
+        validate_region(region, known_regions, source="stop_protection_regions entry")
+
+    by_region = {}
+    for instance_id, region, _source in instances:
+        by_region.setdefault(region, []).append(instance_id)
+    for region in regions:
+        by_region.setdefault(region, [])
+    if mode == MODE_INSTANCE_IDS and require_instances and not any(by_region.values()):
+        raise ProtectionError(
+            "no instances selected: the inventory group is empty or missing and stop_protection_instance_ids is empty"
+        )
+
+    names = resource_names(name)
+    plan_regions = []
+    for region in sorted(by_region):
+        ids = sorted(by_region[region])
+        if mode == MODE_TAG:
+            rules = [{"name": rule_name(name, 1), "pattern": state_change_pattern(), "instance_ids": []}]
+        else:
+            rules = [
+                {
+                    "name": rule_name(name, index),
+                    "pattern": state_change_pattern(shard),
+                    "instance_ids": shard,
+                }
+                for index, shard in enumerate(shard_instance_ids(ids), start=1)
+            ]
+        if len(rules) + (1 if attribution else 0) > MAX_RULES_PER_BUS:
+            raise ProtectionError(
+                f"{len(ids)} instances in {region} need {len(rules)} rules, more than the {MAX_RULES_PER_BUS} "
+                "an event bus holds by default; use stop_protection_selector: tag"
+            )
+        if attribution:
+            rules.append(
+                {"name": names["attribution_rule"], "pattern": attribution_pattern(), "instance_ids": []}
+            )
+        plan_regions.append({"region": region, "instance_ids": ids, "rules": rules})
+    return {"name": name, "mode": mode, "names": names, "regions": plan_regions}
+
+
+# --- IAM ---------------------------------------------------------------------------------------
+
+
+def policy_length(document):
+    """Characters IAM counts against the managed-policy limit (white space excluded)."""
+    return len(re.sub(r"\s+", "", json.dumps(document)))
+
+
+def build_policy(
+    plan,
+    account,
+    partition="aws",
+    tag_key=None,
+    tag_value=None,
+    notification_topic_arn=None,
+    failure_destination_arn=None,
+    attribution=False,
+):
+    """The least-privilege managed policy for a plan from ``build_plan``.
+
+    Returns ``(document, scope)``: scope is ``instances`` (StartInstances on each protected
+    instance ARN), ``region`` (on every instance ARN of the protected regions, when the
+    list would not fit in a managed policy) or ``tag`` (on instances carrying the tag).
+    StartInstances is never allowed on ``*``.
+    """
+    name = plan["names"]["function"]
+    regions = [entry["region"] for entry in plan["regions"]]
+    statements = []
+
+    def instance_arn(region, instance_id):
+        return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
+
+    start = {"Sid": "StartProtectedInstances", "Effect": "Allow", "Action": "ec2:StartInstances"}
+    if plan["mode"] == MODE_TAG:
+        scope = "tag"
+        start["Resource"] = [instance_arn(region, "*") for region in regions]
+        start["Condition"] = {"StringEquals": {f"aws:ResourceTag/{tag_key}": tag_value}}
+    else:
+        scope = "instances"
+        start["Resource"] = [
+            instance_arn(entry["region"], instance_id)
+            for entry in plan["regions"]
+            for instance_id in entry["instance_ids"]
+        ]
+    statements.append(start)
+    statements.append(
+        {"Sid": "ReadInstanceState", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}
+    )
+    statements.append(
+        {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [
+                f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{name}:*"
+                for region in regions
+            ],
+        }
+    )
+    if notification_topic_arn:
+        statements.append(
+            {
+                "Sid": "NotifyTopic",
+                "Effect": "Allow",
+                "Action": "sns:Publish",
+                "Resource": notification_topic_arn,
+            }
+        )
+    if failure_destination_arn:
+        service = ARN.match(failure_destination_arn).group("service")
+        action = "sqs:SendMessage" if service == "sqs" else "sns:Publish"
+        statements.append(
+            {
+                "Sid": "SendFailedEvents",
+                "Effect": "Allow",
+                "Action": action,
+                "Resource": failure_destination_arn,
+            }
+        )
+    if attribution and plan["mode"] == MODE_INSTANCE_IDS:
+        statements.append(
+            {
+                "Sid": "ReadOwnRules",
+                "Effect": "Allow",
+                "Action": "events:DescribeRule",
+                "Resource": [rule_arn(partition, region, account, f"{name}-*") for region in regions],
+            }
+        )
+    document = {"Version": "2012-10-17", "Statement": statements}
+    if policy_length(document) > MAX_MANAGED_POLICY_CHARS and scope == "instances":
+        # Too many instance ARNs for one managed policy: allow the protected regions'
+        # instances of this account instead (still never "*").
+        start["Resource"] = [instance_arn(region, "*") for region in regions]
+        scope = "region"
+    return document, scope
+
+
+def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn, attribution):
+    """The function's configuration: environment variables only."""
+    env = {"PROTECTION_MODE": plan["mode"], "BYPASS_TAG_KEY": bypass_tag_key}
+    if plan["mode"] == MODE_TAG:
+        env.update(PROTECTION_TAG_KEY=tag_key, PROTECTION_TAG_VALUE=tag_value)
+    if notification_topic_arn:
+        env["NOTIFICATION_TOPIC_ARN"] = notification_topic_arn
+    if attribution:
+        env["RULE_NAME_PREFIX"] = plan["names"]["rule_prefix"]
+    return env

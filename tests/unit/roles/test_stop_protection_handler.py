@@ -1,0 +1,400 @@
+"""Unit tests for the restart Lambda (roles/stop_protection/files/stop_protection_handler.py)."""
+
+import importlib.util
+import json
+from pathlib import Path
+from unittest import mock
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+HANDLER_PATH = Path(__file__).resolve().parents[3] / "roles/stop_protection/files/stop_protection_handler.py"
+REGION = "eu-west-1"
+
+
+def load_handler():
+    spec = importlib.util.spec_from_file_location("stop_protection_handler", HANDLER_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for key, value in {
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PROTECTION_MODE": "instance_ids",
+        "BYPASS_TAG_KEY": "StopProtectionBypass",
+    }.items():
+        monkeypatch.setenv(key, value)
+    for key in ("NOTIFICATION_TOPIC_ARN", "PROTECTION_TAG_KEY", "PROTECTION_TAG_VALUE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def fn(env):
+    module = load_handler()
+    module.time.sleep = lambda _seconds: None
+    return module
+
+
+@pytest.fixture
+def aws(env):
+    with mock_aws():
+        yield boto3.client("ec2", region_name=REGION)
+
+
+def run_instance(ec2, tags=None, state="stopped"):
+    kwargs = {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": 1, "InstanceType": "t3.micro"}
+    if tags:
+        kwargs["TagSpecifications"] = [
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
+    instance_id = ec2.run_instances(**kwargs)["Instances"][0]["InstanceId"]
+    if state == "stopped":
+        ec2.stop_instances(InstanceIds=[instance_id])
+    elif state == "terminated":
+        ec2.terminate_instances(InstanceIds=[instance_id])
+    return instance_id
+
+
+def state_of(ec2, instance_id):
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"][
+        "Name"
+    ]
+
+
+def stopped_event(instance_id, state="stopped"):
+    return {
+        "version": "0",
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": "EC2 Instance State-change Notification",
+        "source": "aws.ec2",
+        "account": "123456789012",
+        "region": REGION,
+        "resources": [f"arn:aws:ec2:{REGION}:123456789012:instance/{instance_id}"],
+        "detail": {"instance-id": instance_id, "state": state},
+    }
+
+
+def log_lines(capsys):
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def client_error(code, operation="StartInstances"):
+    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"}}, operation)
+
+
+class FakeContext:
+    def __init__(self, remaining_ms=60_000):
+        self.remaining = remaining_ms
+
+    def get_remaining_time_in_millis(self):
+        return self.remaining
+
+
+# --- decisions against moto -------------------------------------------------------------
+
+
+def test_starts_a_stopped_instance_and_logs_one_decision(fn, aws, capsys):
+    instance_id = run_instance(aws)
+    result = fn.handler(stopped_event(instance_id), FakeContext())
+    assert result["action"] == "started"
+    assert state_of(aws, instance_id) in ("pending", "running")
+    (line,) = log_lines(capsys)
+    assert line["instance_id"] == instance_id
+    assert line["region"] == REGION
+    assert line["action"] == "started"
+    assert line["state_reason_code"] == "Client.UserInitiatedShutdown"
+    assert isinstance(line["duration_ms"], float)
+
+
+def test_bypass_tag_leaves_the_instance_stopped(fn, aws, capsys):
+    instance_id = run_instance(aws, tags={"StopProtectionBypass": "maintenance until 14:00"})
+    assert fn.handler(stopped_event(instance_id), FakeContext())["action"] == "skipped-bypass"
+    assert state_of(aws, instance_id) == "stopped"
+    assert "StopProtectionBypass" in log_lines(capsys)[0]["reason"]
+
+
+def test_custom_bypass_tag_key(fn, aws, env):
+    env.setenv("BYPASS_TAG_KEY", "Maintenance")
+    instance_id = run_instance(aws, tags={"Maintenance": "yes"})
+    assert fn.handler(stopped_event(instance_id), None)["action"] == "skipped-bypass"
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"StopProtection": "enabled"}, "started"),
+        ({"StopProtection": "disabled"}, "skipped-not-protected"),
+        ({}, "skipped-not-protected"),
+    ],
+)
+def test_tag_mode_acts_only_on_tagged_instances(fn, aws, env, tags, expected):
+    env.setenv("PROTECTION_MODE", "tag")
+    env.setenv("PROTECTION_TAG_KEY", "StopProtection")
+    env.setenv("PROTECTION_TAG_VALUE", "enabled")
+    instance_id = run_instance(aws, tags=tags)
+    assert fn.handler(stopped_event(instance_id), None)["action"] == expected
+    assert (state_of(aws, instance_id) == "stopped") == (expected != "started")
+
+
+@pytest.mark.parametrize("state", ["running", "terminated"])
+def test_instance_no_longer_stopped_is_left_alone(fn, aws, capsys, state):
+    instance_id = run_instance(aws, state=state)
+    result = fn.handler(stopped_event(instance_id), None)
+    assert result["action"] == "skipped-state"
+    assert result["state"] == state
+    assert state_of(aws, instance_id) == state
+
+
+def test_unknown_instance_is_nothing_to_do(fn, aws):
+    result = fn.handler(stopped_event("i-0123456789abcdef0"), None)
+    assert result["action"] == "skipped-state"
+    assert result["state"] == "not-found"
+
+
+@pytest.mark.parametrize("event_state", ["stopping", "running", "pending", "terminated"])
+def test_events_for_other_states_are_skipped(fn, aws, event_state):
+    instance_id = run_instance(aws)
+    assert fn.handler(stopped_event(instance_id, event_state), None)["action"] == "skipped-state"
+    assert state_of(aws, instance_id) == "stopped"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "not an object",
+        [],
+        {"detail-type": "EC2 Instance State-change Notification"},
+        {"detail-type": "EC2 Instance State-change Notification", "detail": {"state": "stopped"}},
+        {
+            "detail-type": "EC2 Instance State-change Notification",
+            "detail": {"instance-id": 42, "state": "stopped"},
+        },
+        {"detail-type": "Something Else", "detail": {}},
+    ],
+)
+def test_malformed_events_are_ignored_without_raising(fn, aws, capsys, event):
+    assert fn.handler(event, None)["action"] == "ignored"
+    (line,) = log_lines(capsys)
+    assert line["action"] == "ignored"
+
+
+def test_region_comes_from_the_runtime(fn, aws, env):
+    env.setenv("AWS_REGION", "ap-southeast-2")
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="ap-southeast-2")
+        instance_id = run_instance(ec2)
+        fn._CLIENTS.clear()
+        assert (
+            fn.handler(stopped_event(instance_id) | {"region": "ap-southeast-2"}, None)["action"] == "started"
+        )
+    assert "us-east-1" not in HANDLER_PATH.read_text()
+
+
+# --- retries and failures, with stubbed clients ----------------------------------------------
+
+
+def stub_ec2(fn, states, start_effects=()):
+    """An EC2 client whose describe returns `states` in turn and whose start follows `start_effects`."""
+    ec2 = mock.MagicMock()
+    ec2.describe_instances.side_effect = [
+        {
+            "Reservations": [
+                {
+                    "Instances": [
+                        {
+                            "InstanceId": "i-0aaaaaaaaaaaaaaaa",
+                            "State": {"Name": state},
+                            "StateReason": {"Code": "Client.InstanceInitiatedShutdown"},
+                            "Tags": [],
+                        }
+                    ]
+                }
+            ]
+        }
+        for state in states
+    ]
+    ec2.start_instances.side_effect = list(start_effects) or None
+    fn._CLIENTS.update(ec2=ec2, sns=mock.MagicMock())
+    return ec2
+
+
+def test_waits_while_the_instance_is_still_stopping(fn, env):
+    ec2 = stub_ec2(fn, ["stopping", "stopping", "stopped"])
+    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert result["action"] == "started"
+    assert ec2.describe_instances.call_count == 3
+    assert result["state_reason_code"] == "Client.InstanceInitiatedShutdown"
+
+
+def test_incorrect_instance_state_is_retried_then_succeeds(fn, env):
+    ec2 = stub_ec2(fn, ["stopped"], [client_error("IncorrectInstanceState")] * 2 + [{}])
+    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert result["action"] == "started"
+    assert result["start_retries"] == 2
+    assert ec2.start_instances.call_count == 3
+
+
+def test_incorrect_instance_state_gives_up_after_its_retries(fn, env, capsys):
+    attempts = len(fn.START_RETRY_DELAYS) + 1
+    stub_ec2(fn, ["stopped"], [client_error("IncorrectInstanceState")] * attempts)
+    with pytest.raises(fn.RestartFailed, match="IncorrectInstanceState"):
+        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert log_lines(capsys)[-1]["action"] == "failed"
+
+
+def test_retries_stop_when_the_invocation_runs_out_of_time(fn, env):
+    ec2 = stub_ec2(fn, ["stopped"], [client_error("IncorrectInstanceState")] * 10)
+    with pytest.raises(fn.RestartFailed):
+        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(remaining_ms=3200))
+    assert ec2.start_instances.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "code", ["InsufficientInstanceCapacity", "Throttling", "RequestLimitExceeded", "UnauthorizedOperation"]
+)
+def test_other_errors_raise_for_lambda_retries(fn, env, capsys, code):
+    ec2 = stub_ec2(fn, ["stopped"], [client_error(code)])
+    with pytest.raises(fn.RestartFailed, match=code):
+        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert ec2.start_instances.call_count == 1
+    line = log_lines(capsys)[-1]
+    assert (line["action"], line["error_code"]) == ("failed", code)
+
+
+def test_instance_vanishing_before_start_is_not_a_failure(fn, env):
+    stub_ec2(fn, ["stopped"], [client_error("InvalidInstanceID.NotFound")])
+    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert (result["action"], result["state"]) == ("skipped-state", "not-found")
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+
+def test_notification_on_restart_and_on_failure(fn, env):
+    env.setenv("NOTIFICATION_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:restarts")
+    stub_ec2(fn, ["stopped"])
+    fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    sns = fn._CLIENTS["sns"]
+    (call,) = sns.publish.call_args_list
+    assert call.kwargs["TopicArn"] == "arn:aws:sns:eu-west-1:123456789012:restarts"
+    assert "Restarted i-0aaaaaaaaaaaaaaaa" in call.kwargs["Subject"]
+    assert "Client.InstanceInitiatedShutdown" in call.kwargs["Message"]
+
+    stub_ec2(fn, ["stopped"], [client_error("InsufficientInstanceCapacity")])
+    with pytest.raises(fn.RestartFailed):
+        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    message = fn._CLIENTS["sns"].publish.call_args.kwargs["Message"]
+    assert "InsufficientInstanceCapacity" in message
+
+
+def test_no_notification_without_topic(fn, env):
+    stub_ec2(fn, ["stopped"])
+    fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    fn._CLIENTS["sns"].publish.assert_not_called()
+
+
+def test_failed_notification_does_not_fail_the_restart(fn, env, capsys):
+    env.setenv("NOTIFICATION_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:gone")
+    stub_ec2(fn, ["stopped"])
+    fn._CLIENTS["sns"].publish.side_effect = client_error("NotFound", "Publish")
+    assert fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())["action"] == "started"
+    assert [line["action"] for line in log_lines(capsys)] == ["started", "notify-failed"]
+
+
+def test_notification_reaches_a_real_topic(fn, aws, env):
+    sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    topic = sns.create_topic(Name="restarts")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    env.setenv("NOTIFICATION_TOPIC_ARN", topic)
+    instance_id = run_instance(aws)
+    fn.handler(stopped_event(instance_id), None)
+    (message,) = sqs.receive_message(QueueUrl=queue_url)["Messages"]
+    assert instance_id in json.loads(message["Body"])["Message"]
+
+
+# --- attribution -----------------------------------------------------------------------------
+
+
+def api_call_event(instance_ids, event_name="StopInstances"):
+    return {
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.ec2",
+        "region": REGION,
+        "detail": {
+            "eventName": event_name,
+            "eventTime": "2026-11-27T03:04:05Z",
+            "sourceIPAddress": "203.0.113.7",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/alice"},
+            "requestParameters": {
+                "instancesSet": {"items": [{"instanceId": i} for i in instance_ids]},
+                "force": False,
+            },
+        },
+    }
+
+
+def test_attribution_logs_the_caller_and_starts_nothing(fn, aws, capsys):
+    instance_id = run_instance(aws)
+    result = fn.handler(api_call_event([instance_id]), None)
+    (record,) = result["attributed"]
+    assert record["caller_arn"] == "arn:aws:iam::123456789012:user/alice"
+    assert record["source_ip"] == "203.0.113.7"
+    assert record["event_time"] == "2026-11-27T03:04:05Z"
+    assert state_of(aws, instance_id) == "stopped"
+    assert log_lines(capsys)[0]["action"] == "attributed"
+
+
+def test_attribution_in_tag_mode_only_for_tagged_instances(fn, aws, env):
+    env.setenv("PROTECTION_MODE", "tag")
+    tagged = run_instance(aws, tags={"StopProtection": "enabled"})
+    untagged = run_instance(aws)
+    result = fn.handler(api_call_event([tagged, untagged]), None)
+    assert [r["instance_id"] for r in result["attributed"]] == [tagged]
+
+
+def test_attribution_in_instance_mode_only_for_instances_in_our_rules(fn, aws, env):
+    events = boto3.client("events", region_name=REGION)
+    protected, other = run_instance(aws), run_instance(aws)
+    pattern = {"source": ["aws.ec2"], "detail": {"state": ["stopped"], "instance-id": [protected]}}
+    events.put_rule(Name="EC2Protect-1", EventPattern=json.dumps(pattern))
+    events.put_rule(Name="EC2Protect-attribution", EventPattern=json.dumps({"source": ["aws.ec2"]}))
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    result = fn.handler(api_call_event([protected, other]), None)
+    assert [r["instance_id"] for r in result["attributed"]] == [protected]
+
+
+def test_other_api_calls_are_ignored(fn, aws):
+    assert fn.handler(api_call_event(["i-1"], "StartInstances"), None) == {"attributed": []}
+
+
+# --- cold start --------------------------------------------------------------------------------
+
+
+def test_clients_are_built_once_per_container(fn, aws):
+    instance_id = run_instance(aws)
+    with mock.patch.object(fn.boto3, "client", wraps=boto3.client) as make_client:
+        fn.handler(stopped_event(instance_id), None)
+        fn.handler(stopped_event(instance_id), None)
+    assert make_client.call_count == 3  # ec2, sns and events, once each
+
+
+def test_imports_only_the_standard_library_and_boto3():
+    imported = {
+        line.split()[1].split(".")[0]
+        for line in HANDLER_PATH.read_text().splitlines()
+        if line.startswith(("import ", "from "))
+    }
+    assert imported <= {"json", "os", "time", "boto3", "botocore"}
