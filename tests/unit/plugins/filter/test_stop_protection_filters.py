@@ -1,0 +1,66 @@
+"""The role's filters: inventory in, validated plan out; errors name the bad value."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.guardrails.ec2.plugins.filter import stop_protection as f
+
+
+def host(name, instance_id, **extra):
+    return {"inventory_hostname": name, "instance_id": instance_id, **extra}
+
+
+def test_plan_from_inventory_hosts():
+    plan = f.stop_protection_plan(
+        [
+            host("a", "i-0000000000000000a", placement={"region": "eu-west-1"}),
+            host("b", "i-0000000000000000b"),
+        ],
+        region="us-east-1",
+    )
+    assert [(r["region"], r["instance_ids"]) for r in plan["regions"]] == [
+        ("eu-west-1", ["i-0000000000000000a"]),
+        ("us-east-1", ["i-0000000000000000b"]),
+    ]
+
+
+def test_explicit_ids_win_over_the_group():
+    plan = f.stop_protection_plan(
+        [host("a", "i-0000000000000000a")], instance_ids=["i-0000000000000000c"], region="eu-west-1"
+    )
+    assert plan["regions"][0]["instance_ids"] == ["i-0000000000000000c"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"region": "eu-west-1"}, "no instances selected"),
+        (
+            {"region": "xx-nowhere-9", "instance_ids": ["i-0000000000000000a"]},
+            "'xx-nowhere-9' is not a region AWS knows",
+        ),
+        ({"region": "eu-west-1", "instance_ids": ["vol-0123"]}, "'vol-0123'"),
+        ({"region": "eu-west-1", "selector": "tag", "tag_key": ""}, "stop_protection_tag_key"),
+    ],
+)
+def test_bad_input_raises_a_filter_error(kwargs, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        f.stop_protection_plan([], **kwargs)
+
+
+def test_absent_needs_no_instances_and_keeps_the_region():
+    plan = f.stop_protection_plan([], region="eu-west-1", require_instances=False)
+    assert [r["region"] for r in plan["regions"]] == ["eu-west-1"]
+
+
+def test_summary_names_what_was_deployed():
+    plan = f.stop_protection_plan([], instance_ids=["i-0000000000000000a"], region="eu-west-1")
+    summary = f.stop_protection_summary(plan, "123456789012", "aws", "instances")
+    assert summary["regions"] == [
+        {
+            "region": "eu-west-1",
+            "instances": 1,
+            "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect",
+            "rules": ["EC2Protect-1"],
+        }
+    ]

@@ -1,0 +1,320 @@
+"""Naming, sharding, validation and policy building (plugins/module_utils/protection.py)."""
+
+import itertools
+import json
+import random
+
+import pytest
+
+from ansible_collections.guardrails.ec2.plugins.module_utils import protection as p
+
+
+def ids(count, seed=7):
+    rng = random.Random(seed)
+    return [f"i-{rng.getrandbits(68):017x}"[:19] for _ in range(count)]
+
+
+# --- names ---------------------------------------------------------------------------------
+
+
+def test_every_name_derives_from_the_base_name():
+    assert p.resource_names("EC2Protect") == {
+        "policy": "EC2Protect",
+        "role": "EC2ProtectRole",
+        "function": "EC2Protect",
+        "log_group": "/aws/lambda/EC2Protect",
+        "rule_prefix": "EC2Protect-",
+        "attribution_rule": "EC2Protect-attribution",
+    }
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [("EC2Protect-1", 1), ("EC2Protect-12", 12), ("EC2Protect-0", None), ("EC2Protect-2-1", None),
+     ("EC2Protect-attribution", None), ("EC2ProtectX-1", None), ("Other-1", None)],
+)  # fmt: skip
+def test_rule_index_recognises_only_our_shard_rules(candidate, expected):
+    assert p.rule_index("EC2Protect", candidate) == expected
+
+
+def test_function_arn_is_unqualified():
+    assert p.function_arn("aws", "eu-west-1", "123456789012", "EC2Protect") == (
+        "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
+    )
+
+
+# --- sharding --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 20, 85, 86, 200, 1000])
+def test_shards_cover_every_id_once_and_every_pattern_fits(count):
+    instance_ids = ids(count)
+    shards = p.shard_instance_ids(instance_ids)
+    assert sorted(i for shard in shards for i in shard) == sorted(instance_ids)
+    assert all(len(p.state_change_pattern(shard)) <= p.MAX_EVENT_PATTERN_CHARS for shard in shards)
+
+
+def test_shards_are_as_few_as_the_limit_allows():
+    shards = p.shard_instance_ids(ids(1000))
+    # Every shard but the last is full: one more id would overflow it.
+    for shard, following in itertools.pairwise(shards):
+        assert len(p.state_change_pattern([*shard, following[0]])) > p.MAX_EVENT_PATTERN_CHARS
+
+
+def test_sharding_does_not_depend_on_input_order():
+    instance_ids = ids(300)
+    shuffled = list(instance_ids)
+    random.Random(1).shuffle(shuffled)
+    assert p.shard_instance_ids(instance_ids) == p.shard_instance_ids(shuffled)
+
+
+def test_state_change_pattern_matches_aws_event_shape():
+    pattern = json.loads(p.state_change_pattern(["i-0123456789abcdef0"]))
+    assert pattern == {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Instance State-change Notification"],
+        "detail": {"state": ["stopped"], "instance-id": ["i-0123456789abcdef0"]},
+    }
+    assert "instance-id" not in json.loads(p.state_change_pattern())["detail"]
+
+
+# --- validation --------------------------------------------------------------------------------
+
+BAD_INPUTS = [
+    ({"name": "EC2 Protect"}, "'EC2 Protect'"),
+    ({"name": "x" * 53}, "53 characters"),
+    ({"name": "a.b"}, "'a.b'"),
+    ({"mode": "tags"}, "'tags'"),
+    ({"mode": "tag", "tag_key": ""}, "stop_protection_tag_key"),
+    ({"mode": "tag", "tag_key": "aws:owner", "tag_value": "x"}, "'aws:owner'"),
+    ({"mode": "tag", "tag_key": "k" * 129, "tag_value": "x"}, "longer than 128"),
+    ({"bypass_tag_key": ""}, "stop_protection_bypass_tag_key"),
+    ({"notification_topic_arn": "arn:aws:sqs:eu-west-1:123456789012:q"}, "is a sqs ARN"),
+    ({"failure_destination_arn": "arn:aws:lambda:eu-west-1:123456789012:function:f"}, "is a lambda ARN"),
+    ({"failure_destination_arn": "not-an-arn"}, "'not-an-arn' is not an ARN"),
+    ({"instances": []}, "no instances selected"),
+    ({"regions": ["moon-1"]}, "'moon-1'"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_INPUTS)
+def test_build_plan_rejects_bad_input_naming_the_value(overrides, message):
+    kwargs = {
+        "name": "EC2Protect",
+        "instances": [("i-0123456789abcdef0", "eu-west-1", "host a")],
+        "bypass_tag_key": "StopProtectionBypass",
+        "tag_key": "StopProtection",
+        "tag_value": "enabled",
+    } | overrides
+    with pytest.raises(p.ProtectionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        p.build_plan(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "explicit", "message"),
+    [
+        ([("web", {"instance_id": "i-123"})], [], "host web 'i-123'"),
+        ([("web", {})], [], "host web has no instance_id"),
+        ([], ["i-0123456789abcdef0", "i-0123456789abcdef0"], "listed more than once: i-0123456789abcdef0"),
+        (
+            [],
+            [{"instance_id": "i-0123456789abcdef0", "region": "eu-west-1"}, "i-0123456789ABCDEF0"],
+            "ABCDEF",
+        ),
+        ([("web", {"instance_id": "i-0123456789abcdef0", "region": "europe"})], [], "'europe'"),
+        ([("web", {"instance_id": "i-0123456789abcdef0"})], [], None),
+        ([], [42], "stop_protection_instance_ids\\[0\\] 42"),
+    ],
+)
+def test_collect_instances_rejects_bad_entries(hosts, explicit, message):
+    if message is None:
+        assert p.collect_instances(hosts, explicit, "us-east-1") == [
+            ("i-0123456789abcdef0", "us-east-1", "host web")
+        ]
+        return
+    with pytest.raises(p.ProtectionError, match=message):
+        p.collect_instances(hosts, explicit, "us-east-1")
+
+
+def test_region_is_taken_from_placement_then_region_then_default():
+    hosts = [
+        (
+            "a",
+            {
+                "instance_id": "i-0000000000000000a",
+                "placement": {"region": "eu-west-1"},
+                "region": "us-west-2",
+            },
+        ),
+        ("b", {"instance_id": "i-0000000000000000b", "region": "us-west-2"}),
+        ("c", {"instance_id": "i-0000000000000000c"}),
+    ]
+    found = p.collect_instances(hosts, [], "us-east-1")
+    assert [region for _, region, _ in found] == ["eu-west-1", "us-west-2", "us-east-1"]
+
+
+def test_missing_region_is_an_error():
+    with pytest.raises(p.ProtectionError, match="names no region"):
+        p.collect_instances([("a", {"instance_id": "i-0000000000000000a"})], [], "")
+
+
+def test_unknown_region_rejected_when_the_known_list_is_given():
+    with pytest.raises(p.ProtectionError, match="not a region AWS knows"):
+        p.collect_instances([], ["i-0000000000000000a"], "xx-nowhere-9", known_regions={"eu-west-1"})
+
+
+def test_too_many_shards_for_one_bus_is_refused():
+    many = [(i, "eu-west-1", "x") for i in ids(30000)]
+    with pytest.raises(p.ProtectionError, match="use stop_protection_selector: tag"):
+        p.build_plan("EC2Protect", instances=many, bypass_tag_key="B")
+
+
+def test_plan_groups_by_region_and_shards_each():
+    instances = [(i, "eu-west-1", "x") for i in ids(200)] + [("i-0123456789abcdef0", "us-east-1", "y")]
+    plan = p.build_plan("EC2Protect", instances=instances, bypass_tag_key="B", attribution=True)
+    regions = {entry["region"]: entry for entry in plan["regions"]}
+    assert [r["name"] for r in regions["eu-west-1"]["rules"]] == [
+        "EC2Protect-1", "EC2Protect-2", "EC2Protect-3", "EC2Protect-attribution",
+    ]  # fmt: skip
+    assert [r["name"] for r in regions["us-east-1"]["rules"]] == ["EC2Protect-1", "EC2Protect-attribution"]
+
+
+def test_tag_mode_has_one_rule_per_region_without_ids():
+    plan = p.build_plan(
+        "EC2Protect",
+        mode="tag",
+        regions=["eu-west-1", "us-east-1"],
+        tag_key="K",
+        tag_value="V",
+        bypass_tag_key="B",
+    )
+    assert [len(entry["rules"]) for entry in plan["regions"]] == [1, 1]
+    assert "instance-id" not in plan["regions"][0]["rules"][0]["pattern"]
+
+
+# --- IAM policy ---------------------------------------------------------------------------------
+
+
+def plan_for(instance_ids, region="eu-west-1", **kwargs):
+    return p.build_plan(
+        "EC2Protect", instances=[(i, region, "x") for i in instance_ids], bypass_tag_key="B", **kwargs
+    )
+
+
+def statement(document, sid):
+    (found,) = [s for s in document["Statement"] if s["Sid"] == sid]
+    return found
+
+
+def test_policy_allows_start_only_on_the_protected_instances():
+    document, scope = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
+    assert scope == "instances"
+    start = statement(document, "StartProtectedInstances")
+    assert start["Action"] == "ec2:StartInstances"
+    assert start["Resource"] == ["arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0"]
+    logs = statement(document, "WriteOwnLogs")
+    assert logs["Resource"] == ["arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/EC2Protect:*"]
+    assert "logs:CreateLogGroup" not in logs["Action"]
+
+
+def test_policy_falls_back_to_region_scope_when_too_long_but_never_star():
+    document, scope = p.build_policy(plan_for(ids(1000)), "123456789012")
+    assert scope == "region"
+    assert statement(document, "StartProtectedInstances")["Resource"] == [
+        "arn:aws:ec2:eu-west-1:123456789012:instance/*"
+    ]
+    assert p.policy_length(document) <= p.MAX_MANAGED_POLICY_CHARS
+
+
+def test_policy_in_tag_mode_is_conditioned_on_the_tag():
+    plan = p.build_plan(
+        "EC2Protect", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
+    )
+    document, scope = p.build_policy(plan, "123456789012", tag_key="K", tag_value="V")
+    start = statement(document, "StartProtectedInstances")
+    assert scope == "tag"
+    assert start["Condition"] == {"StringEquals": {"aws:ResourceTag/K": "V"}}
+
+
+def test_policy_grants_publish_and_send_only_on_configured_targets():
+    topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
+    queue = "arn:aws:sqs:eu-west-1:123456789012:failures"
+    document, _ = p.build_policy(
+        plan_for(["i-0123456789abcdef0"]),
+        "123456789012",
+        notification_topic_arn=topic,
+        failure_destination_arn=queue,
+    )
+    assert statement(document, "NotifyTopic") == {
+        "Sid": "NotifyTopic", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic,
+    }  # fmt: skip
+    assert statement(document, "SendFailedEvents")["Action"] == "sqs:SendMessage"
+    assert statement(document, "SendFailedEvents")["Resource"] == queue
+    bare, _ = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
+    assert {s["Sid"] for s in bare["Statement"]} == {
+        "StartProtectedInstances",
+        "ReadInstanceState",
+        "WriteOwnLogs",
+    }
+
+
+@pytest.mark.parametrize("mode", ["instance_ids", "tag"])
+@pytest.mark.parametrize("count", [1, 1000])
+def test_no_star_resource_for_start_instances_ever(mode, count):
+    if mode == "tag":
+        plan = p.build_plan(
+            "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
+        )
+    else:
+        plan = plan_for(ids(count))
+    document, _ = p.build_policy(plan, "123456789012", tag_key="K", tag_value="V")
+    for item in document["Statement"]:
+        resources = item["Resource"] if isinstance(item["Resource"], list) else [item["Resource"]]
+        actions = item["Action"] if isinstance(item["Action"], list) else [item["Action"]]
+        if any(a.startswith("ec2:Start") for a in actions):
+            assert "*" not in resources
+            assert all(r.startswith("arn:aws:ec2:eu-west-1:123456789012:instance/") for r in resources)
+        assert not any(a.endswith("*") for a in actions)
+
+
+def test_policy_documents_pass_parliament():
+    import parliament
+
+    topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
+    for document in (
+        p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", notification_topic_arn=topic)[0],
+        p.build_policy(plan_for(ids(1000)), "123456789012")[0],
+        p.build_policy(
+            p.build_plan(
+                "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
+            ),
+            "123456789012",
+            tag_key="K",
+            tag_value="V",
+        )[0],
+    ):
+        policy = parliament.analyze_policy_string(json.dumps(document))
+        assert [finding.issue for finding in policy.findings] == []
+    # The linter is awake: a misspelt action is a finding.
+    broken = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ec2:StartInstancez", "Resource": "*"}],
+    }
+    assert "UNKNOWN_ACTION" in [
+        f.issue for f in parliament.analyze_policy_string(json.dumps(broken)).findings
+    ]
+
+
+def test_environment_carries_only_what_the_function_needs():
+    plan = plan_for(["i-0123456789abcdef0"])
+    assert p.lambda_environment(plan, "K", "V", "B", None, False) == {
+        "PROTECTION_MODE": "instance_ids",
+        "BYPASS_TAG_KEY": "B",
+    }
+    tag_plan = p.build_plan(
+        "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
+    )
+    env = p.lambda_environment(tag_plan, "K", "V", "B", "arn:aws:sns:eu-west-1:123456789012:t", True)
+    assert env["PROTECTION_TAG_KEY"] == "K"
+    assert env["NOTIFICATION_TOPIC_ARN"] == "arn:aws:sns:eu-west-1:123456789012:t"
+    assert env["RULE_NAME_PREFIX"] == "N-"

@@ -1,0 +1,125 @@
+"""guardrails.ec2.lambda_event_invoke_config: compare, put and delete async invoke settings."""
+
+from unittest import mock
+
+import pytest
+from botocore.exceptions import ClientError
+
+from ansible_collections.guardrails.ec2.plugins.modules import lambda_event_invoke_config as m
+
+
+def not_found():
+    return ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "nope"}}, "Get")
+
+
+def client_with(config=None):
+    client = mock.MagicMock()
+    if config is None:
+        client.get_function_event_invoke_config.side_effect = not_found()
+    else:
+        client.get_function_event_invoke_config.return_value = config
+    return client
+
+
+def test_describe_maps_the_reply():
+    client = client_with(
+        {
+            "FunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
+            "MaximumRetryAttempts": 1,
+            "MaximumEventAgeInSeconds": 600,
+            "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:eu-west-1:123456789012:q"}},
+        }
+    )
+    assert m.describe_config(client, "f") == {
+        "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
+        "maximum_retry_attempts": 1,
+        "maximum_event_age_in_seconds": 600,
+        "on_failure_destination_arn": "arn:aws:sqs:eu-west-1:123456789012:q",
+    }
+    assert m.describe_config(client_with(None), "f") is None
+
+
+@pytest.mark.parametrize(
+    ("current", "changed"),
+    [
+        (None, True),
+        (
+            {
+                "maximum_retry_attempts": 2,
+                "maximum_event_age_in_seconds": 3600,
+                "on_failure_destination_arn": None,
+            },
+            False,
+        ),
+        (
+            {
+                "maximum_retry_attempts": 0,
+                "maximum_event_age_in_seconds": 3600,
+                "on_failure_destination_arn": None,
+            },
+            True,
+        ),
+        (
+            {
+                "maximum_retry_attempts": 2,
+                "maximum_event_age_in_seconds": 60,
+                "on_failure_destination_arn": None,
+            },
+            True,
+        ),
+        (
+            {
+                "maximum_retry_attempts": 2,
+                "maximum_event_age_in_seconds": 3600,
+                "on_failure_destination_arn": "x",
+            },
+            True,
+        ),
+    ],
+)
+def test_differs(current, changed):
+    desired = m.desired_config(
+        {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600, "on_failure_destination_arn": ""}
+    )
+    assert m.differs(current, desired) is changed
+
+
+def test_put_sends_the_destination_or_clears_it():
+    client = mock.MagicMock()
+    m.put_config(client, "f", None, {"maximum_retry_attempts": 1, "maximum_event_age_in_seconds": 60,
+                                     "on_failure_destination_arn": "arn:aws:sqs:eu-west-1:123456789012:q"})  # fmt: skip
+    kwargs = client.put_function_event_invoke_config.call_args.kwargs
+    assert kwargs["DestinationConfig"] == {
+        "OnFailure": {"Destination": "arn:aws:sqs:eu-west-1:123456789012:q"}
+    }
+    m.put_config(client, "f", "live", {"maximum_retry_attempts": 1, "maximum_event_age_in_seconds": 60,
+                                       "on_failure_destination_arn": None})  # fmt: skip
+    kwargs = client.put_function_event_invoke_config.call_args.kwargs
+    assert kwargs["DestinationConfig"] == {"OnFailure": {}, "OnSuccess": {}}
+    assert kwargs["Qualifier"] == "live"
+
+
+def test_delete_tolerates_missing_settings():
+    client = mock.MagicMock()
+    client.delete_function_event_invoke_config.side_effect = not_found()
+    m.delete_config(client, "f", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [({"maximum_retry_attempts": 3}, "got 3"), ({"maximum_event_age_in_seconds": 30}, "got 30")],
+)
+def test_out_of_range_values_fail_before_any_call(run_module, args, message):
+    with mock.patch.object(m.AnsibleAWSModule, "client") as make_client:
+        result = run_module(m, {"function_name": "f", "region": "eu-west-1", **args})
+    assert result["failed"] is True
+    assert message in result["msg"]
+    make_client.assert_not_called()
+
+
+def test_check_mode_reports_without_changing(run_module):
+    client = client_with(None)
+    with mock.patch.object(m.AnsibleAWSModule, "client", return_value=client):
+        result = run_module(m, {"function_name": "f", "region": "eu-west-1", "_ansible_check_mode": True})
+    assert result["changed"] is True
+    client.put_function_event_invoke_config.assert_not_called()
