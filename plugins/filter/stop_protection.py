@@ -42,8 +42,10 @@ def stop_protection_plan(
         if region:
             protection.validate_region(region, known, source="stop_protection_region")
         pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
+        # Tag mode protects by tag, but instances named in the inventory still tell the
+        # regions to deploy to and what stop_protection_verify should check.
         instances = []
-        if selector == protection.MODE_INSTANCE_IDS:
+        if selector == protection.MODE_INSTANCE_IDS or pairs or instance_ids:
             instances = protection.collect_instances(pairs, instance_ids or [], region, known)
         extra = list(regions or [])
         if region and (selector == protection.MODE_TAG or not require_instances):
@@ -120,6 +122,49 @@ def stop_protection_summary(plan, account, partition, policy_scope):
     }
 
 
+def _seconds(value):
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def stop_protection_verify_report(result):
+    """A looped stop_protection_verify result as readable lines, plus whether it passed."""
+    region = (result.get("stop_protection__region") or {}).get("region", "?")
+    summary = result.get("summary") or {}
+    lines = []
+    for entry in result.get("instances") or []:
+        if "drilled" in entry and entry.get("drilled"):
+            outcome = "back" if entry.get("recovered") else "NOT back"
+            line = (
+                f"{entry['instance_id']} ({region}): {outcome} - stopped after {_seconds(entry.get('seconds_to_stopped'))}, "
+                f"running after {_seconds(entry.get('seconds_to_running'))}"
+            )
+        else:
+            status = "protected" if entry.get("protected") else "NOT protected"
+            line = f"{entry['instance_id']} ({region}): {status}, {entry.get('state') or 'missing'}"
+        if entry.get("problems"):
+            line += " - " + " ".join(entry["problems"])
+        lines.append(line)
+    if "recovered" in summary:
+        times = summary.get("recovery_seconds") or {}
+        lines.append(
+            f"{region}: {summary['recovered']} of {summary['drilled']} drilled instances back; recovery "
+            f"min {_seconds(times.get('min'))}, median {_seconds(times.get('median'))}, max {_seconds(times.get('max'))}"
+        )
+    elif summary:
+        lines.append(
+            f"{region}: {summary.get('protected', 0)} of {summary.get('instances', 0)} instances protected"
+        )
+    failed = bool(result.get("failed"))
+    return {
+        "region": region,
+        "ok": not failed,
+        "msg": result.get("msg", "") if failed else "",
+        "summary": summary,
+        "instances": result.get("instances") or [],
+        "lines": lines or [f"{region}: {result.get('msg', 'no result')}"],
+    }
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -127,4 +172,5 @@ class FilterModule:
             "stop_protection_policy": stop_protection_policy,
             "stop_protection_environment": stop_protection_environment,
             "stop_protection_summary": stop_protection_summary,
+            "stop_protection_verify_report": stop_protection_verify_report,
         }

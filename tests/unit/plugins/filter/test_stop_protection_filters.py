@@ -64,3 +64,42 @@ def test_summary_names_what_was_deployed():
             "rules": ["EC2Protect-1"],
         }
     ]
+
+
+def test_verify_report_lines():
+    result = {
+        "stop_protection__region": {"region": "eu-west-1"},
+        "instances": [
+            {
+                "instance_id": "i-1",
+                "drilled": True,
+                "recovered": True,
+                "seconds_to_stopped": 0.4,
+                "seconds_to_running": 1.25,
+                "problems": [],
+            },
+            {
+                "instance_id": "i-2",
+                "drilled": False,
+                "protected": False,
+                "state": "stopped",
+                "problems": ["No rule of this deployment names the instance."],
+            },
+        ],
+        "summary": {
+            "drilled": 1,
+            "recovered": 1,
+            "recovery_seconds": {"min": 1.25, "median": 1.25, "max": 1.25},
+        },
+    }
+    report = f.stop_protection_verify_report(result)
+    assert report["ok"] is True
+    assert report["lines"] == [
+        "i-1 (eu-west-1): back - stopped after 0.4 s, running after 1.2 s",
+        "i-2 (eu-west-1): NOT protected, stopped - No rule of this deployment names the instance.",
+        "eu-west-1: 1 of 1 drilled instances back; recovery min 1.2 s, median 1.2 s, max 1.2 s",
+    ]
+    failed = f.stop_protection_verify_report(
+        result | {"failed": True, "msg": "1 of 2 instances are not protected"}
+    )
+    assert (failed["ok"], failed["msg"]) == (False, "1 of 2 instances are not protected")

@@ -11,7 +11,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import protection a
 
 def ids(count, seed=7):
     rng = random.Random(seed)
-    return [f"i-{rng.getrandbits(68):017x}"[:19] for _ in range(count)]
+    return [f"i-{rng.getrandbits(68):017x}"[:19] for _index in range(count)]
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_region_is_taken_from_placement_then_region_then_default():
         ("c", {"instance_id": "i-0000000000000000c"}),
     ]
     found = p.collect_instances(hosts, [], "us-east-1")
-    assert [region for _, region, _ in found] == ["eu-west-1", "us-west-2", "us-east-1"]
+    assert [entry[1] for entry in found] == ["eu-west-1", "us-west-2", "us-east-1"]
 
 
 def test_missing_region_is_an_error():
@@ -239,7 +239,7 @@ def test_policy_in_tag_mode_is_conditioned_on_the_tag():
 def test_policy_grants_publish_and_send_only_on_configured_targets():
     topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
     queue = "arn:aws:sqs:eu-west-1:123456789012:failures"
-    document, _ = p.build_policy(
+    document, _scope = p.build_policy(
         plan_for(["i-0123456789abcdef0"]),
         "123456789012",
         notification_topic_arn=topic,
@@ -250,7 +250,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
     }  # fmt: skip
     assert statement(document, "SendFailedEvents")["Action"] == "sqs:SendMessage"
     assert statement(document, "SendFailedEvents")["Resource"] == queue
-    bare, _ = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
+    bare, _scope = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
     assert {s["Sid"] for s in bare["Statement"]} == {
         "StartProtectedInstances",
         "ReadInstanceState",
@@ -267,7 +267,7 @@ def test_no_star_resource_for_start_instances_ever(mode, count):
         )
     else:
         plan = plan_for(ids(count))
-    document, _ = p.build_policy(plan, "123456789012", tag_key="K", tag_value="V")
+    document, _scope = p.build_policy(plan, "123456789012", tag_key="K", tag_value="V")
     for item in document["Statement"]:
         resources = item["Resource"] if isinstance(item["Resource"], list) else [item["Resource"]]
         actions = item["Action"] if isinstance(item["Action"], list) else [item["Action"]]

@@ -1,0 +1,349 @@
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Audit and drill logic of stop_protection_verify, as functions of boto3-style clients.
+
+Clients are wrapped with AWSRetry by the module (calls pass ``aws_retry=True``); tests pass
+stand-ins with the same methods.
+"""
+
+import json
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
+    MODE_TAG,
+    STATE_CHANGE_DETAIL_TYPE,
+    function_arn,
+)
+from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
+
+# DescribeInstances accepts at most 200 values in one filter.
+DESCRIBE_BATCH = 200
+# StopInstances takes many ids at once; keep each call of a drill reasonable.
+STOP_BATCH = 100
+ATTRIBUTE_WORKERS = 8
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def describe_instances(ec2, instance_ids):
+    """``{instance_id: instance}`` for those that exist; unknown ids are simply absent.
+
+    A filter on instance-id (rather than InstanceIds=) does not fail the whole batch
+    when one id is unknown.
+    """
+    found = {}
+    for start in range(0, len(instance_ids), DESCRIBE_BATCH):
+        batch = instance_ids[start : start + DESCRIBE_BATCH]
+        token = None
+        while True:
+            kwargs = {"Filters": [{"Name": "instance-id", "Values": batch}]}
+            if token:
+                kwargs["NextToken"] = token
+            reply = ec2.describe_instances(aws_retry=True, **kwargs)
+            for reservation in reply.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    found[instance["InstanceId"]] = instance
+            token = reply.get("NextToken")
+            if not token:
+                break
+    return found
+
+
+def stop_protection_attributes(ec2, instance_ids):
+    """``{instance_id: bool}``: AWS's own stop protection (DisableApiStop); no batch API exists."""
+
+    def one(instance_id):
+        reply = ec2.describe_instance_attribute(
+            aws_retry=True, InstanceId=instance_id, Attribute="disableApiStop"
+        )
+        return instance_id, bool((reply.get("DisableApiStop") or {}).get("Value"))
+
+    with ThreadPoolExecutor(max_workers=ATTRIBUTE_WORKERS) as pool:
+        return dict(pool.map(one, instance_ids))
+
+
+def tags_of(instance):
+    return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", []) or []}
+
+
+def sample_event(instance_id, region, account, state="stopped"):
+    """A state-change event as EventBridge would deliver it, for TestEventPattern."""
+    return json.dumps(
+        {
+            "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+            "detail-type": STATE_CHANGE_DETAIL_TYPE,
+            "source": "aws.ec2",
+            "account": account,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": region,
+            "resources": [f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"],
+            "detail": {"instance-id": instance_id, "state": state},
+        }
+    )
+
+
+def read_deployment(clients, name, region, account, partition):
+    """Everything the audit needs about the deployment, read once for all instances."""
+    lam, events = clients["lambda"], clients["events"]
+    deployment = {
+        "function": None,
+        "mode": None,
+        "env": {},
+        "policy_sources": set(),
+        "invoke_config": None,
+        "rules": [],
+        "function_arn": function_arn(partition, region, account, name),
+    }
+    try:
+        config = lam.get_function_configuration(aws_retry=True, FunctionName=name)
+    except Exception as exc:  # pylint: disable=broad-except
+        if _code(exc) != "ResourceNotFoundException":
+            raise
+        config = None
+    if config:
+        deployment["function"] = config
+        deployment["env"] = (config.get("Environment") or {}).get("Variables") or {}
+        deployment["mode"] = deployment["env"].get("PROTECTION_MODE", "instance_ids")
+        try:
+            policy = json.loads(lam.get_policy(aws_retry=True, FunctionName=name)["Policy"])
+        except Exception as exc:  # pylint: disable=broad-except
+            if _code(exc) != "ResourceNotFoundException":
+                raise
+            policy = {"Statement": []}
+        deployment["policy_sources"] = invoke_sources(policy)
+        try:
+            deployment["invoke_config"] = lam.get_function_event_invoke_config(
+                aws_retry=True, FunctionName=name
+            )
+        except Exception as exc:  # pylint: disable=broad-except
+            if _code(exc) != "ResourceNotFoundException":
+                raise
+    rules = [rule for rule in list_deployment_rules(events, name) if rule["kind"] == "state_change"]
+    for rule in rules:
+        pattern = json.loads(rule.get("event_pattern") or "{}")
+        listed = (pattern.get("detail") or {}).get("instance-id")
+        rule["listed_ids"] = set(listed) if isinstance(listed, list) else None
+        probe_id = sorted(rule["listed_ids"])[0] if rule["listed_ids"] else "i-0123456789abcdef0"
+        rule["matches_stopped"] = test_pattern(
+            events, rule["event_pattern"], sample_event(probe_id, region, account)
+        )
+        # A pattern that also matched "running" would restart nothing useful and fire on every start.
+        rule["matches_running"] = test_pattern(
+            events, rule["event_pattern"], sample_event(probe_id, region, account, state="running")
+        )
+        rule["targets_function"] = any(
+            target["arn"] in (deployment["function_arn"], deployment["function_arn"] + ":$LATEST")
+            for target in rule.get("targets", [])
+        )
+    deployment["rules"] = rules
+    return deployment
+
+
+def test_pattern(events, pattern, event):
+    if not pattern:
+        return False
+    return bool(events.test_event_pattern(aws_retry=True, EventPattern=pattern, Event=event).get("Result"))
+
+
+def invoke_sources(policy):
+    """Rule ARNs allowed to invoke the function (events.amazonaws.com, lambda:InvokeFunction)."""
+    sources = set()
+    for statement in policy.get("Statement", []):
+        principal = statement.get("Principal")
+        service = principal.get("Service") if isinstance(principal, dict) else principal
+        actions = statement.get("Action")
+        actions = actions if isinstance(actions, list) else [actions]
+        if statement.get("Effect") != "Allow" or service != "events.amazonaws.com":
+            continue
+        if not {"lambda:InvokeFunction", "lambda:*"} & set(actions):
+            continue
+        for condition in (statement.get("Condition") or {}).values():
+            arn = condition.get("AWS:SourceArn") or condition.get("aws:SourceArn")
+            if arn:
+                sources.add(arn)
+    return sources
+
+
+def _code(exc):
+    response = getattr(exc, "response", None) or {}
+    return (response.get("Error") or {}).get("Code")
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+
+def audit_instance(instance_id, instance, deployment, region, attribute=None):
+    """One instance's entry: state, protected, problems (plain sentences)."""
+    entry = {"instance_id": instance_id, "region": region, "state": None, "protected": False, "problems": []}
+    problems = entry["problems"]
+    if instance is None:
+        problems.append(f"Instance {instance_id} does not exist in {region}.")
+        return entry
+    state = instance["State"]["Name"]
+    entry["state"] = state
+    entry["aws_stop_protection"] = attribute
+    if state in ("terminated", "shutting-down"):
+        problems.append(f"Instance is {state}; there is nothing left to protect.")
+
+    function = deployment["function"]
+    if function is None:
+        problems.append(f"Function {deployment['function_arn']} does not exist.")
+    else:
+        if function.get("State") != "Active":
+            problems.append(f"Function is {function.get('State')}, not Active.")
+        if function.get("LastUpdateStatus") == "Failed":
+            problems.append("The function's last update failed.")
+        if deployment["invoke_config"] is None:
+            problems.append(
+                "The function has no asynchronous invocation settings (retries, failure destination)."
+            )
+
+    tags = tags_of(instance)
+    env = deployment["env"]
+    if deployment["mode"] == MODE_TAG:
+        key, value = env.get("PROTECTION_TAG_KEY"), env.get("PROTECTION_TAG_VALUE")
+        covering = [rule for rule in deployment["rules"] if rule["listed_ids"] is None]
+        if tags.get(key) != value:
+            problems.append(f"Instance does not carry the protection tag {key}={value}.")
+    else:
+        covering = [
+            rule for rule in deployment["rules"] if rule["listed_ids"] and instance_id in rule["listed_ids"]
+        ]
+    if not covering:
+        problems.append("No rule of this deployment names the instance.")
+    working = []
+    for rule in covering:
+        reasons = []
+        if rule.get("state") != "ENABLED":
+            reasons.append(f"rule {rule['name']} is {rule.get('state')}")
+        if not rule["matches_stopped"]:
+            reasons.append(
+                f"EventBridge says the pattern of rule {rule['name']} does not match a stopped event"
+            )
+        if rule["matches_running"]:
+            reasons.append(f"the pattern of rule {rule['name']} also matches running events")
+        if not rule["targets_function"]:
+            reasons.append(f"rule {rule['name']} does not target the function")
+        if function is not None and rule["arn"] not in deployment["policy_sources"]:
+            reasons.append(f"the function's resource policy does not let rule {rule['name']} invoke it")
+        if reasons:
+            problems.append(_sentence("; ".join(reasons)))
+        else:
+            working.append(rule["name"])
+    entry["rules"] = [rule["name"] for rule in covering]
+    bypass_key = env.get("BYPASS_TAG_KEY")
+    if bypass_key and bypass_key in tags:
+        problems.append(
+            f"Bypass tag {bypass_key} is set ({tags[bypass_key]!r}): the instance will be left stopped."
+        )
+    entry["protected"] = not problems and bool(working)
+    return entry
+
+
+def _sentence(text):
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def audit(clients, name, instance_ids, region, account, partition, check_attribute=True):
+    deployment = read_deployment(clients, name, region, account, partition)
+    instances = describe_instances(clients["ec2"], list(instance_ids))
+    existing = [i for i in instance_ids if i in instances]
+    attributes = stop_protection_attributes(clients["ec2"], existing) if check_attribute else {}
+    entries = [
+        audit_instance(
+            i, instances.get(i), deployment, region, attributes.get(i) if check_attribute else None
+        )
+        for i in instance_ids
+    ]
+    return entries, instances
+
+
+# --- drill ---------------------------------------------------------------------------------------
+
+
+def drill(ec2, entries, timeout, clock=time.monotonic, sleep=time.sleep, poll_interval=0.25):
+    """Stop the running instances among ``entries`` at once and time stop -> running again.
+
+    Entries gain ``drilled``, ``recovered``, ``seconds_to_stopped`` and
+    ``seconds_to_running``. One polling loop with batched describes watches every
+    instance; nothing sleeps per instance.
+    """
+    targets = [entry for entry in entries if entry["state"] == "running"]
+    for entry in entries:
+        entry.update(drilled=False, recovered=None, seconds_to_stopped=None, seconds_to_running=None)
+        if entry["state"] != "running":
+            entry["problems"].append(
+                f"Not drilled: the instance was {entry['state'] or 'missing'}, not running."
+            )
+    if not targets:
+        return entries
+    by_id = {entry["instance_id"]: entry for entry in targets}
+    started = clock()
+    for start in range(0, len(targets), STOP_BATCH):
+        batch = [entry["instance_id"] for entry in targets[start : start + STOP_BATCH]]
+        reply = ec2.stop_instances(aws_retry=True, InstanceIds=batch)
+        now = clock() - started
+        for item in reply.get("StoppingInstances", []):
+            entry = by_id[item["InstanceId"]]
+            entry["drilled"] = True
+            if item["CurrentState"]["Name"] == "stopped":
+                entry["seconds_to_stopped"] = round(now, 3)
+    waiting = {entry["instance_id"] for entry in targets if entry["drilled"]}
+    deadline = started + timeout
+    while waiting and clock() < deadline:
+        sleep(poll_interval)
+        now = clock() - started
+        states = {
+            iid: inst["State"]["Name"] for iid, inst in describe_instances(ec2, sorted(waiting)).items()
+        }
+        for instance_id in list(waiting):
+            entry, state = by_id[instance_id], states.get(instance_id)
+            if state in ("stopped", "pending", "running") and entry["seconds_to_stopped"] is None:
+                # Seen stopped, or already on its way back: it stopped by now at the latest.
+                entry["seconds_to_stopped"] = round(now, 3)
+            if state == "running":
+                entry["seconds_to_running"] = round(now, 3)
+                entry["recovered"] = True
+                waiting.discard(instance_id)
+            elif state in ("terminated", "shutting-down", None):
+                entry["recovered"] = False
+                entry["problems"].append(f"Instance became {state or 'missing'} during the drill.")
+                waiting.discard(instance_id)
+    for instance_id in waiting:
+        entry = by_id[instance_id]
+        entry["recovered"] = False
+        entry["problems"].append(f"Not running again within {timeout} seconds of the stop.")
+    for entry in targets:
+        if not entry["drilled"]:
+            entry["recovered"] = False
+            entry["problems"].append("StopInstances did not report this instance as stopping.")
+    return entries
+
+
+def summarise(entries, mode):
+    summary = {
+        "instances": len(entries),
+        "protected": sum(1 for e in entries if e["protected"]),
+        "unprotected": sum(1 for e in entries if not e["protected"]),
+    }
+    if mode == "drill":
+        drilled = [e for e in entries if e.get("drilled")]
+        times = sorted(e["seconds_to_running"] for e in drilled if e.get("recovered"))
+        summary.update(
+            drilled=len(drilled),
+            recovered=sum(1 for e in drilled if e.get("recovered")),
+            not_recovered=sum(1 for e in drilled if not e.get("recovered")),
+            recovery_seconds={
+                "min": times[0] if times else None,
+                "median": round(statistics.median(times), 3) if times else None,
+                "max": times[-1] if times else None,
+            },
+        )
+    return summary

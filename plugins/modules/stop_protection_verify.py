@@ -1,0 +1,326 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: stop_protection_verify
+short_description: Audit stop protection, or drill the stop and restart loop
+version_added: 1.0.0
+description:
+  - In C(audit) mode (the default) checks, without changing anything, that each listed
+    instance is protected by the deployment the M(guardrails.ec2.stop_protection) role
+    made. The instance exists; a rule of the deployment covers it (the rule exists, is
+    C(ENABLED), targets the function, and EventBridge's own C(TestEventPattern) says its
+    pattern matches a C(stopped) event - and not a C(running) one; in tag mode the
+    instance carries the protection tag); the function is C(Active), its resource policy
+    lets that rule invoke it, and its asynchronous invocation settings exist; no bypass tag
+    is set. It also reports whether AWS's own stop protection (C(DisableApiStop)) is on.
+  - Fails when any listed instance is unprotected, naming each one and why.
+  - In C(drill) mode it then stops the listed running instances at once, waits until each
+    is running again, and times both halves. Instances the audit finds unprotected are
+    refused unless O(force=true). Instances not running at the start are reported, not
+    stopped. Fails when any drilled instance the audit found protected has not recovered
+    within O(timeout).
+  - The protection mode, tags and bypass tag are read from the deployed function, so the
+    module needs only the base name.
+  - Works on the instances of one region (O(region)); run it once per region.
+author:
+  - guardrails.ec2 maintainers (@guardrails-ec2)
+options:
+  name:
+    description:
+      - Base name of the deployment (C(stop_protection_name)).
+    type: str
+    default: EC2Protect
+  instance_ids:
+    description:
+      - Instances to audit or drill, all in O(region).
+    type: list
+    elements: str
+    required: true
+  mode:
+    description:
+      - C(audit) changes nothing; C(drill) stops the instances and watches them come back.
+    type: str
+    choices: [audit, drill]
+    default: audit
+  timeout:
+    description:
+      - Drill, seconds from the stop until every instance must be running again.
+    type: int
+    default: 600
+  force:
+    description:
+      - Drill instances the audit finds unprotected too (to prove that they stay stopped).
+    type: bool
+    default: false
+  check_stop_protection_attribute:
+    description:
+      - Read each instance's C(DisableApiStop) attribute (one call per instance; AWS has no batch form).
+    type: bool
+    default: true
+notes:
+  - In check mode a drill stops nothing; it reports which instances it would stop.
+  - Rule coverage is proved once per rule with C(TestEventPattern) and then by the
+    instance ids the pattern names, so an audit of 1,000 instances costs a handful of
+    calls per rule, not per instance.
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Audit the protection of two instances
+  guardrails.ec2.stop_protection_verify:
+    instance_ids:
+      - i-0123456789abcdef0
+      - i-0fedcba9876543210
+    region: eu-west-1
+
+- name: Drill - stop them and time the restart
+  guardrails.ec2.stop_protection_verify:
+    instance_ids: "{{ groups['stop_protected'] | map('extract', hostvars, 'instance_id') | list }}"
+    mode: drill
+    timeout: 300
+    region: eu-west-1
+  register: drill
+
+- name: Show the slowest recovery
+  ansible.builtin.debug:
+    msg: "{{ drill.summary.recovery_seconds.max }} s"
+
+- name: Prove that an unprotected instance stays stopped
+  guardrails.ec2.stop_protection_verify:
+    instance_ids: [i-00aa11bb22cc33dd4]
+    mode: drill
+    force: true
+    timeout: 30
+    region: eu-west-1
+  register: unprotected
+  failed_when: unprotected.instances[0].recovered
+"""
+
+RETURN = r"""
+instances:
+  description: One entry per listed instance, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    instance_id:
+      description: The instance.
+      type: str
+      sample: i-0123456789abcdef0
+    region:
+      description: Its region.
+      type: str
+      sample: eu-west-1
+    state:
+      description: Its state when the audit read it; null when it does not exist.
+      type: str
+      sample: running
+    protected:
+      description: Whether a working rule of the deployment covers it and nothing disarms it.
+      type: bool
+      sample: true
+    problems:
+      description: Why it is not protected, or what the drill saw; plain sentences.
+      type: list
+      elements: str
+      sample: ["Bypass tag StopProtectionBypass is set ('maintenance'): the instance will be left stopped."]
+    rules:
+      description: The deployment's rules that name the instance (or, in tag mode, match by tag).
+      type: list
+      elements: str
+      sample: [EC2Protect-1]
+    aws_stop_protection:
+      description: Whether AWS's own stop protection (DisableApiStop) is on; null when not read.
+      type: bool
+      sample: false
+    drilled:
+      description: Drill, whether it was stopped.
+      returned: in drill mode
+      type: bool
+      sample: true
+    recovered:
+      description: Drill, whether it was running again within the timeout; null when not drilled.
+      returned: in drill mode
+      type: bool
+      sample: true
+    seconds_to_stopped:
+      description: Drill, seconds from the stop call until it was seen stopped.
+      returned: in drill mode
+      type: float
+      sample: 0.41
+    seconds_to_running:
+      description: Drill, seconds from the stop call until it was seen running again.
+      returned: in drill mode
+      type: float
+      sample: 1.32
+summary:
+  description: Counts over all instances.
+  returned: always
+  type: dict
+  contains:
+    instances:
+      description: Instances listed.
+      type: int
+      sample: 3
+    protected:
+      description: Instances protected.
+      type: int
+      sample: 2
+    unprotected:
+      description: Instances not protected.
+      type: int
+      sample: 1
+    drilled:
+      description: Drill, instances stopped.
+      returned: in drill mode
+      type: int
+      sample: 2
+    recovered:
+      description: Drill, drilled instances running again in time.
+      returned: in drill mode
+      type: int
+      sample: 2
+    not_recovered:
+      description: Drill, drilled instances not running again in time.
+      returned: in drill mode
+      type: int
+      sample: 0
+    recovery_seconds:
+      description: Drill, min, median and max of RV(instances[].seconds_to_running) over recovered instances.
+      returned: in drill mode
+      type: dict
+      sample: {"min": 0.9, "median": 1.1, "max": 1.6}
+would_stop:
+  description: Check mode drill, the instances it would have stopped.
+  returned: in check mode with O(mode=drill)
+  type: list
+  elements: str
+  sample: [i-0123456789abcdef0]
+"""
+
+try:
+    import botocore
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
+    ProtectionError,
+    validate_instance_id,
+)
+from ansible_collections.guardrails.ec2.plugins.module_utils.verify import audit, drill, summarise
+
+
+def validate(module):
+    ids = module.params["instance_ids"]
+    if not ids:
+        module.fail_json(msg="instance_ids is empty: name at least one instance")
+    try:
+        for position, instance_id in enumerate(ids):
+            validate_instance_id(instance_id, source=f"instance_ids[{position}]")
+    except ProtectionError as exc:
+        module.fail_json(msg=str(exc))
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        module.fail_json(msg=f"instance_ids lists these more than once: {', '.join(duplicates)}")
+    if module.params["timeout"] < 1:
+        module.fail_json(msg=f"timeout must be at least 1 second, got {module.params['timeout']}")
+
+
+def unprotected_message(entries):
+    return "; ".join(f"{e['instance_id']}: {' '.join(e['problems'])}" for e in entries if not e["protected"])
+
+
+def main():
+    module = AnsibleAWSModule(
+        argument_spec=dict(
+            name=dict(type="str", default="EC2Protect"),
+            instance_ids=dict(type="list", elements="str", required=True),
+            mode=dict(type="str", choices=["audit", "drill"], default="audit"),
+            timeout=dict(type="int", default=600),
+            force=dict(type="bool", default=False),
+            check_stop_protection_attribute=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    validate(module)
+    params = module.params
+    retry = AWSRetry.jittered_backoff()
+    clients = {
+        service: module.client(service, retry_decorator=retry) for service in ("ec2", "lambda", "events")
+    }
+    region = module.region
+    try:
+        identity = module.client("sts", retry_decorator=retry).get_caller_identity(aws_retry=True)
+        account, partition = identity["Account"], identity["Arn"].split(":")[1]
+        entries, _instances = audit(
+            clients,
+            params["name"],
+            params["instance_ids"],
+            region,
+            account,
+            partition,
+            check_attribute=params["check_stop_protection_attribute"],
+        )
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        module.fail_json_aws(e, msg=f"Couldn't audit stop protection {params['name']} in {region}")
+
+    if params["mode"] == "audit":
+        summary = summarise(entries, "audit")
+        if summary["unprotected"]:
+            module.fail_json(
+                msg=f"{summary['unprotected']} of {summary['instances']} instances are not protected: "
+                + unprotected_message(entries),
+                instances=entries,
+                summary=summary,
+            )
+        module.exit_json(changed=False, instances=entries, summary=summary)
+
+    unprotected = [e for e in entries if not e["protected"]]
+    if unprotected and not params["force"]:
+        module.fail_json(
+            msg="Refusing to drill unprotected instances (force=true drills them anyway): "
+            + unprotected_message(entries),
+            instances=entries,
+            summary=summarise(entries, "audit"),
+        )
+    if module.check_mode:
+        would_stop = [e["instance_id"] for e in entries if e["state"] == "running"]
+        module.exit_json(
+            changed=bool(would_stop),
+            instances=entries,
+            summary=summarise(entries, "audit"),
+            would_stop=would_stop,
+        )
+    try:
+        drill(clients["ec2"], entries, params["timeout"])
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        module.fail_json_aws(e, msg="Couldn't stop the instances for the drill")
+    summary = summarise(entries, "drill")
+    changed = summary["drilled"] > 0
+    # With force, unprotected instances are drilled to show they stay stopped: only
+    # protected ones are expected back.
+    expected_back = [e for e in entries if e.get("drilled") and e["protected"]]
+    missing = [e for e in expected_back if not e["recovered"]]
+    if missing:
+        module.fail_json(
+            msg=f"{len(missing)} of {len(expected_back)} protected instances did not recover within "
+            f"{params['timeout']} seconds: " + ", ".join(e["instance_id"] for e in missing),
+            changed=changed,
+            instances=entries,
+            summary=summary,
+        )
+    module.exit_json(changed=changed, instances=entries, summary=summary)
+
+
+if __name__ == "__main__":
+    main()

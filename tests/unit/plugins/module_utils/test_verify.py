@@ -1,0 +1,239 @@
+"""Audit checks, drill timing and summaries of stop_protection_verify (module_utils/verify.py)."""
+
+import json
+
+import pytest
+
+from ansible_collections.guardrails.ec2.plugins.module_utils import verify as v
+
+FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
+RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-1"
+ID = "i-0123456789abcdef0"
+
+
+def deployment(mode="instance_ids", **overrides):
+    rule = {
+        "name": "EC2Protect-1",
+        "arn": RULE_ARN,
+        "state": "ENABLED",
+        "listed_ids": {ID} if mode == "instance_ids" else None,
+        "matches_stopped": True,
+        "matches_running": False,
+        "targets_function": True,
+    }
+    rule.update(overrides.pop("rule", {}))
+    env = {"PROTECTION_MODE": mode, "BYPASS_TAG_KEY": "StopProtectionBypass"}
+    if mode == "tag":
+        env.update(PROTECTION_TAG_KEY="StopProtection", PROTECTION_TAG_VALUE="enabled")
+    base = {
+        "function": {"State": "Active", "LastUpdateStatus": "Successful"},
+        "mode": mode,
+        "env": env,
+        "policy_sources": {RULE_ARN},
+        "invoke_config": {"MaximumRetryAttempts": 2},
+        "rules": [rule],
+        "function_arn": FUNCTION_ARN,
+    }
+    base.update(overrides)
+    return base
+
+
+def instance(state="running", tags=None):
+    return {
+        "InstanceId": ID,
+        "State": {"Name": state},
+        "Tags": [{"Key": k, "Value": val} for k, val in (tags or {}).items()],
+    }
+
+
+def test_a_fully_wired_instance_is_protected():
+    entry = v.audit_instance(ID, instance(), deployment(), "eu-west-1", attribute=False)
+    assert entry == {
+        "instance_id": ID,
+        "region": "eu-west-1",
+        "state": "running",
+        "protected": True,
+        "problems": [],
+        "rules": ["EC2Protect-1"],
+        "aws_stop_protection": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("inst", "dep", "expected"),
+    [
+        (None, deployment(), "does not exist"),
+        (instance("terminated"), deployment(), "is terminated"),
+        (instance(), deployment(rules=[]), "No rule of this deployment names the instance"),
+        (instance(), deployment(rule={"state": "DISABLED"}), "Rule EC2Protect-1 is DISABLED"),
+        (instance(), deployment(rule={"matches_stopped": False}), "does not match a stopped event"),
+        (instance(), deployment(rule={"matches_running": True}), "also matches running events"),
+        (instance(), deployment(rule={"targets_function": False}), "does not target the function"),
+        (instance(), deployment(policy_sources=set()), "resource policy does not let rule EC2Protect-1"),
+        (instance(), deployment(invoke_config=None), "no asynchronous invocation settings"),
+        (instance(), deployment(function=None), f"Function {FUNCTION_ARN} does not exist"),
+        (instance(), deployment(function={"State": "Failed"}), "Function is Failed"),
+        (
+            instance(tags={"StopProtectionBypass": "patching"}),
+            deployment(),
+            "Bypass tag StopProtectionBypass is set",
+        ),
+        (instance(), deployment(mode="tag"), "does not carry the protection tag StopProtection=enabled"),
+    ],
+)
+def test_each_gap_makes_the_instance_unprotected_and_says_why(inst, dep, expected):
+    entry = v.audit_instance(ID, inst, dep, "eu-west-1")
+    assert entry["protected"] is False
+    assert any(expected in problem for problem in entry["problems"]), entry["problems"]
+
+
+def test_tag_mode_with_the_tag_is_protected():
+    entry = v.audit_instance(
+        ID, instance(tags={"StopProtection": "enabled"}), deployment(mode="tag"), "eu-west-1"
+    )
+    assert entry["protected"] is True
+
+
+def test_invoke_sources_reads_events_statements_only():
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "lambda:InvokeFunction",
+                "Condition": {"ArnLike": {"AWS:SourceArn": RULE_ARN}},
+            },
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "lambda:InvokeFunction",
+                "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:s3:::bucket"}},
+            },
+            {
+                "Effect": "Deny",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "lambda:InvokeFunction",
+                "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:events:eu-west-1:123456789012:rule/x"}},
+            },
+        ]
+    }
+    assert v.invoke_sources(policy) == {RULE_ARN}
+
+
+def test_sample_event_is_a_stopped_state_change():
+    event = json.loads(v.sample_event(ID, "eu-west-1", "123456789012"))
+    assert event["detail"] == {"instance-id": ID, "state": "stopped"}
+    assert event["detail-type"] == "EC2 Instance State-change Notification"
+
+
+# --- drill with a scripted EC2 and a fake clock ---------------------------------------------------
+
+
+class ScriptedEc2:
+    """StopInstances answers `stopping`; each describe returns the next scripted states."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.stopped = []
+        self.describes = 0
+
+    def stop_instances(self, aws_retry, InstanceIds):
+        self.stopped.append(list(InstanceIds))
+        return {
+            "StoppingInstances": [
+                {"InstanceId": i, "CurrentState": {"Name": "stopping"}} for i in InstanceIds
+            ]
+        }
+
+    def describe_instances(self, aws_retry, Filters):
+        self.describes += 1
+        wanted = Filters[0]["Values"]
+        states = self.script.pop(0) if self.script else {}
+        return {
+            "Reservations": [
+                {
+                    "Instances": [
+                        {"InstanceId": i, "State": {"Name": s}} for i, s in states.items() if i in wanted
+                    ]
+                }
+            ]
+        }
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def entries(*states):
+    return [
+        {"instance_id": f"i-{n:017x}", "region": "eu-west-1", "state": s, "protected": True, "problems": []}
+        for n, s in enumerate(states, start=1)
+    ]
+
+
+def test_drill_times_both_halves_with_one_stop_call_and_batched_polls():
+    a, b = "i-00000000000000001", "i-00000000000000002"
+    ec2 = ScriptedEc2(
+        [
+            {a: "stopping", b: "stopped"},
+            {a: "stopped", b: "pending"},
+            {a: "pending", b: "running"},
+            {a: "running"},
+        ]
+    )
+    clock = Clock()
+    result = v.drill(
+        ec2, entries("running", "running"), timeout=60, clock=clock, sleep=clock.sleep, poll_interval=1
+    )
+    assert ec2.stopped == [[a, b]]
+    assert ec2.describes == 4
+    first, second = result
+    assert (first["seconds_to_stopped"], first["seconds_to_running"], first["recovered"]) == (2.0, 4.0, True)
+    assert (second["seconds_to_stopped"], second["seconds_to_running"], second["recovered"]) == (
+        1.0,
+        3.0,
+        True,
+    )
+
+
+def test_drill_reports_instances_that_do_not_come_back():
+    a = "i-00000000000000001"
+    ec2 = ScriptedEc2([{a: "stopped"}] * 100)
+    clock = Clock()
+    (entry,) = v.drill(ec2, entries("running"), timeout=5, clock=clock, sleep=clock.sleep, poll_interval=1)
+    assert entry["recovered"] is False
+    assert entry["seconds_to_stopped"] == 1.0
+    assert "Not running again within 5 seconds" in entry["problems"][-1]
+
+
+def test_drill_leaves_instances_that_are_not_running_alone():
+    ec2 = ScriptedEc2([])
+    result = v.drill(ec2, entries("stopped"), timeout=5, clock=Clock(), sleep=lambda _s: None)
+    assert ec2.stopped == []
+    assert result[0]["drilled"] is False
+    assert "was stopped, not running" in result[0]["problems"][0]
+
+
+def test_summary_counts_and_recovery_statistics():
+    items = entries("running", "running", "running", "stopped")
+    for item, seconds in zip(items, [1.0, 3.0, 2.0], strict=False):
+        item.update(drilled=True, recovered=True, seconds_to_running=seconds)
+    items[3].update(drilled=False, recovered=None, protected=False)
+    summary = v.summarise(items, "drill")
+    assert summary == {
+        "instances": 4,
+        "protected": 3,
+        "unprotected": 1,
+        "drilled": 3,
+        "recovered": 3,
+        "not_recovered": 0,
+        "recovery_seconds": {"min": 1.0, "median": 2.0, "max": 3.0},
+    }
+    assert v.summarise(items, "audit") == {"instances": 4, "protected": 3, "unprotected": 1}
