@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Read-only probes that molecule scenarios use where no Ansible module reads what they need.
+
+    aws_probe.py leftovers --name EC2Protect --regions us-east-1,eu-west-1
+    aws_probe.py receive --queue-url URL --region us-east-1 --expect 1 --timeout 60
+    aws_probe.py decisions --name EC2Protect --region us-east-1
+
+Talks to AWS_ENDPOINT_URL with the usual AWS credentials; prints one JSON document.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import boto3
+
+
+def leftovers(name, regions):
+    """Every resource with the deployment's names that still exists."""
+    found = []
+    iam = boto3.client("iam", region_name=regions[0])
+    if any(r["RoleName"] == f"{name}Role" for page in iam.get_paginator("list_roles").paginate() for r in page["Roles"]):
+        found.append(f"role {name}Role")
+    policies = iam.get_paginator("list_policies").paginate(Scope="Local")
+    if any(p["PolicyName"] == name for page in policies for p in page["Policies"]):
+        found.append(f"policy {name}")
+    for region in regions:
+        lam = boto3.client("lambda", region_name=region)
+        if any(f["FunctionName"] == name for page in lam.get_paginator("list_functions").paginate() for f in page["Functions"]):
+            found.append(f"function {name} in {region}")
+        events = boto3.client("events", region_name=region)
+        found.extend(f"rule {r['Name']} in {region}" for r in events.list_rules(NamePrefix=f"{name}-")["Rules"])
+        logs = boto3.client("logs", region_name=region)
+        groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
+        found.extend(f"log group {g['logGroupName']} in {region}" for g in groups if g["logGroupName"] == f"/aws/lambda/{name}")
+    return {"leftovers": found}
+
+
+def receive(queue_url, region, expect, timeout):
+    """Wait for `expect` messages on a queue (deleting them); return their bodies."""
+    sqs = boto3.client("sqs", region_name=region)
+    bodies = []
+    deadline = time.monotonic() + timeout
+    while len(bodies) < expect and time.monotonic() < deadline:
+        reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in reply.get("Messages", []):
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return {"messages": bodies}
+
+
+def decisions(name, region):
+    """The restart function's JSON decision lines, oldest first."""
+    logs = boto3.client("logs", region_name=region)
+    group = f"/aws/lambda/{name}"
+    lines = []
+    for page in logs.get_paginator("describe_log_streams").paginate(logGroupName=group):
+        for stream in page["logStreams"]:
+            events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True)
+            for event in events["events"]:
+                text = event["message"].strip()
+                if text.startswith("{"):
+                    lines.append((event["timestamp"], json.loads(text)))
+    return {"decisions": [line for _, line in sorted(lines, key=lambda item: item[0])]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    left = commands.add_parser("leftovers")
+    left.add_argument("--name", required=True)
+    left.add_argument("--regions", required=True)
+    rec = commands.add_parser("receive")
+    rec.add_argument("--queue-url", required=True)
+    rec.add_argument("--region", required=True)
+    rec.add_argument("--expect", type=int, default=1)
+    rec.add_argument("--timeout", type=float, default=60)
+    dec = commands.add_parser("decisions")
+    dec.add_argument("--name", required=True)
+    dec.add_argument("--region", required=True)
+    args = parser.parse_args()
+    if args.command == "leftovers":
+        result = leftovers(args.name, args.regions.split(","))
+    elif args.command == "receive":
+        result = receive(args.queue_url, args.region, args.expect, args.timeout)
+    else:
+        result = decisions(args.name, args.region)
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
