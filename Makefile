@@ -88,6 +88,9 @@ lock: | $(UV)
 
 # --- emulator --------------------------------------------------------------------------
 
+# Async Lambda retries wait LAMBDA_RETRY_BASE_DELAY seconds (60 on AWS); tests want 1.
+EMULATOR_ENV ?= $(TEST_EMULATOR_ENV)
+
 .PHONY: emulator-start emulator-stop
 emulator-start: localstack-env
 	@$(LAUNCHER) start $(EMULATOR_ENV)
@@ -100,7 +103,7 @@ emulator-stop:
 
 .PHONY: test lint ruff ansible-lint sanity unit harness molecule build
 test: lint unit build sanity
-	$(MAKE) emulator-start EMULATOR_ENV="$(TEST_EMULATOR_ENV)"
+	$(MAKE) emulator-start
 	trap '$(MAKE) --no-print-directory emulator-stop' EXIT; \
 	$(MAKE) --no-print-directory harness molecule
 

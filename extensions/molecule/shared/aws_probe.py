@@ -2,7 +2,7 @@
 """Read-only probes that molecule scenarios use where no Ansible module reads what they need.
 
     aws_probe.py leftovers --name EC2Protect --regions us-east-1,eu-west-1
-    aws_probe.py receive --queue-url URL --region us-east-1 --expect 1 --timeout 60
+    aws_probe.py receive --queue-name NAME --region us-east-1 --expect 1 --timeout 60
     aws_probe.py decisions --name EC2Protect --region us-east-1
 
 Talks to AWS_ENDPOINT_URL with the usual AWS credentials; prints one JSON document.
@@ -20,26 +20,41 @@ def leftovers(name, regions):
     """Every resource with the deployment's names that still exists."""
     found = []
     iam = boto3.client("iam", region_name=regions[0])
-    if any(r["RoleName"] == f"{name}Role" for page in iam.get_paginator("list_roles").paginate() for r in page["Roles"]):
+    if any(
+        r["RoleName"] == f"{name}Role"
+        for page in iam.get_paginator("list_roles").paginate()
+        for r in page["Roles"]
+    ):
         found.append(f"role {name}Role")
     policies = iam.get_paginator("list_policies").paginate(Scope="Local")
     if any(p["PolicyName"] == name for page in policies for p in page["Policies"]):
         found.append(f"policy {name}")
     for region in regions:
         lam = boto3.client("lambda", region_name=region)
-        if any(f["FunctionName"] == name for page in lam.get_paginator("list_functions").paginate() for f in page["Functions"]):
+        if any(
+            f["FunctionName"] == name
+            for page in lam.get_paginator("list_functions").paginate()
+            for f in page["Functions"]
+        ):
             found.append(f"function {name} in {region}")
         events = boto3.client("events", region_name=region)
-        found.extend(f"rule {r['Name']} in {region}" for r in events.list_rules(NamePrefix=f"{name}-")["Rules"])
+        found.extend(
+            f"rule {r['Name']} in {region}" for r in events.list_rules(NamePrefix=f"{name}-")["Rules"]
+        )
         logs = boto3.client("logs", region_name=region)
         groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
-        found.extend(f"log group {g['logGroupName']} in {region}" for g in groups if g["logGroupName"] == f"/aws/lambda/{name}")
+        found.extend(
+            f"log group {g['logGroupName']} in {region}"
+            for g in groups
+            if g["logGroupName"] == f"/aws/lambda/{name}"
+        )
     return {"leftovers": found}
 
 
-def receive(queue_url, region, expect, timeout):
+def receive(queue_name, region, expect, timeout):
     """Wait for `expect` messages on a queue (deleting them); return their bodies."""
     sqs = boto3.client("sqs", region_name=region)
+    queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     bodies = []
     deadline = time.monotonic() + timeout
     while len(bodies) < expect and time.monotonic() < deadline:
@@ -57,7 +72,9 @@ def decisions(name, region):
     lines = []
     for page in logs.get_paginator("describe_log_streams").paginate(logGroupName=group):
         for stream in page["logStreams"]:
-            events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True)
+            events = logs.get_log_events(
+                logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True
+            )
             for event in events["events"]:
                 text = event["message"].strip()
                 if text.startswith("{"):
@@ -72,7 +89,7 @@ def main():
     left.add_argument("--name", required=True)
     left.add_argument("--regions", required=True)
     rec = commands.add_parser("receive")
-    rec.add_argument("--queue-url", required=True)
+    rec.add_argument("--queue-name", required=True)
     rec.add_argument("--region", required=True)
     rec.add_argument("--expect", type=int, default=1)
     rec.add_argument("--timeout", type=float, default=60)
@@ -83,7 +100,7 @@ def main():
     if args.command == "leftovers":
         result = leftovers(args.name, args.regions.split(","))
     elif args.command == "receive":
-        result = receive(args.queue_url, args.region, args.expect, args.timeout)
+        result = receive(args.queue_name, args.region, args.expect, args.timeout)
     else:
         result = decisions(args.name, args.region)
     json.dump(result, sys.stdout)
