@@ -122,6 +122,26 @@ def stop_protection_summary(plan, account, partition, policy_scope):
     }
 
 
+def stop_protection_rule_changes(planned, existing, function_arn):
+    """Names of planned rules that are missing or differ (pattern, state, target) from ``existing``.
+
+    amazon.aws.cloudwatchevent_rule has no check mode; this lets the role say in check mode
+    which rules, with their permissions, a real run would create or update.
+    """
+    current = {rule["name"]: rule for rule in existing or []}
+    changes = []
+    for rule in planned:
+        found = current.get(rule["name"])
+        if (
+            found is None
+            or found.get("event_pattern") != rule["pattern"]
+            or found.get("state") != "ENABLED"
+            or function_arn not in [target.get("arn") for target in found.get("targets") or []]
+        ):
+            changes.append(rule["name"])
+    return changes
+
+
 def _seconds(value):
     return "-" if value is None else f"{value:.1f} s"
 
@@ -173,4 +193,5 @@ class FilterModule:
             "stop_protection_environment": stop_protection_environment,
             "stop_protection_summary": stop_protection_summary,
             "stop_protection_verify_report": stop_protection_verify_report,
+            "stop_protection_rule_changes": stop_protection_rule_changes,
         }
