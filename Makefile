@@ -44,6 +44,7 @@ help:
 	@echo "make lint | sanity | unit | harness | molecule | build"
 	@echo "make emulator-start   start LocalStack (host mode) and print its endpoint"
 	@echo "make emulator-stop    stop it and every process it started"
+	@echo "make bench            rollout and recovery beside Cloud Custodian, on one LocalStack"
 	@echo "make lock             re-resolve the pinned requirements"
 	@echo "make clean            remove virtual environments and build output"
 
@@ -76,6 +77,11 @@ $(COLLECTIONS_DIR)/ansible_collections/guardrails/ec2:
 	mkdir -p $(dir $@) $(ANSIBLE_LOCAL_TEMP) $(ANSIBLE_HOME)
 	ln -sfn $(ROOT) $@
 
+$(VENV_DIR)/c7n/.installed: requirements/c7n.txt | $(UV) python
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV_DIR)/c7n
+	VIRTUAL_ENV=$(VENV_DIR)/c7n $(UV) pip sync --quiet requirements/c7n.txt
+	touch $@
+
 .PHONY: ansible-env localstack-env
 ansible-env: $(ANSIBLE_VENV)/.installed $(COLLECTIONS_DIR)/ansible_collections/guardrails/ec2
 localstack-env: $(LOCALSTACK_VENV)/.installed $(LAMBDA_RUNTIME)/.installed
@@ -85,6 +91,7 @@ lock: | $(UV)
 	cd requirements && $(UV) pip compile -q --python-version 3.13 --universal ansible.in -o ansible.txt
 	cd requirements && $(UV) pip compile -q --python-version 3.13 --exclude-newer 2026-03-25 localstack.in -o localstack.txt
 	cd requirements && $(UV) pip compile -q --python-version 3.12 --exclude-newer 2026-03-25 lambda-runtime.in -o lambda-runtime.txt
+	cd requirements && $(UV) pip compile -q --python-version 3.13 c7n.in -o c7n.txt
 
 # --- emulator --------------------------------------------------------------------------
 
@@ -153,6 +160,12 @@ molecule: ansible-env localstack-env
 .PHONY: demo
 demo: ansible-env localstack-env
 	$(BIN)/python tools/demo.py
+
+# --- bench ---------------------------------------------------------------------------
+
+.PHONY: bench
+bench: ansible-env localstack-env $(VENV_DIR)/c7n/.installed
+	$(BIN)/python tools/bench/bench.py
 
 .PHONY: clean
 clean: emulator-stop

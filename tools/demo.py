@@ -10,44 +10,15 @@ Run by the Makefile with the Ansible environment's Python.
 """
 
 import json
-import os
-import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import boto3
+from lab import REGION, ROOT, clients, decisions, emulator, run_instances, run_playbook
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".build" / "demo"
-REGION = "us-east-1"
-NAME = "EC2Protect"
-sys.path.insert(0, str(ROOT / "tools" / "localstack"))
-import launcher  # noqa: E402
 
 
 def say(text=""):
     print(text, flush=True)
-
-
-def run_playbook(name, inventory, log, extra=()):
-    """Run a playbook as a user would; its full output goes to the demo log."""
-    began = time.monotonic()
-    command = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        "-i",
-        str(inventory),
-        str(ROOT / "playbooks" / name),
-        *extra,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    with open(log, "a") as handle:
-        handle.write(f"\n$ {' '.join(command)}\n{result.stdout}{result.stderr}")
-    if result.returncode:
-        raise SystemExit(f"demo: {name} failed (exit {result.returncode}); see {log}")
-    changed = re.findall(r"changed=(\d+)", result.stdout)
-    return time.monotonic() - began, int(changed[-1]) if changed else None
 
 
 def write_inventory(path, protected):
@@ -61,57 +32,33 @@ def write_inventory(path, protected):
     path.write_text("\n".join(lines) + "\n")
 
 
-def decisions(logs):
-    group = f"/aws/lambda/{NAME}"
-    found = []
-    for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
-        events = logs.get_log_events(
-            logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True
-        )
-        found += [json.loads(e["message"]) for e in events["events"] if e["message"].startswith("{")]
-    return found
-
-
 def main():
     DEMO.mkdir(parents=True, exist_ok=True)
     log = DEMO / "demo.log"
     log.write_text("")
-    harness = launcher.Harness(
-        DEMO / "localstack", ROOT / ".venv" / "localstack", ROOT / ".venv" / "lambda-runtime"
-    )
     say("guardrails.ec2 demo: keep chosen EC2 instances running")
     say("=" * 56)
-    began = time.monotonic()
-    endpoint = harness.start(None, {})
-    say(f"LocalStack (host mode) ready at {endpoint} in {time.monotonic() - began:.1f} s")
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
-        AWS_DEFAULT_REGION=REGION,
-    )
-    try:
-        session = boto3.Session(region_name=REGION)
-        ec2, logs = session.client("ec2"), session.client("logs")
-        reply = ec2.run_instances(ImageId="ami-12345678", MinCount=4, MaxCount=4, InstanceType="t3.micro")
-        ids = [item["InstanceId"] for item in reply["Instances"]]
+    with emulator(DEMO / "localstack") as (endpoint, seconds):
+        say(f"LocalStack (host mode) ready at {endpoint} in {seconds:.1f} s")
+        ec2, logs, lam = clients("ec2", "logs", "lambda")
+        ids = run_instances(ec2, 4)
         protected, bystander = ids[:3], ids[3]
         inventory = DEMO / "inventory.yml"
         write_inventory(inventory, protected)
         say(f"Created 4 instances; the inventory {inventory.relative_to(ROOT)} lists 3 of them.")
 
-        seconds, changed = run_playbook("protect.yml", inventory, log)
+        seconds, changed = run_playbook("protect.yml", log, inventory)
         say(
             f"\nplaybooks/protect.yml: protected {len(protected)} instances in {seconds:.1f} s ({changed} changes)"
         )
-        seconds, changed = run_playbook("protect.yml", inventory, log)
+        seconds, changed = run_playbook("protect.yml", log, inventory)
         say(f"playbooks/protect.yml again: changed={changed} in {seconds:.1f} s")
 
         report = DEMO / "drill.json"
         seconds, _changed = run_playbook(
             "verify.yml",
-            inventory,
             log,
+            inventory,
             ["-e", "stop_protection_verify_mode=drill", "-e", f"stop_protection_verify_report_path={report}"],
         )
         (region,) = json.loads(report.read_text())
@@ -130,19 +77,17 @@ def main():
         ]
         say(f"\nUnprotected {bystander} stopped by hand: still {state} 5 s later (no rule names it).")
 
-        lines = decisions(logs)
+        lines = decisions(logs, "EC2Protect")
         say(f"\nThe function's log holds {len(lines)} decisions, one JSON line each, for example:")
         if lines:
             say("  " + json.dumps(lines[0], sort_keys=True))
 
-        seconds, _changed = run_playbook("unprotect.yml", inventory, log)
-        left = [f["FunctionName"] for f in session.client("lambda").list_functions()["Functions"]]
+        seconds, _changed = run_playbook("unprotect.yml", log, inventory)
+        left = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
         say(
             f"\nplaybooks/unprotect.yml: removed everything in {seconds:.1f} s (functions left: {left or 'none'})"
         )
-    finally:
-        harness.stop(quiet=True)
-        say(f"\nLocalStack stopped. Full playbook output: {log.relative_to(ROOT)}")
+    say(f"\nLocalStack stopped. Full playbook output: {log.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

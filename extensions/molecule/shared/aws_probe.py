@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Read-only probes that molecule scenarios use where no Ansible module reads what they need.
 
     aws_probe.py leftovers --name EC2Protect --regions us-east-1,eu-west-1
@@ -79,7 +78,7 @@ def decisions(name, region):
                 text = event["message"].strip()
                 if text.startswith("{"):
                     lines.append((event["timestamp"], json.loads(text)))
-    return {"decisions": [line for _, line in sorted(lines, key=lambda item: item[0])]}
+    return {"decisions": [entry[1] for entry in sorted(lines, key=lambda item: item[0])]}
 
 
 def main():

@@ -1,0 +1,388 @@
+"""make bench: rollout and recovery of guardrails.ec2 beside Cloud Custodian, on one LocalStack.
+
+Measures, alternating ours and the peer's where both apply, BENCH_REPEATS times each
+(default 3), and reports min/median/max plus ratios (the machine is shared and noisy;
+ratios within one run are what compare):
+
+1. rollout: protect.yml cold and no-op for N = 1, 100, 1000 instances and tag mode;
+   `custodian run` of the equivalent policy (tag filter, start action), cold and no-op;
+2. recovery: stop -> running for one instance (first after deploy, then warm), and for 20
+   and 100 instances stopped in one call, ours and the peer's;
+3. function cost: package size, cold init and duration per invocation from REPORT lines;
+4. audit: stop_protection_verify over 1000 instances.
+
+Writes bench-results/<timestamp>.json and .md (git-ignored) and checks the targets of
+the README's "Performance" section, saying which were missed.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import contextlib
+
+from lab import REGION, ROOT, clients, emulator, reports, run_instances, run_playbook, time_recovery
+
+RESULTS = ROOT / "bench-results"
+WORK = ROOT / ".build" / "bench"
+CUSTODIAN = ROOT / ".venv" / "c7n" / "bin" / "custodian"
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+PEER_TAG = "BenchPeer"
+PEER_FUNCTION = "custodian-bench-restart-stopped"
+PEER_POLICY = f"""policies:
+  - name: bench-restart-stopped
+    resource: ec2
+    mode:
+      type: ec2-instance-state
+      events: [stopped]
+      role: arn:aws:iam::000000000000:role/CustodianBenchRole
+    filters:
+      - "tag:{PEER_TAG}": enabled
+    actions:
+      - start
+"""
+LOG = WORK / "bench.log"
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def stats(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"min": None, "median": None, "max": None, "n": 0}
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+# --- ours ------------------------------------------------------------------------------------
+
+
+def protect_vars(ids=None, selector="instance_ids"):
+    variables = {"stop_protection_name": "BenchProtect", "stop_protection_region": REGION}
+    if selector == "tag":
+        variables.update(stop_protection_selector="tag", stop_protection_tag_key="BenchTag")
+    else:
+        variables["stop_protection_instance_ids"] = ids
+    return variables
+
+
+def ours_rollout(label, variables):
+    cold, noop = [], []
+    for _ in range(REPEATS):
+        seconds, _changed = run_playbook("protect.yml", LOG, extra_vars=variables)
+        cold.append(seconds)
+        seconds, changed = run_playbook("protect.yml", LOG, extra_vars=variables)
+        if changed != 0:
+            raise SystemExit(f"bench: the no-op rerun of {label} reported changed={changed}")
+        noop.append(seconds)
+        run_playbook("unprotect.yml", LOG, extra_vars=variables)
+    say(f"  ours {label:>10}: cold {stats(cold)['median']:.1f} s, no-op {stats(noop)['median']:.1f} s")
+    return {"cold": stats(cold), "noop": stats(noop)}
+
+
+# --- the peer --------------------------------------------------------------------------------
+
+
+def custodian(policy_file):
+    began = time.monotonic()
+    result = subprocess.run(
+        [str(CUSTODIAN), "run", "-s", str(WORK / "custodian-out"), "--region", REGION, str(policy_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+    )
+    with open(LOG, "a") as handle:
+        handle.write(f"\n$ custodian run\n{result.stdout}{result.stderr}")
+    if result.returncode:
+        raise SystemExit(f"bench: custodian run failed; see {LOG}")
+    return time.monotonic() - began
+
+
+def remove_peer(lam, events):
+    for rule in events.list_rules(NamePrefix="custodian-")["Rules"]:
+        targets = [t["Id"] for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]]
+        if targets:
+            events.remove_targets(Rule=rule["Name"], Ids=targets)
+        events.delete_rule(Name=rule["Name"])
+    with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
+        lam.delete_function(FunctionName=PEER_FUNCTION)
+
+
+def peer_rollout(policy_file, lam, events):
+    cold, noop = [], []
+    for _ in range(REPEATS):
+        cold.append(custodian(policy_file))
+        noop.append(custodian(policy_file))
+        remove_peer(lam, events)
+    say(f"  peer {'tag':>10}: cold {stats(cold)['median']:.1f} s, no-op {stats(noop)['median']:.1f} s")
+    return {"cold": stats(cold), "noop": stats(noop)}
+
+
+# --- recovery ----------------------------------------------------------------------------------
+
+
+def recovery(ec2, label, groups):
+    """groups: {size: [ids]}; single-instance first (cold) then warm; then bursts."""
+    single = groups[1]
+    first = time_recovery(ec2, single)[single[0]]
+    warm = [time_recovery(ec2, single)[single[0]] for _ in range(max(3, REPEATS))]
+    result = {"single_first": first, "single_warm": stats(warm)}
+    for size in (20, 100):
+        slowest, lost = [], 0
+        for _ in range(REPEATS):
+            times = time_recovery(ec2, groups[size])
+            lost += sum(1 for t in times.values() if t is None)
+            slowest.append(max((t for t in times.values() if t is not None), default=None))
+        result[f"burst_{size}"] = {"slowest": stats(slowest), "lost": lost}
+    say(
+        f"  {label}: single first {first:.2f} s, warm median {result['single_warm']['median']:.2f} s, "
+        f"20 at once {result['burst_20']['slowest']['median']:.2f} s, 100 at once {result['burst_100']['slowest']['median']:.2f} s"
+    )
+    return result
+
+
+def function_cost(lam, logs, function):
+    config = lam.get_function(FunctionName=function)["Configuration"]
+    lines = reports(logs, function)
+    return {
+        "package_bytes": config["CodeSize"],
+        "init_ms": stats([init for _, init in lines if init is not None]),
+        "duration_ms": stats([duration for duration, _ in lines]),
+        "invocations": len(lines),
+    }
+
+
+def audit_seconds(ids, check_attribute):
+    args = json.dumps(
+        {
+            "name": "BenchProtect",
+            "instance_ids": ids,
+            "region": REGION,
+            "check_stop_protection_attribute": check_attribute,
+        }
+    )
+    command = [str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local"]
+    command += ["-m", "guardrails.ec2.stop_protection_verify", "-a", args]
+    began = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise SystemExit(f"bench: audit failed:\n{result.stdout[-2000:]}")
+    return time.monotonic() - began
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def targets(data):
+    rollout, peer = data["rollout"], data["peer_rollout"]
+    ours_rec, peer_rec = data["recovery"]["ours"], data["recovery"]["peer"]
+    checks = [
+        (
+            "N=1000 cold <= 1.5 x N=1 cold",
+            ratio(rollout["n1000"]["cold"]["median"], rollout["n1"]["cold"]["median"]),
+            1.5,
+        ),
+        (
+            "no-op <= 0.6 x cold (N=100)",
+            ratio(rollout["n100"]["noop"]["median"], rollout["n100"]["cold"]["median"]),
+            0.6,
+        ),
+        (
+            "no-op faster than the peer's no-op (ours/peer)",
+            ratio(rollout["tag"]["noop"]["median"], peer["noop"]["median"]),
+            1.0,
+        ),
+        (
+            "warm single recovery <= the peer's (ours/peer)",
+            ratio(ours_rec["single_warm"]["median"], peer_rec["single_warm"]["median"]),
+            1.0,
+        ),
+        (
+            "100 at once: slowest <= 2 x slowest of 20",
+            ratio(ours_rec["burst_100"]["slowest"]["median"], ours_rec["burst_20"]["slowest"]["median"]),
+            2.0,
+        ),
+    ]
+    return [
+        {"target": name, "value": value, "limit": limit, "met": value is not None and value <= limit}
+        for name, value, limit in checks
+    ]
+
+
+def markdown(data):
+    rollout, peer = data["rollout"], data["peer_rollout"]
+    ours_rec, peer_rec = data["recovery"]["ours"], data["recovery"]["peer"]
+    ours_cost, peer_cost = data["cost"]["ours"], data["cost"]["peer"]
+
+    def s(entry):
+        return (
+            f"{entry['min']:.2f} / {entry['median']:.2f} / {entry['max']:.2f}"
+            if entry["median"] is not None
+            else "-"
+        )
+
+    lines = [
+        f"Run {data['started']} on LocalStack {data['localstack']}, {data['repeats']} repetitions, seconds as min / median / max.",
+        "",
+        "| measure | guardrails.ec2 | Cloud Custodian | ours/peer |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (
+        ("n1", "rollout cold, N=1"),
+        ("n100", "rollout cold, N=100"),
+        ("n1000", "rollout cold, N=1000"),
+    ):
+        lines.append(f"| {label} | {s(rollout[key]['cold'])} | | |")
+    lines.append(
+        f"| rollout cold, tag mode / tag policy | {s(rollout['tag']['cold'])} | {s(peer['cold'])} | "
+        f"{ratio(rollout['tag']['cold']['median'], peer['cold']['median'])} |"
+    )
+    for key, label in (
+        ("n1", "no-op rerun, N=1"),
+        ("n100", "no-op rerun, N=100"),
+        ("n1000", "no-op rerun, N=1000"),
+    ):
+        lines.append(f"| {label} | {s(rollout[key]['noop'])} | | |")
+    lines.append(
+        f"| no-op rerun, tag | {s(rollout['tag']['noop'])} | {s(peer['noop'])} | "
+        f"{ratio(rollout['tag']['noop']['median'], peer['noop']['median'])} |"
+    )
+    lines.append(
+        f"| recovery, first stop after deploy | {ours_rec['single_first']:.2f} | {peer_rec['single_first']:.2f} | "
+        f"{ratio(ours_rec['single_first'], peer_rec['single_first'])} |"
+    )
+    lines.append(
+        f"| recovery, warm single | {s(ours_rec['single_warm'])} | {s(peer_rec['single_warm'])} | "
+        f"{ratio(ours_rec['single_warm']['median'], peer_rec['single_warm']['median'])} |"
+    )
+    for size in (20, 100):
+        o, p = ours_rec[f"burst_{size}"], peer_rec[f"burst_{size}"]
+        lines.append(
+            f"| {size} stopped at once, slowest back (lost) | {s(o['slowest'])} ({o['lost']}) | {s(p['slowest'])} ({p['lost']}) | "
+            f"{ratio(o['slowest']['median'], p['slowest']['median'])} |"
+        )
+    lines.append(
+        f"| function package, bytes | {ours_cost['package_bytes']} | {peer_cost['package_bytes']} | "
+        f"{ratio(ours_cost['package_bytes'], peer_cost['package_bytes'])} |"
+    )
+    lines.append(
+        f"| cold init, ms | {s(ours_cost['init_ms'])} | {s(peer_cost['init_ms'])} | "
+        f"{ratio(ours_cost['init_ms']['median'], peer_cost['init_ms']['median'])} |"
+    )
+    lines.append(
+        f"| duration per invocation, ms | {s(ours_cost['duration_ms'])} | {s(peer_cost['duration_ms'])} | "
+        f"{ratio(ours_cost['duration_ms']['median'], peer_cost['duration_ms']['median'])} |"
+    )
+    lines.append(
+        f"| audit of 1000 instances (with / without DisableApiStop reads) | {data['audit']['with_attribute']:.1f} / {data['audit']['without_attribute']:.1f} | | |"
+    )
+    lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
+    lines += [
+        f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else '**no**'} |"
+        for t in data["targets"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(exist_ok=True)
+    LOG.write_text("")
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    data = {"started": started, "repeats": REPEATS}
+    say(f"make bench: {REPEATS} repetitions; playbook output in {LOG.relative_to(ROOT)}")
+    with emulator(WORK / "localstack") as (_endpoint, _seconds):
+        data["localstack"] = subprocess.run(
+            [
+                str(ROOT / ".venv/localstack/bin/python"),
+                "-c",
+                "import importlib.metadata as m; print(m.version('localstack-core'))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        data["custodian"] = subprocess.run(
+            [str(CUSTODIAN), "version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        ec2, lam, events, logs, iam = clients("ec2", "lambda", "events", "logs", "iam")
+        fleet = run_instances(ec2, 1000)
+        say("1. rollout (protect.yml cold and no-op; custodian run cold and no-op)")
+        data["rollout"] = {
+            "n1": ours_rollout("N=1", protect_vars(fleet[:1])),
+            "n100": ours_rollout("N=100", protect_vars(fleet[:100])),
+            "n1000": ours_rollout("N=1000", protect_vars(fleet)),
+            "tag": ours_rollout("tag", protect_vars(selector="tag")),
+        }
+        iam.create_role(
+            RoleName="CustodianBenchRole",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+        policy_file = WORK / "custodian-policy.yml"
+        policy_file.write_text(PEER_POLICY)
+        data["peer_rollout"] = peer_rollout(policy_file, lam, events)
+
+        say("2. recovery (stop -> running; ours on instance ids, the peer on its tag)")
+        ours_ids = {1: run_instances(ec2, 1), 20: run_instances(ec2, 20), 100: run_instances(ec2, 100)}
+        peer_ids = {size: run_instances(ec2, size, {PEER_TAG: "enabled"}) for size in (1, 20, 100)}
+        all_ours = [i for ids in ours_ids.values() for i in ids]
+        run_playbook("protect.yml", LOG, extra_vars=protect_vars(all_ours))
+        custodian(policy_file)
+        data["recovery"] = {"ours": recovery(ec2, "ours", ours_ids), "peer": recovery(ec2, "peer", peer_ids)}
+        data["peer_really_ran"] = sum(1 for _ in reports(logs, PEER_FUNCTION))
+        if not data["peer_really_ran"]:
+            raise SystemExit("bench: the peer's function never ran")
+
+        say("3. function cost (REPORT lines)")
+        data["cost"] = {
+            "ours": function_cost(lam, logs, "BenchProtect"),
+            "peer": function_cost(lam, logs, PEER_FUNCTION),
+        }
+
+        say("4. audit of 1000 instances")
+        run_playbook("protect.yml", LOG, extra_vars=protect_vars(fleet))
+        data["audit"] = {
+            "with_attribute": audit_seconds(fleet, True),
+            "without_attribute": audit_seconds(fleet, False),
+        }
+    data["targets"] = targets(data)
+    (RESULTS / f"{started}.json").write_text(json.dumps(data, indent=2) + "\n")
+    table = markdown(data)
+    (RESULTS / f"{started}.md").write_text(table)
+    (RESULTS / "latest.md").write_text(table)
+    say("")
+    say(table)
+    missed = [t["target"] for t in data["targets"] if not t["met"]]
+    say(f"Targets missed: {', '.join(missed)}" if missed else "All targets met.")
+
+
+if __name__ == "__main__":
+    main()
