@@ -261,3 +261,38 @@ def test_instance_not_yet_startable_is_retried_by_the_function(aws, endpoint, in
         assert (line["action"], line["start_retries"]) == ("started", 2)
     finally:
         run_playbook("unprotect.yml", endpoint, variables)
+
+
+def test_attribution_logs_who_stopped_a_protected_instance(aws, endpoint, instances):
+    """LocalStack emits no CloudTrail events, so the test publishes the one AWS would."""
+    ec2, events = aws("ec2"), aws("events")
+    protected, other = instances(2)
+    variables = protect_vars("Attributed", [protected], stop_protection_attribution=True)
+    assert run_playbook("protect.yml", endpoint, variables).returncode == 0
+    try:
+        detail = {
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "StopInstances",
+            "eventTime": "2026-11-27T03:04:05Z",
+            "sourceIPAddress": "203.0.113.7",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::000000000000:user/alice"},
+            "requestParameters": {
+                "instancesSet": {"items": [{"instanceId": protected}, {"instanceId": other}]}
+            },
+        }
+        events.put_events(
+            Entries=[
+                {
+                    "Source": "aws.ec2",
+                    "DetailType": "AWS API Call via CloudTrail",
+                    "Detail": json.dumps(detail),
+                }
+            ]
+        )
+        lines = wait_for(lambda: decisions(aws, "Attributed"), timeout=30)
+        assert [(line["action"], line["instance_id"], line["caller_arn"]) for line in lines] == [
+            ("attributed", protected, "arn:aws:iam::000000000000:user/alice")
+        ]
+        assert instance_states(ec2, [protected, other]) == {protected: "running", other: "running"}
+    finally:
+        run_playbook("unprotect.yml", endpoint, variables)

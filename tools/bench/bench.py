@@ -165,6 +165,32 @@ def function_cost(lam, logs, function):
     }
 
 
+IMPORT_PROBE = """
+import time
+began = time.perf_counter()
+import stop_protection_handler
+stop_protection_handler.client("ec2")
+print((time.perf_counter() - began) * 1000)
+"""
+
+
+def handler_import_ms(runs=5):
+    """Import of our handler plus its EC2 client creation, in a fresh Python each time (a cold start's share)."""
+    env = dict(
+        os.environ,
+        AWS_REGION=REGION,
+        PYTHONPATH=f"{ROOT / 'roles/stop_protection/files'}:{ROOT / '.venv/lambda-runtime'}",
+    )
+    python = str(ROOT / ".venv" / "localstack" / "bin" / "python")
+    samples = []
+    for _ in range(runs):
+        result = subprocess.run(
+            [python, "-c", IMPORT_PROBE], capture_output=True, text=True, env=env, check=True
+        )
+        samples.append(float(result.stdout.strip()))
+    return stats(samples)
+
+
 def audit_seconds(ids, check_attribute):
     args = json.dumps(
         {
@@ -286,6 +312,7 @@ def markdown(data):
         f"| cold init, ms | {s(ours_cost['init_ms'])} | {s(peer_cost['init_ms'])} | "
         f"{ratio(ours_cost['init_ms']['median'], peer_cost['init_ms']['median'])} |"
     )
+    lines.append(f"| handler import + client creation, ms | {s(ours_cost['import_and_clients_ms'])} | | |")
     lines.append(
         f"| duration per invocation, ms | {s(ours_cost['duration_ms'])} | {s(peer_cost['duration_ms'])} | "
         f"{ratio(ours_cost['duration_ms']['median'], peer_cost['duration_ms']['median'])} |"

@@ -41,17 +41,18 @@ STOPPING_POLL_SECONDS = 1
 SAFETY_MARGIN_MS = 3000
 
 _CLIENTS = {}
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
 
 
-def clients():
-    """EC2 and SNS clients, built once per container (cold start) and reused after."""
-    if not _CLIENTS:
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
-        region = settings()["region"] or None
-        _CLIENTS["ec2"] = boto3.client("ec2", region_name=region, config=config)
-        _CLIENTS["sns"] = boto3.client("sns", region_name=region, config=config)
-        _CLIENTS["events"] = boto3.client("events", region_name=region, config=config)
-    return _CLIENTS
+def client(service):
+    """A boto3 client, built on first use and kept for the life of the container.
+
+    SNS and EventBridge clients are only built when a topic or attribution needs them:
+    loading a service model is a noticeable share of a cold start.
+    """
+    if service not in _CLIENTS:
+        _CLIENTS[service] = boto3.client(service, region_name=settings()["region"] or None, config=_CONFIG)
+    return _CLIENTS[service]
 
 
 def settings():
@@ -131,9 +132,7 @@ def notify(config, subject, lines):
     if not config["topic_arn"]:
         return
     try:
-        clients()["sns"].publish(
-            TopicArn=config["topic_arn"], Subject=subject[:100], Message="\n".join(lines)
-        )
+        client("sns").publish(TopicArn=config["topic_arn"], Subject=subject[:100], Message="\n".join(lines))
     except ClientError as exc:
         # A failed notification must not undo or repeat a restart; say so in the log.
         log(
@@ -167,7 +166,7 @@ def handle_state_change(event, context, config):
     if detail.get("state") != "stopped":
         return decide("skipped-state", reason=f"event is for state {detail.get('state')!r}, not 'stopped'")
 
-    ec2 = clients()["ec2"]
+    ec2 = client("ec2")
     instance = wait_while_stopping(ec2, describe(ec2, instance_id), context)
     if instance is None:
         return decide("skipped-state", state="not-found", reason="instance no longer exists")
@@ -225,7 +224,7 @@ _PROTECTED_BY_RULES = {}
 def protected_by_rules(prefix):
     """Instance ids named by the deployment's rules ``<prefix>1``, ``<prefix>2``, ...; read once."""
     if prefix not in _PROTECTED_BY_RULES:
-        events = clients()["events"]
+        events = client("events")
         ids = set()
         index = 1
         while True:
@@ -252,7 +251,7 @@ def handle_api_call(event, config):
     ids = [item.get("instanceId") for item in items if isinstance(item, dict) and item.get("instanceId")]
     identity = detail.get("userIdentity") or {}
     if config["mode"] == "tag" and ids:
-        ec2 = clients()["ec2"]
+        ec2 = client("ec2")
         tagged = []
         for instance_id in ids:
             instance = describe(ec2, instance_id)

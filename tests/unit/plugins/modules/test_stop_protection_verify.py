@@ -1,0 +1,51 @@
+"""guardrails.ec2.stop_protection_verify: bad input fails before any AWS call, naming the value."""
+
+from unittest import mock
+
+import pytest
+
+from ansible_collections.guardrails.ec2.plugins.modules import stop_protection_verify as m
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"instance_ids": []}, "instance_ids is empty"),
+        ({"instance_ids": ["i-123"]}, "instance_ids[0] 'i-123' is not an EC2 instance id"),
+        ({"instance_ids": ["i-0123456789abcdef0", "sg-0123"]}, "instance_ids[1] 'sg-0123'"),
+        (
+            {"instance_ids": ["i-0123456789abcdef0", "i-0123456789abcdef0"]},
+            "more than once: i-0123456789abcdef0",
+        ),
+        ({"instance_ids": ["i-0123456789abcdef0"], "timeout": 0}, "timeout must be at least 1 second, got 0"),
+        ({"instance_ids": ["i-0123456789abcdef0"], "mode": "chaos"}, "mode"),
+        ({"instance_ids": ["i-0123456789abcdef0"], "force": "sometimes"}, "force"),
+        ({}, "instance_ids"),
+    ],
+)
+def test_bad_input_fails_before_any_client_exists(run_module, args, message):
+    with mock.patch.object(m.AnsibleAWSModule, "client") as make_client:
+        result = run_module(m, {"region": "eu-west-1", **args})
+    assert result["failed"] is True
+    assert message in result["msg"]
+    make_client.assert_not_called()
+
+
+def test_unprotected_message_names_each_instance_and_why():
+    entries = [
+        {"instance_id": "i-1", "protected": True, "problems": []},
+        {
+            "instance_id": "i-2",
+            "protected": False,
+            "problems": ["No rule of this deployment names the instance."],
+        },
+        {
+            "instance_id": "i-3",
+            "protected": False,
+            "problems": ["Bypass tag X is set ('y').", "Function is Failed, not Active."],
+        },
+    ]
+    assert m.unprotected_message(entries) == (
+        "i-2: No rule of this deployment names the instance.; "
+        "i-3: Bypass tag X is set ('y'). Function is Failed, not Active."
+    )
