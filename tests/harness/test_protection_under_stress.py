@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 from conftest import ROOT, _load_launcher, instance_states, wait_for
 
@@ -117,8 +118,10 @@ def test_two_deployments_in_one_region_do_not_interfere(aws, endpoint, instances
         assert wait_for(
             lambda: set(instance_states(ec2, [first, second]).values()) == {"running"}, timeout=60
         )
-        assert [line["instance_id"] for line in decisions(aws, "PairA")] == [first]
-        assert [line["instance_id"] for line in decisions(aws, "PairA-2")] == [second]
+        # Logs reach CloudWatch when an invocation ends, a moment after the restart.
+        for name, instance_id in deployments.items():
+            lines = wait_for(lambda name=name: decisions(aws, name), timeout=30)
+            assert [line["instance_id"] for line in lines] == [instance_id]
 
         assert run_playbook("unprotect.yml", endpoint, protect_vars("PairA", [first])).returncode == 0
         assert [
@@ -173,9 +176,12 @@ def test_emulator_lost_mid_run_fails_clearly_and_a_rerun_converges(tmp_path):
     port = int(endpoint.rsplit(":", 1)[1])
     try:
         env = playbook_env(endpoint)
-        import boto3
-
-        ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1")
+        credentials = {
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+            "region_name": "us-east-1",
+        }
+        ec2 = boto3.client("ec2", endpoint_url=endpoint, **credentials)
         instance_id = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0][
             "InstanceId"
         ]
@@ -202,7 +208,7 @@ def test_emulator_lost_mid_run_fails_clearly_and_a_rerun_converges(tmp_path):
 
         # A new emulator (empty, like an account where the run was cut short) and a rerun.
         endpoint = harness.start(port, {})
-        ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1")
+        ec2 = boto3.client("ec2", endpoint_url=endpoint, **credentials)
         instance_id = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0][
             "InstanceId"
         ]

@@ -1,0 +1,86 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: instance_state_info
+short_description: Look up the state of many EC2 instances at once
+version_added: 1.0.0
+description:
+  - Reports the state of each listed instance, and which ones do not exist, in one task
+    however long the list (200 ids per C(DescribeInstances) call, the API's filter limit).
+  - Unlike M(amazon.aws.ec2_instance_info) it returns only the states, so that checking a
+    thousand instances stays quick, and an unknown id does not fail the call.
+author:
+  - guardrails.ec2 maintainers (@guardrails-ec2)
+options:
+  instance_ids:
+    description:
+      - Instances to look up.
+    type: list
+    elements: str
+    required: true
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Check that the instances exist
+  guardrails.ec2.instance_state_info:
+    instance_ids: [i-0123456789abcdef0, i-0fedcba9876543210]
+    region: eu-west-1
+  register: found
+  failed_when: found.missing | length > 0
+"""
+
+RETURN = r"""
+states:
+  description: State of every instance found, by instance id.
+  returned: always
+  type: dict
+  sample: {"i-0123456789abcdef0": "running"}
+missing:
+  description: Listed instances that do not exist in the region.
+  returned: always
+  type: list
+  elements: str
+  sample: [i-0fedcba9876543210]
+"""
+
+try:
+    import botocore
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+from ansible_collections.guardrails.ec2.plugins.module_utils.verify import describe_instances
+
+
+def main():
+    module = AnsibleAWSModule(
+        argument_spec=dict(instance_ids=dict(type="list", elements="str", required=True)),
+        supports_check_mode=True,
+    )
+    ids = list(dict.fromkeys(module.params["instance_ids"]))
+    client = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff())
+    try:
+        found = describe_instances(client, ids)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        module.fail_json_aws(e, msg="Couldn't describe the instances")
+    module.exit_json(
+        changed=False,
+        states={
+            instance_id: found[instance_id]["State"]["Name"] for instance_id in ids if instance_id in found
+        },
+        missing=[instance_id for instance_id in ids if instance_id not in found],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""guardrails.ec2.instance_state_info against moto: states in batches, unknown ids reported."""
+
+import boto3
+from moto import mock_aws
+
+from ansible_collections.guardrails.ec2.plugins.modules import instance_state_info
+
+
+def test_states_and_missing_over_several_batches(run_module):
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        ids = [
+            i["InstanceId"]
+            for i in ec2.run_instances(ImageId="ami-12345678", MinCount=250, MaxCount=250)["Instances"]
+        ]
+        ec2.stop_instances(InstanceIds=ids[:1])
+        ec2.terminate_instances(InstanceIds=ids[1:2])
+        unknown = "i-0123456789abcdef0"
+        result = run_module(
+            instance_state_info, {"instance_ids": [*ids, unknown, ids[0]], "region": "eu-west-1"}
+        )
+    assert result["changed"] is False
+    assert result["missing"] == [unknown]
+    assert len(result["states"]) == 250
+    assert result["states"][ids[0]] == "stopped"
+    assert result["states"][ids[1]] == "terminated"
+    assert result["states"][ids[2]] == "running"
