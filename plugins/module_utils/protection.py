@@ -282,13 +282,21 @@ def build_plan(
     for region in sorted(by_region):
         ids = sorted(by_region[region])
         if mode == MODE_TAG:
-            rules = [{"name": rule_name(name, 1), "pattern": state_change_pattern(), "instance_ids": []}]
+            rules = [
+                {
+                    "name": rule_name(name, 1),
+                    "pattern": state_change_pattern(),
+                    "instance_ids": [],
+                    "kind": "tagged instances",
+                }
+            ]
         else:
             rules = [
                 {
                     "name": rule_name(name, index),
                     "pattern": state_change_pattern(shard),
                     "instance_ids": shard,
+                    "kind": "instances",
                 }
                 for index, shard in enumerate(shard_instance_ids(ids), start=1)
             ]
@@ -299,7 +307,12 @@ def build_plan(
             )
         if attribution:
             rules.append(
-                {"name": names["attribution_rule"], "pattern": attribution_pattern(), "instance_ids": []}
+                {
+                    "name": names["attribution_rule"],
+                    "pattern": attribution_pattern(),
+                    "instance_ids": [],
+                    "kind": "StopInstances callers",
+                }
             )
         plan_regions.append({"region": region, "instance_ids": ids, "rules": rules})
     return {"name": name, "mode": mode, "names": names, "regions": plan_regions}

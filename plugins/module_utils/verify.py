@@ -14,6 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     MODE_TAG,
     STATE_CHANGE_DETAIL_TYPE,
@@ -102,9 +104,7 @@ def read_deployment(clients, name, region, account, partition):
     }
     try:
         config = lam.get_function_configuration(aws_retry=True, FunctionName=name)
-    except Exception as exc:  # pylint: disable=broad-except
-        if _code(exc) != "ResourceNotFoundException":
-            raise
+    except is_boto3_error_code("ResourceNotFoundException"):
         config = None
     if config:
         deployment["function"] = config
@@ -112,18 +112,15 @@ def read_deployment(clients, name, region, account, partition):
         deployment["mode"] = deployment["env"].get("PROTECTION_MODE", "instance_ids")
         try:
             policy = json.loads(lam.get_policy(aws_retry=True, FunctionName=name)["Policy"])
-        except Exception as exc:  # pylint: disable=broad-except
-            if _code(exc) != "ResourceNotFoundException":
-                raise
+        except is_boto3_error_code("ResourceNotFoundException"):
             policy = {"Statement": []}
         deployment["policy_sources"] = invoke_sources(policy)
         try:
             deployment["invoke_config"] = lam.get_function_event_invoke_config(
                 aws_retry=True, FunctionName=name
             )
-        except Exception as exc:  # pylint: disable=broad-except
-            if _code(exc) != "ResourceNotFoundException":
-                raise
+        except is_boto3_error_code("ResourceNotFoundException"):
+            deployment["invoke_config"] = None
     rules = [rule for rule in list_deployment_rules(events, name) if rule["kind"] == "state_change"]
     for rule in rules:
         pattern = json.loads(rule.get("event_pattern") or "{}")
@@ -168,11 +165,6 @@ def invoke_sources(policy):
             if arn:
                 sources.add(arn)
     return sources
-
-
-def _code(exc):
-    response = getattr(exc, "response", None) or {}
-    return (response.get("Error") or {}).get("Code")
 
 
 # --- audit ---------------------------------------------------------------------------------------
