@@ -111,8 +111,11 @@ def test_two_deployments_in_one_region_do_not_interfere(aws, endpoint, instances
     first, second = instances(2)
     # "PairA-2" starts like PairA's shard rules; neither may take the other's rules for its own.
     deployments = {"PairA": first, "PairA-2": second}
+    # The second one also runs the function on the python3.12 runtime.
+    runtimes = {"PairA": "python3.13", "PairA-2": "python3.12"}
     for name, instance_id in deployments.items():
-        assert run_playbook("protect.yml", endpoint, protect_vars(name, [instance_id])).returncode == 0
+        variables = protect_vars(name, [instance_id], stop_protection_lambda_runtime=runtimes[name])
+        assert run_playbook("protect.yml", endpoint, variables).returncode == 0
     try:
         ec2.stop_instances(InstanceIds=[first, second])
         assert wait_for(
