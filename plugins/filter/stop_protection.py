@@ -68,35 +68,20 @@ def stop_protection_plan(
         raise AnsibleFilterError(str(exc)) from exc
 
 
-def stop_protection_policy(
-    plan,
-    account,
-    partition="aws",
-    tag_key=None,
-    tag_value=None,
-    notification_topic_arn=None,
-    failure_destination_arn=None,
-    attribution=False,
-):
-    document, scope = protection.build_policy(
-        plan,
-        account,
-        partition,
-        tag_key=tag_key,
-        tag_value=tag_value,
-        notification_topic_arn=notification_topic_arn or None,
-        failure_destination_arn=failure_destination_arn or None,
-        attribution=attribution,
-    )
+def _unset_empty(settings):
+    """Role variables default to "" where the module_utils functions expect None."""
+    return {key: value if value not in ("", None) else None for key, value in settings.items()}
+
+
+def stop_protection_policy(plan, account, partition="aws", **settings):
+    """``{document, scope}``: the managed policy for the plan; settings as in ``protection.build_policy``."""
+    document, scope = protection.build_policy(plan, account, partition, **_unset_empty(settings))
     return {"document": document, "scope": scope}
 
 
-def stop_protection_environment(
-    plan, tag_key=None, tag_value=None, bypass_tag_key=None, notification_topic_arn=None, attribution=False
-):
-    return protection.lambda_environment(
-        plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn or None, attribution
-    )
+def stop_protection_environment(plan, **settings):
+    """The function's environment variables; settings as in ``protection.lambda_environment``."""
+    return protection.lambda_environment(plan, **_unset_empty(settings))
 
 
 def stop_protection_summary(plan, account, partition, policy_scope):
