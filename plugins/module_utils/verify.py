@@ -254,7 +254,7 @@ def audit(clients, name, instance_ids, region, account, partition, check_attribu
         )
         for i in instance_ids
     ]
-    return entries, instances
+    return entries
 
 
 # --- drill ---------------------------------------------------------------------------------------

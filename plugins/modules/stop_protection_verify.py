@@ -262,7 +262,7 @@ def main():
     try:
         identity = module.client("sts", retry_decorator=retry).get_caller_identity(aws_retry=True)
         account, partition = identity["Account"], identity["Arn"].split(":")[1]
-        entries, _instances = audit(
+        entries = audit(
             clients,
             params["name"],
             params["instance_ids"],

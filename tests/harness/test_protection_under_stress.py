@@ -16,6 +16,9 @@ import boto3
 import pytest
 from conftest import ROOT, _load_launcher, instance_states, wait_for
 
+sys.path.insert(0, str(ROOT / "tools"))
+from lab import decisions as read_decisions
+
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
 
@@ -64,18 +67,6 @@ def changed_count(result):
     return int(recap[-1].split("changed=")[1].split()[0])
 
 
-def decisions(aws, name):
-    logs = aws("logs")
-    group = f"/aws/lambda/{name}"
-    lines = []
-    for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
-        events = logs.get_log_events(
-            logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True
-        )
-        lines += [json.loads(e["message"]) for e in events["events"] if e["message"].startswith("{")]
-    return lines
-
-
 def protect_vars(name, ids, **extra):
     return {
         "stop_protection_name": name,
@@ -98,7 +89,8 @@ def test_hundred_instances_stopped_at_once_all_restart_with_one_decision_each(aw
         assert wait_for(all_running, timeout=180, interval=1), instance_states(ec2, ids)
         # Each stop produced exactly one decision, all of them restarts.
         lines = wait_for(
-            lambda: (found := decisions(aws, "LoadProtect")) and len(found) >= 100 and found, timeout=30
+            lambda: (found := read_decisions(aws("logs"), "LoadProtect")) and len(found) >= 100 and found,
+            timeout=30,
         )
         assert sorted(line["instance_id"] for line in lines) == sorted(ids)
         assert {line["action"] for line in lines} == {"started"}
@@ -123,7 +115,7 @@ def test_two_deployments_in_one_region_do_not_interfere(aws, endpoint, instances
         )
         # Logs reach CloudWatch when an invocation ends, a moment after the restart.
         for name, instance_id in deployments.items():
-            lines = wait_for(lambda name=name: decisions(aws, name), timeout=30)
+            lines = wait_for(lambda name=name: read_decisions(aws("logs"), name), timeout=30)
             assert [line["instance_id"] for line in lines] == [instance_id]
 
         assert run_playbook("unprotect.yml", endpoint, protect_vars("PairA", [first])).returncode == 0
@@ -266,7 +258,7 @@ def test_instance_not_yet_startable_is_retried_by_the_function(aws, endpoint, in
         faults.arm("StartInstances", [instance_id], "IncorrectInstanceState", count=2)
         ec2.stop_instances(InstanceIds=[instance_id])
         assert wait_for(lambda: instance_states(ec2, [instance_id])[instance_id] == "running", timeout=60)
-        (line,) = wait_for(lambda: decisions(aws, "StillStopping"), timeout=15)
+        (line,) = wait_for(lambda: read_decisions(aws("logs"), "StillStopping"), timeout=15)
         assert (line["action"], line["start_retries"]) == ("started", 2)
     finally:
         run_playbook("unprotect.yml", endpoint, variables)
@@ -298,7 +290,7 @@ def test_attribution_logs_who_stopped_a_protected_instance(aws, endpoint, instan
                 }
             ]
         )
-        lines = wait_for(lambda: decisions(aws, "Attributed"), timeout=30)
+        lines = wait_for(lambda: read_decisions(aws("logs"), "Attributed"), timeout=30)
         assert [(line["action"], line["instance_id"], line["caller_arn"]) for line in lines] == [
             ("attributed", protected, "arn:aws:iam::000000000000:user/alice")
         ]

@@ -11,6 +11,7 @@ Selected with ``LAMBDA_RUNTIME_EXECUTOR=guardrails-local``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -43,12 +44,14 @@ PYTHON_RUNTIME = re.compile(r"^python(\d+)\.(\d+)$")
 _LIVE_EXECUTORS: weakref.WeakSet[LocalProcessRuntimeExecutor] = weakref.WeakSet()
 
 
+@functools.cache
 def python_for_runtime(runtime: str | None) -> str | None:
     """The interpreter for a Lambda runtime such as ``python3.12``, or None for other runtimes.
 
     ``GUARDRAILS_LAMBDA_PYTHON_3_12`` (set by the launcher, which discovers interpreters)
     wins; then a working ``python3.12`` on PATH; then LocalStack's own interpreter, which
-    is a close stand-in when the exact version is not installed.
+    is a close stand-in when the exact version is not installed. Looked up once per runtime:
+    a probe of the interpreter at every cold start would slow each one.
     """
     match = PYTHON_RUNTIME.match(runtime or "")
     if not match:
