@@ -120,6 +120,17 @@ def test_process_crash_is_a_runtime_exit_error(aws, make_function):
     assert "exit status 3" in payload["errorMessage"]
 
 
+def test_crash_is_told_apart_from_a_timeout_while_the_process_is_still_exiting(aws, make_function):
+    # The runtime's reply pipe closes before the process has finished exiting; a crash seen
+    # in that window must still be a Runtime.ExitError with the real exit status.
+    source = "import os, time\n\ndef handler(event, context):\n    os.closerange(3, 1024)\n    time.sleep(1)\n    os._exit(4)\n"
+    name, _ = make_function(source, timeout=5)
+    error, payload = invoke(aws("lambda"), name)
+    assert error == "Unhandled"
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert "exit status 4" in payload["errorMessage"]
+
+
 @pytest.mark.parametrize(
     ("source", "handler", "error_type"),
     [

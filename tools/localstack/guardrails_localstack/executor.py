@@ -38,6 +38,8 @@ LOG = logging.getLogger(__name__)
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 # AWS gives the init phase (importing the handler module) ten seconds.
 INIT_TIMEOUT_SECONDS = 10.0
+# How long a runtime that closed its reply pipe gets to finish exiting before it is killed.
+EXIT_WAIT_SECONDS = 5.0
 PYTHON_RUNTIME = re.compile(r"^python(\d+)\.(\d+)$")
 
 # Every live executor, so that LocalStack's shutdown hook can stop them all.
@@ -149,9 +151,8 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
             )
         os.close(write_fd)
         self._reply = os.fdopen(read_fd, "r")
-        message = self._read_reply(time.monotonic() + INIT_TIMEOUT_SECONDS)
+        message, crashed = self._read_reply(time.monotonic() + INIT_TIMEOUT_SECONDS)
         if message is None:
-            crashed = self._process.poll() is not None
             self._kill()
             self._init_error = {
                 "errorType": "Runtime.ExitError" if crashed else "Sandbox.Timedout",
@@ -183,16 +184,31 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
 
     # --- invocation --------------------------------------------------------------------
 
-    def _read_reply(self, deadline: float) -> dict | None:
-        """The next reply line from the runtime, or None on timeout or crash."""
+    def _read_reply(self, deadline: float) -> tuple[dict | None, bool]:
+        """The next reply line from the runtime and whether the runtime has exited.
+
+        ``(None, False)`` means the deadline passed with the runtime still alive;
+        ``(None, True)`` means the reply pipe closed, i.e. the runtime died. The pipe closes
+        a moment before the process can be reaped, so a crash is told by end-of-file here,
+        never by ``poll()`` right after the read (which may still say "running").
+        """
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
+                return None, False
             ready, _, _ = select.select([self._reply], [], [], remaining)
             if ready:
                 line = self._reply.readline()
-                return json.loads(line) if line else None
+                if line:
+                    return json.loads(line), False
+                return None, True
+
+    def _exit_status(self) -> int | None:
+        """The exit status of a runtime whose reply pipe has closed."""
+        try:
+            return self._process.wait(timeout=EXIT_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            return None
 
     def _collect_output(self) -> str:
         with open(self._log_path, "rb") as log:
@@ -226,13 +242,13 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
                 try:
                     self._process.stdin.write(json.dumps(request) + "\n")
                     self._process.stdin.flush()
-                    reply = self._read_reply(begun + timeout)
+                    reply, exited = self._read_reply(begun + timeout)
                 except (BrokenPipeError, OSError, ValueError):
-                    reply = None
+                    reply, exited = None, True
                 if reply is not None:
                     is_error = "error" in reply
                     result = reply["error"] if is_error else reply["payload"]
-                elif self._process.poll() is None:
+                elif not exited:
                     self._kill()
                     status = "timeout"
                     is_error = True
@@ -241,13 +257,14 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
                         "errorMessage": f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds",
                     }
                 else:
-                    exit_code = self._process.returncode
+                    exit_code = self._exit_status()
                     self._kill()
                     status = "error"
                     is_error = True
+                    how = f"exit status {exit_code}" if exit_code is not None else "reply channel closed"
                     result = {
                         "errorType": "Runtime.ExitError",
-                        "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: exit status {exit_code}",
+                        "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {how}",
                     }
             duration_ms = (time.monotonic() - begun) * 1000
             output = self._collect_output()
