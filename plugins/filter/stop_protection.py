@@ -36,6 +36,7 @@ def stop_protection_plan(
     notification_topic_arn=None,
     failure_destination_arn=None,
     require_instances=True,
+    kms_key_arns=None,
 ):
     known = _known_regions()
     try:
@@ -63,6 +64,7 @@ def stop_protection_plan(
             failure_destination_arn=failure_destination_arn,
             require_instances=require_instances,
             known_regions=known,
+            kms_key_arns=kms_key_arns or [],
         )
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc

@@ -187,6 +187,34 @@ def validate_arn(arn, services, variable):
     return arn
 
 
+def validate_kms_key_arns(arns, variable="stop_protection_kms_key_arns"):
+    """KMS key ARNs (``arn:<partition>:kms:<region>:<account>:key/<key id>``), as a list.
+
+    IAM authorises kms:CreateGrant against the key's ARN: an alias or a bare key id in a
+    policy's Resource would match nothing, so both are refused here.
+    """
+    if arns in (None, ""):
+        return []
+    if not isinstance(arns, (list, tuple)):
+        raise ProtectionError(f"{variable} must be a list of KMS key ARNs, got {arns!r}")
+    for position, arn in enumerate(arns):
+        match = ARN.match(arn) if isinstance(arn, str) else None
+        if not match or match.group("service") != "kms" or not match.group("region"):
+            raise ProtectionError(
+                f"{variable}[{position}] {arn!r} is not a KMS key ARN "
+                "(arn:aws:kms:<region>:<account>:key/<key id>)"
+            )
+        if not match.group("resource").startswith("key/") or len(match.group("resource")) == len("key/"):
+            raise ProtectionError(
+                f"{variable}[{position}] {arn!r} names an alias or no key; "
+                "IAM matches kms:CreateGrant against the key ARN (arn:...:key/<key id>)"
+            )
+    duplicates = sorted({arn for arn in arns if arns.count(arn) > 1})
+    if duplicates:
+        raise ProtectionError(f"{variable} lists {', '.join(duplicates)} more than once")
+    return list(arns)
+
+
 def collect_instances(hosts, explicit_ids, default_region, known_regions=None):
     """``[(instance_id, region, source)]`` from inventory hosts or an explicit list.
 
@@ -245,6 +273,7 @@ def build_plan(
     failure_destination_arn=None,
     require_instances=True,
     known_regions=None,
+    kms_key_arns=(),
 ):
     """What to deploy, per region: validated, sharded, ready for the role's tasks.
 
@@ -264,6 +293,7 @@ def build_plan(
         )
     validate_arn(notification_topic_arn, ("sns",), "stop_protection_notification_topic_arn")
     validate_arn(failure_destination_arn, ("sqs", "sns"), "stop_protection_failure_destination_arn")
+    validate_kms_key_arns(kms_key_arns)
     for region in regions:
         validate_region(region, known_regions, source="stop_protection_regions entry")
 
@@ -335,6 +365,7 @@ def build_policy(
     notification_topic_arn=None,
     failure_destination_arn=None,
     attribution=False,
+    kms_key_arns=(),
 ):
     """The least-privilege managed policy for a plan from ``build_plan``.
 
@@ -395,6 +426,19 @@ def build_policy(
                 "Effect": "Allow",
                 "Action": action,
                 "Resource": failure_destination_arn,
+            }
+        )
+    kms_key_arns = validate_kms_key_arns(kms_key_arns)
+    if kms_key_arns:
+        # Starting an instance whose EBS volumes use a customer-managed key makes EC2 create
+        # a grant on that key on the caller's behalf; allow only grants EC2 itself asks for.
+        statements.append(
+            {
+                "Sid": "StartWithEncryptedVolumes",
+                "Effect": "Allow",
+                "Action": "kms:CreateGrant",
+                "Resource": sorted(kms_key_arns),
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
             }
         )
     if attribution and plan["mode"] == MODE_INSTANCE_IDS:

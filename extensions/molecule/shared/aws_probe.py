@@ -3,6 +3,7 @@
     aws_probe.py leftovers --name EC2Protect --regions us-east-1,eu-west-1
     aws_probe.py receive --queue-name NAME --region us-east-1 --expect 1 --timeout 60
     aws_probe.py decisions --name EC2Protect --region us-east-1
+    aws_probe.py policy --name EC2Protect
 
 Talks to AWS_ENDPOINT_URL with the usual AWS credentials; prints one JSON document.
 """
@@ -11,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+import urllib.parse
 
 import boto3
 
@@ -81,6 +83,29 @@ def decisions(name, region):
     return {"decisions": [entry[1] for entry in sorted(lines, key=lambda item: item[0])]}
 
 
+def policy(name):
+    """The deployment's managed policy document and the policies attached to its role."""
+    iam = boto3.client("iam", region_name="us-east-1")
+    found = [
+        p
+        for page in iam.get_paginator("list_policies").paginate(Scope="Local")
+        for p in page["Policies"]
+        if p["PolicyName"] == name
+    ]
+    if not found:
+        return {"document": None, "attached": []}
+    version = iam.get_policy_version(PolicyArn=found[0]["Arn"], VersionId=found[0]["DefaultVersionId"])
+    document = version["PolicyVersion"]["Document"]
+    if isinstance(document, str):  # boto3 decodes it on AWS; some emulators return the text
+        document = json.loads(urllib.parse.unquote(document))
+    attached = [
+        p["PolicyArn"]
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=f"{name}Role")
+        for p in page["AttachedPolicies"]
+    ]
+    return {"arn": found[0]["Arn"], "document": document, "attached": attached}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,13 +120,17 @@ def main():
     dec = commands.add_parser("decisions")
     dec.add_argument("--name", required=True)
     dec.add_argument("--region", required=True)
+    pol = commands.add_parser("policy")
+    pol.add_argument("--name", required=True)
     args = parser.parse_args()
     if args.command == "leftovers":
         result = leftovers(args.name, args.regions.split(","))
     elif args.command == "receive":
         result = receive(args.queue_name, args.region, args.expect, args.timeout)
-    else:
+    elif args.command == "decisions":
         result = decisions(args.name, args.region)
+    else:
+        result = policy(args.name)
     json.dump(result, sys.stdout)
 
 

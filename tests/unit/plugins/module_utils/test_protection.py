@@ -80,6 +80,8 @@ def test_state_change_pattern_matches_aws_event_shape():
 
 # --- validation --------------------------------------------------------------------------------
 
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
 BAD_INPUTS = [
     ({"name": "EC2 Protect"}, "'EC2 Protect'"),
     ({"name": "x" * 53}, "53 characters"),
@@ -94,6 +96,11 @@ BAD_INPUTS = [
     ({"failure_destination_arn": "not-an-arn"}, "'not-an-arn' is not an ARN"),
     ({"instances": []}, "no instances selected"),
     ({"regions": ["moon-1"]}, "'moon-1'"),
+    ({"kms_key_arns": ["arn:aws:kms:eu-west-1:123456789012:alias/ebs"]}, "alias/ebs' names an alias"),
+    ({"kms_key_arns": ["1234abcd-12ab-34cd-56ef-1234567890ab"]}, "\\[0\\] '1234abcd-12ab"),
+    ({"kms_key_arns": ["arn:aws:s3:::bucket"]}, "is not a KMS key ARN"),
+    ({"kms_key_arns": "arn:aws:kms:eu-west-1:123456789012:key/k"}, "must be a list"),
+    ({"kms_key_arns": [KEY, KEY]}, "more than once"),
 ]
 
 
@@ -258,6 +265,19 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
     }
 
 
+def test_policy_allows_kms_grants_only_for_aws_resources_on_the_listed_keys():
+    document, _scope = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", kms_key_arns=[KEY])
+    assert statement(document, "StartWithEncryptedVolumes") == {
+        "Sid": "StartWithEncryptedVolumes",
+        "Effect": "Allow",
+        "Action": "kms:CreateGrant",
+        "Resource": [KEY],
+        "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+    }
+    bare, _scope = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", kms_key_arns=[])
+    assert "kms:CreateGrant" not in json.dumps(bare)
+
+
 @pytest.mark.parametrize("mode", ["instance_ids", "tag"])
 @pytest.mark.parametrize("count", [1, 1000])
 def test_no_star_resource_for_start_instances_ever(mode, count):
@@ -282,7 +302,12 @@ def test_policy_documents_pass_parliament():
 
     topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
     for document in (
-        p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", notification_topic_arn=topic)[0],
+        p.build_policy(
+            plan_for(["i-0123456789abcdef0"]),
+            "123456789012",
+            notification_topic_arn=topic,
+            kms_key_arns=[KEY],
+        )[0],
         p.build_policy(plan_for(ids(1000)), "123456789012")[0],
         p.build_policy(
             p.build_plan(
