@@ -76,9 +76,22 @@ def _unset_empty(settings):
 
 
 def stop_protection_policy(plan, account, partition="aws", **settings):
-    """``{document, scope}``: the managed policy for the plan; settings as in ``protection.build_policy``."""
-    document, scope = protection.build_policy(plan, account, partition, **_unset_empty(settings))
-    return {"document": document, "scope": scope}
+    """``{policies, scope}``: the managed policies for the plan; settings as in ``protection.build_policies``."""
+    policies, scope = protection.build_policies(plan, account, partition, **_unset_empty(settings))
+    return {"policies": policies, "scope": scope}
+
+
+def stop_protection_stale_policies(attached, name, keep):
+    """Names of the deployment's managed policies in ``attached`` (iam_role_info's
+    ``managed_policies``) that are not in ``keep``: left by an earlier, larger deployment."""
+    return sorted(
+        (
+            policy["policy_name"]
+            for policy in attached or []
+            if protection.policy_index(name, policy["policy_name"]) and policy["policy_name"] not in keep
+        ),
+        key=lambda found: protection.policy_index(name, found),
+    )
 
 
 def stop_protection_environment(plan, **settings):
@@ -86,7 +99,7 @@ def stop_protection_environment(plan, **settings):
     return protection.lambda_environment(plan, **_unset_empty(settings))
 
 
-def stop_protection_summary(plan, account, partition, policy_scope):
+def stop_protection_summary(plan, account, partition, policy_scope, policies=None):
     """What the role deployed, per region: the role's ``stop_protection_summary`` output."""
     return {
         "name": plan["name"],
@@ -95,6 +108,7 @@ def stop_protection_summary(plan, account, partition, policy_scope):
         "policy_scope": policy_scope,
         "role": plan["names"]["role"],
         "policy": plan["names"]["policy"],
+        "policies": list(policies or [plan["names"]["policy"]]),
         "regions": [
             {
                 "region": entry["region"],
@@ -181,4 +195,5 @@ class FilterModule:
             "stop_protection_summary": stop_protection_summary,
             "stop_protection_verify_report": stop_protection_verify_report,
             "stop_protection_rule_changes": stop_protection_rule_changes,
+            "stop_protection_stale_policies": stop_protection_stale_policies,
         }

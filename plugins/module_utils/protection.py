@@ -22,6 +22,8 @@ API_CALL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 MAX_EVENT_PATTERN_CHARS = 2048
 # IAM managed policies may hold this many characters, white space not counted.
 MAX_MANAGED_POLICY_CHARS = 6144
+# IAM attaches at most this many managed policies to one role (default quota).
+MAX_POLICIES_PER_ROLE = 10
 # Default quota of rules on one event bus.
 MAX_RULES_PER_BUS = 300
 # The longest suffix added to the base name: the attribution rule "<name>-attribution".
@@ -68,6 +70,23 @@ def rule_name(name, index):
     return f"{name}-{index}"
 
 
+def policy_name(name, index):
+    """Managed policy ``index`` (1-based) of a deployment: ``<name>``, then ``<name>.2``, ...
+
+    The dot cannot occur in a base name, so these never collide with the policy of another
+    deployment (``<name>-2`` could be one's base name).
+    """
+    return name if index == 1 else f"{name}.{index}"
+
+
+def policy_index(name, candidate):
+    """The number of ``candidate`` when it is a managed policy of deployment ``name``, else None."""
+    if candidate == name:
+        return 1
+    match = re.fullmatch(re.escape(name) + r"\.([2-9]|[1-9][0-9]+)", candidate)
+    return int(match.group(1)) if match else None
+
+
 def rule_index(name, candidate):
     """The shard number of ``candidate`` when it is a shard rule of deployment ``name``, else None."""
     match = re.fullmatch(re.escape(name) + r"-([1-9][0-9]*)", candidate)
@@ -109,21 +128,27 @@ def attribution_pattern():
     )
 
 
-def shard_instance_ids(instance_ids, limit=MAX_EVENT_PATTERN_CHARS):
-    """Split sorted instance ids into as few groups as keep every pattern within ``limit``."""
-    empty = len(state_change_pattern([]))
-    shards, current, length = [], [], empty
-    for instance_id in sorted(instance_ids):
-        added = len(json.dumps(instance_id)) + (1 if current else 0)
+def pack_json_array(items, empty_length, limit):
+    """Split ``items`` (strings) into as few lists as keep a JSON document within ``limit``
+    characters, when the document is ``empty_length`` long with an empty array where the
+    list goes (compact JSON: one comma between items)."""
+    groups, current, length = [], [], empty_length
+    for item in items:
+        added = len(json.dumps(item)) + (1 if current else 0)
         if current and length + added > limit:
-            shards.append(current)
-            current, length = [], empty
-            added = len(json.dumps(instance_id))
-        current.append(instance_id)
+            groups.append(current)
+            current, length = [], empty_length
+            added = len(json.dumps(item))
+        current.append(item)
         length += added
     if current:
-        shards.append(current)
-    return shards
+        groups.append(current)
+    return groups
+
+
+def shard_instance_ids(instance_ids, limit=MAX_EVENT_PATTERN_CHARS):
+    """Split sorted instance ids into as few groups as keep every pattern within ``limit``."""
+    return pack_json_array(sorted(instance_ids), len(state_change_pattern([])), limit)
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -356,7 +381,7 @@ def policy_length(document):
     return len(re.sub(r"\s+", "", json.dumps(document)))
 
 
-def build_policy(
+def build_policies(
     plan,
     account,
     partition="aws",
@@ -367,11 +392,14 @@ def build_policy(
     attribution=False,
     kms_key_arns=(),
 ):
-    """The least-privilege managed policy for a plan from ``build_plan``.
+    """The least-privilege managed policies for a plan from ``build_plan``.
 
-    Returns ``(document, scope)``: scope is ``instances`` (StartInstances on each protected
-    instance ARN), ``region`` (on every instance ARN of the protected regions, when the
-    list would not fit in a managed policy) or ``tag`` (on instances carrying the tag).
+    Returns ``(policies, scope)``: ``policies`` is a list of ``{"name", "document"}``, the
+    first named like the deployment and holding every statement, the others (``<name>.2``
+    ...) only more instance ARNs for ``ec2:StartInstances`` when one policy cannot hold
+    them all. ``scope`` is ``instances`` (StartInstances on each protected instance ARN),
+    ``region`` (on every instance ARN of the protected regions, when the ARNs would not
+    fit in the policies a role can hold) or ``tag`` (on instances carrying the tag).
     StartInstances is never allowed on ``*``.
     """
     name = plan["names"]["function"]
@@ -381,7 +409,18 @@ def build_policy(
     def instance_arn(region, instance_id):
         return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
 
-    start = {"Sid": "StartProtectedInstances", "Effect": "Allow", "Action": "ec2:StartInstances"}
+    def start_statement(resources):
+        return {
+            "Sid": "StartProtectedInstances",
+            "Effect": "Allow",
+            "Action": "ec2:StartInstances",
+            "Resource": resources,
+        }
+
+    def document(items):
+        return {"Version": "2012-10-17", "Statement": items}
+
+    start = start_statement([])
     if plan["mode"] == MODE_TAG:
         scope = "tag"
         start["Resource"] = [instance_arn(region, "*") for region in regions]
@@ -450,13 +489,33 @@ def build_policy(
                 "Resource": [rule_arn(partition, region, account, f"{name}-*") for region in regions],
             }
         )
-    document = {"Version": "2012-10-17", "Statement": statements}
-    if policy_length(document) > MAX_MANAGED_POLICY_CHARS and scope == "instances":
-        # Too many instance ARNs for one managed policy: allow the protected regions'
-        # instances of this account instead (still never "*").
-        start["Resource"] = [instance_arn(region, "*") for region in regions]
-        scope = "region"
-    return document, scope
+    first = document(statements)
+    if scope != "instances" or policy_length(first) <= MAX_MANAGED_POLICY_CHARS:
+        return [{"name": policy_name(name, 1), "document": first}], scope
+
+    # Too many instance ARNs for one policy: the first policy takes what fits beside the
+    # other statements, further policies hold only StartInstances on the rest.
+    arns = start["Resource"]
+    start["Resource"] = []
+    room_first = MAX_MANAGED_POLICY_CHARS - policy_length(first)
+    empty_extra = policy_length(document([start_statement([])]))
+    head = pack_json_array(arns, 0, room_first)[0] if arns and len(json.dumps(arns[0])) <= room_first else []
+    rest = pack_json_array(arns[len(head) :], empty_extra, MAX_MANAGED_POLICY_CHARS)
+    if 1 + len(rest) <= MAX_POLICIES_PER_ROLE:
+        start["Resource"] = head
+        if not head:
+            statements.remove(start)
+        policies = [{"name": policy_name(name, 1), "document": first}]
+        policies.extend(
+            {"name": policy_name(name, index), "document": document([start_statement(group)])}
+            for index, group in enumerate(rest, start=2)
+        )
+        return policies, "instances"
+
+    # More ARNs than a role's policies can hold: allow the protected regions' instances of
+    # this account instead (still never "*").
+    start["Resource"] = [instance_arn(region, "*") for region in regions]
+    return [{"name": policy_name(name, 1), "document": first}], "region"
 
 
 def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn, attribution):

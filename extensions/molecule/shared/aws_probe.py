@@ -10,6 +10,7 @@ Talks to AWS_ENDPOINT_URL with the usual AWS credentials; prints one JSON docume
 
 import argparse
 import json
+import re
 import sys
 import time
 import urllib.parse
@@ -27,9 +28,12 @@ def leftovers(name, regions):
         for r in page["Roles"]
     ):
         found.append(f"role {name}Role")
-    policies = iam.get_paginator("list_policies").paginate(Scope="Local")
-    if any(p["PolicyName"] == name for page in policies for p in page["Policies"]):
-        found.append(f"policy {name}")
+    found.extend(
+        f"policy {p['PolicyName']}"
+        for page in iam.get_paginator("list_policies").paginate(Scope="Local")
+        for p in page["Policies"]
+        if ours(name, p["PolicyName"])
+    )
     for region in regions:
         lam = boto3.client("lambda", region_name=region)
         if any(
@@ -83,27 +87,33 @@ def decisions(name, region):
     return {"decisions": [entry[1] for entry in sorted(lines, key=lambda item: item[0])]}
 
 
+def ours(name, policy_name):
+    """Whether ``policy_name`` is a managed policy of deployment ``name``: ``<name>``, ``<name>.<n>``."""
+    return re.fullmatch(re.escape(name) + r"(\.[2-9]|\.[1-9][0-9]+)?", policy_name) is not None
+
+
 def policy(name):
-    """The deployment's managed policy document and the policies attached to its role."""
+    """The deployment's managed policies (name -> document) and those attached to its role."""
     iam = boto3.client("iam", region_name="us-east-1")
-    found = [
-        p
-        for page in iam.get_paginator("list_policies").paginate(Scope="Local")
-        for p in page["Policies"]
-        if p["PolicyName"] == name
-    ]
-    if not found:
-        return {"document": None, "attached": []}
-    version = iam.get_policy_version(PolicyArn=found[0]["Arn"], VersionId=found[0]["DefaultVersionId"])
-    document = version["PolicyVersion"]["Document"]
-    if isinstance(document, str):  # boto3 decodes it on AWS; some emulators return the text
-        document = json.loads(urllib.parse.unquote(document))
-    attached = [
-        p["PolicyArn"]
-        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=f"{name}Role")
-        for p in page["AttachedPolicies"]
-    ]
-    return {"arn": found[0]["Arn"], "document": document, "attached": attached}
+    documents = {}
+    for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
+        for found in page["Policies"]:
+            if not ours(name, found["PolicyName"]):
+                continue
+            version = iam.get_policy_version(PolicyArn=found["Arn"], VersionId=found["DefaultVersionId"])
+            document = version["PolicyVersion"]["Document"]
+            if isinstance(document, str):  # boto3 decodes it on AWS; some emulators return the text
+                document = json.loads(urllib.parse.unquote(document))
+            documents[found["PolicyName"]] = document
+    try:
+        attached = [
+            p["PolicyName"]
+            for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=f"{name}Role")
+            for p in page["AttachedPolicies"]
+        ]
+    except iam.exceptions.NoSuchEntityException:
+        attached = []
+    return {"policies": documents, "attached": sorted(attached)}
 
 
 def main():

@@ -66,6 +66,38 @@ def test_summary_names_what_was_deployed():
     ]
 
 
+def test_stale_policies_are_only_ours_and_not_kept():
+    attached = [
+        {"policy_name": name, "policy_arn": f"arn:aws:iam::123456789012:policy/{name}"}
+        for name in (
+            "EC2Protect",
+            "EC2Protect.3",
+            "EC2Protect.2",
+            "EC2Protect.10",
+            "ReadOnly",
+            "EC2Protect-2",
+        )
+    ]
+    assert f.stop_protection_stale_policies(attached, "EC2Protect", ["EC2Protect", "EC2Protect.2"]) == [
+        "EC2Protect.3",
+        "EC2Protect.10",
+    ]
+    assert f.stop_protection_stale_policies([], "EC2Protect", ["EC2Protect"]) == []
+
+
+def test_policy_filter_names_every_policy():
+    plan = f.stop_protection_plan(
+        [], instance_ids=[f"i-{index:017x}" for index in range(200)], region="eu-west-1"
+    )
+    result = f.stop_protection_policy(plan, "123456789012", "aws", kms_key_arns=[], notification_topic_arn="")
+    assert result["scope"] == "instances"
+    assert [policy["name"] for policy in result["policies"]] == ["EC2Protect", "EC2Protect.2", "EC2Protect.3"]
+    summary = f.stop_protection_summary(
+        plan, "123456789012", "aws", result["scope"], [policy["name"] for policy in result["policies"]]
+    )
+    assert summary["policies"] == ["EC2Protect", "EC2Protect.2", "EC2Protect.3"]
+
+
 def test_verify_report_lines():
     result = {
         "stop_protection__region": {"region": "eu-west-1"},

@@ -208,13 +208,21 @@ def plan_for(instance_ids, region="eu-west-1", **kwargs):
     )
 
 
+def build_policy(*args, **kwargs):
+    """The one policy of a deployment that fits in one (asserted), and the scope."""
+    policies, scope = p.build_policies(*args, **kwargs)
+    assert len(policies) == 1
+    assert policies[0]["name"] == args[0]["name"]
+    return policies[0]["document"], scope
+
+
 def statement(document, sid):
     (found,) = [s for s in document["Statement"] if s["Sid"] == sid]
     return found
 
 
 def test_policy_allows_start_only_on_the_protected_instances():
-    document, scope = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
+    document, scope = build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
     assert scope == "instances"
     start = statement(document, "StartProtectedInstances")
     assert start["Action"] == "ec2:StartInstances"
@@ -225,7 +233,7 @@ def test_policy_allows_start_only_on_the_protected_instances():
 
 
 def test_policy_falls_back_to_region_scope_when_too_long_but_never_star():
-    document, scope = p.build_policy(plan_for(ids(1000)), "123456789012")
+    document, scope = build_policy(plan_for(ids(1000)), "123456789012")
     assert scope == "region"
     assert statement(document, "StartProtectedInstances")["Resource"] == [
         "arn:aws:ec2:eu-west-1:123456789012:instance/*"
@@ -233,11 +241,79 @@ def test_policy_falls_back_to_region_scope_when_too_long_but_never_star():
     assert p.policy_length(document) <= p.MAX_MANAGED_POLICY_CHARS
 
 
+def start_resources(policies):
+    return [
+        arn
+        for policy in policies
+        for item in policy["document"]["Statement"]
+        if item["Action"] == "ec2:StartInstances"
+        for arn in item["Resource"]
+    ]
+
+
+@pytest.mark.parametrize("count", [88, 200, 500])
+def test_long_instance_lists_spill_into_further_policies(count):
+    instance_ids = ids(count)
+    policies, scope = p.build_policies(plan_for(instance_ids), "123456789012", kms_key_arns=[KEY])
+    assert scope == "instances"
+    assert [policy["name"] for policy in policies] == ["EC2Protect"] + [
+        f"EC2Protect.{index}" for index in range(2, len(policies) + 1)
+    ]
+    assert 1 < len(policies) <= p.MAX_POLICIES_PER_ROLE
+    expected = sorted(f"arn:aws:ec2:eu-west-1:123456789012:instance/{i}" for i in instance_ids)
+    assert sorted(start_resources(policies)) == expected  # every instance once, nothing else
+    for policy in policies:
+        assert p.policy_length(policy["document"]) <= p.MAX_MANAGED_POLICY_CHARS
+    # Only the first policy holds the other statements; the rest only StartInstances.
+    assert {s["Sid"] for s in policies[0]["document"]["Statement"]} >= {
+        "WriteOwnLogs",
+        "StartWithEncryptedVolumes",
+    }
+    for policy in policies[1:]:
+        assert [s["Sid"] for s in policy["document"]["Statement"]] == ["StartProtectedInstances"]
+
+
+def test_policies_are_as_few_as_the_limit_allows():
+    policies, _scope = p.build_policies(plan_for(ids(300)), "123456789012")
+    # Adding the first ARN of the next policy to the previous one would overflow it.
+    for current, following in itertools.pairwise(policies):
+        first_of_next = following["document"]["Statement"][0]["Resource"][0]
+        (start,) = [s for s in current["document"]["Statement"] if s["Action"] == "ec2:StartInstances"]
+        start["Resource"].append(first_of_next)
+        assert p.policy_length(current["document"]) > p.MAX_MANAGED_POLICY_CHARS
+
+
+def test_region_scope_only_when_the_role_cannot_hold_enough_policies():
+    def scope(count):
+        return p.build_policies(plan_for(ids(count)), "123456789012")[1]
+
+    low, high = 1, 2000  # scope(low) == "instances", scope(high) == "region"
+    assert (scope(low), scope(high)) == ("instances", "region")
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if scope(middle) == "instances" else (low, middle)
+    largest, _scope = p.build_policies(plan_for(ids(low)), "123456789012")
+    assert len(largest) == p.MAX_POLICIES_PER_ROLE
+    fallback, _scope = p.build_policies(plan_for(ids(high)), "123456789012")
+    assert len(fallback) == 1
+    assert 850 < low < 1000
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [("EC2Protect", 1), ("EC2Protect.2", 2), ("EC2Protect.10", 10), ("EC2Protect.1", None),
+     ("EC2Protect.02", None), ("EC2ProtectRole", None), ("EC2Protect.x", None), ("Other.2", None),
+     ("EC2Protect-2", None)],
+)  # fmt: skip
+def test_policy_index_recognises_only_our_policies(candidate, expected):
+    assert p.policy_index("EC2Protect", candidate) == expected
+
+
 def test_policy_in_tag_mode_is_conditioned_on_the_tag():
     plan = p.build_plan(
         "EC2Protect", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
     )
-    document, scope = p.build_policy(plan, "123456789012", tag_key="K", tag_value="V")
+    document, scope = build_policy(plan, "123456789012", tag_key="K", tag_value="V")
     start = statement(document, "StartProtectedInstances")
     assert scope == "tag"
     assert start["Condition"] == {"StringEquals": {"aws:ResourceTag/K": "V"}}
@@ -246,7 +322,7 @@ def test_policy_in_tag_mode_is_conditioned_on_the_tag():
 def test_policy_grants_publish_and_send_only_on_configured_targets():
     topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
     queue = "arn:aws:sqs:eu-west-1:123456789012:failures"
-    document, _scope = p.build_policy(
+    document, _scope = build_policy(
         plan_for(["i-0123456789abcdef0"]),
         "123456789012",
         notification_topic_arn=topic,
@@ -257,7 +333,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
     }  # fmt: skip
     assert statement(document, "SendFailedEvents")["Action"] == "sqs:SendMessage"
     assert statement(document, "SendFailedEvents")["Resource"] == queue
-    bare, _scope = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
+    bare, _scope = build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
     assert {s["Sid"] for s in bare["Statement"]} == {
         "StartProtectedInstances",
         "ReadInstanceState",
@@ -266,7 +342,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
 
 
 def test_policy_allows_kms_grants_only_for_aws_resources_on_the_listed_keys():
-    document, _scope = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", kms_key_arns=[KEY])
+    document, _scope = build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", kms_key_arns=[KEY])
     assert statement(document, "StartWithEncryptedVolumes") == {
         "Sid": "StartWithEncryptedVolumes",
         "Effect": "Allow",
@@ -274,7 +350,7 @@ def test_policy_allows_kms_grants_only_for_aws_resources_on_the_listed_keys():
         "Resource": [KEY],
         "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
     }
-    bare, _scope = p.build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", kms_key_arns=[])
+    bare, _scope = build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", kms_key_arns=[])
     assert "kms:CreateGrant" not in json.dumps(bare)
 
 
@@ -287,7 +363,7 @@ def test_no_star_resource_for_start_instances_ever(mode, count):
         )
     else:
         plan = plan_for(ids(count))
-    document, _scope = p.build_policy(plan, "123456789012", tag_key="K", tag_value="V")
+    document, _scope = build_policy(plan, "123456789012", tag_key="K", tag_value="V")
     for item in document["Statement"]:
         resources = item["Resource"] if isinstance(item["Resource"], list) else [item["Resource"]]
         actions = item["Action"] if isinstance(item["Action"], list) else [item["Action"]]
@@ -302,14 +378,15 @@ def test_policy_documents_pass_parliament():
 
     topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
     for document in (
-        p.build_policy(
+        build_policy(
             plan_for(["i-0123456789abcdef0"]),
             "123456789012",
             notification_topic_arn=topic,
             kms_key_arns=[KEY],
         )[0],
-        p.build_policy(plan_for(ids(1000)), "123456789012")[0],
-        p.build_policy(
+        build_policy(plan_for(ids(1000)), "123456789012")[0],
+        *[policy["document"] for policy in p.build_policies(plan_for(ids(200)), "123456789012")[0]],
+        build_policy(
             p.build_plan(
                 "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
             ),
