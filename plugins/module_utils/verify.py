@@ -11,8 +11,10 @@ stand-ins with the same methods.
 import json
 import statistics
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 
@@ -101,6 +103,9 @@ def read_deployment(clients, name, region, account, partition):
         "invoke_config": None,
         "rules": [],
         "function_arn": function_arn(partition, region, account, name),
+        "instance_arn_prefix": f"arn:{partition}:ec2:{region}:{account}:instance/",
+        "start_permission": None,
+        "warnings": [],
     }
     try:
         config = lam.get_function_configuration(aws_retry=True, FunctionName=name)
@@ -115,6 +120,19 @@ def read_deployment(clients, name, region, account, partition):
         except is_boto3_error_code("ResourceNotFoundException"):
             policy = {"Statement": []}
         deployment["policy_sources"] = invoke_sources(policy)
+        if "iam" in clients and config.get("Role"):
+            try:
+                documents = role_policy_documents(clients["iam"], config["Role"])
+            except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
+                deployment["warnings"].append(
+                    f"Could not read the policies of the function's role {config['Role']} "
+                    "(iam:ListAttachedRolePolicies, iam:GetPolicy, iam:GetPolicyVersion, "
+                    "iam:ListRolePolicies, iam:GetRolePolicy); whether it may start the instances was not checked."
+                )
+            except is_boto3_error_code("NoSuchEntity"):  # the role is gone: it may start nothing
+                deployment["start_permission"] = StartPermission(config["Role"], [])
+            else:
+                deployment["start_permission"] = StartPermission(config["Role"], documents)
         try:
             deployment["invoke_config"] = lam.get_function_event_invoke_config(
                 aws_retry=True, FunctionName=name
@@ -140,6 +158,127 @@ def read_deployment(clients, name, region, account, partition):
         )
     deployment["rules"] = rules
     return deployment
+
+
+def _decoded(document):
+    """A policy document as a dict: boto3 decodes IAM's URL-encoded JSON; be lenient if not."""
+    if isinstance(document, str):
+        document = json.loads(urllib.parse.unquote(document))
+    return document
+
+
+def role_policy_documents(iam, role_arn):
+    """The identity policy documents of a role: its attached managed policies (default
+    versions) and its inline policies."""
+    role = role_arn.rsplit("/", 1)[-1]
+    documents = []
+    marker = None
+    while True:
+        kwargs = {"RoleName": role, **({"Marker": marker} if marker else {})}
+        reply = iam.list_attached_role_policies(aws_retry=True, **kwargs)
+        for attached in reply.get("AttachedPolicies", []):
+            policy = iam.get_policy(aws_retry=True, PolicyArn=attached["PolicyArn"])["Policy"]
+            version = iam.get_policy_version(
+                aws_retry=True, PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"]
+            )
+            documents.append(_decoded(version["PolicyVersion"]["Document"]))
+        marker = reply.get("Marker") if reply.get("IsTruncated") else None
+        if not marker:
+            break
+    marker = None
+    while True:
+        kwargs = {"RoleName": role, **({"Marker": marker} if marker else {})}
+        reply = iam.list_role_policies(aws_retry=True, **kwargs)
+        for policy_name in reply.get("PolicyNames", []):
+            inline = iam.get_role_policy(aws_retry=True, RoleName=role, PolicyName=policy_name)
+            documents.append(_decoded(inline["PolicyDocument"]))
+        marker = reply.get("Marker") if reply.get("IsTruncated") else None
+        if not marker:
+            break
+    return documents
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+class StartPermission:
+    """Whether a role's identity policies let it call ec2:StartInstances on an instance.
+
+    Evaluates Allow and Deny statements with their Action/NotAction, Resource/NotResource
+    (IAM wildcards) and resource-tag conditions (``aws:ResourceTag/<key>``,
+    ``ec2:ResourceTag/<key>`` with the String operators). A condition it cannot evaluate
+    counts as met for an Allow and as not met for a Deny, so an unknown condition never
+    makes an instance look unprotected. Permissions boundaries, SCPs and KMS are not
+    evaluated. Statements are prepared once, so each instance costs a set lookup plus the
+    wildcard patterns.
+    """
+
+    ACTION = "ec2:startinstances"
+
+    def __init__(self, role_arn, documents):
+        self.role = role_arn.rsplit("/", 1)[-1]
+        self.statements = []
+        for document in documents:
+            for statement in _as_list((document or {}).get("Statement", [])):
+                if not isinstance(statement, dict) or not self._names_action(statement):
+                    continue
+                negated = "NotResource" in statement
+                resources = _as_list(statement.get("NotResource" if negated else "Resource", []))
+                exact = {r for r in resources if "*" not in r and "?" not in r}
+                patterns = [r for r in resources if r not in exact]
+                self.statements.append(
+                    (statement.get("Effect"), negated, exact, patterns, statement.get("Condition") or {})
+                )
+
+    def _names_action(self, statement):
+        if "Action" in statement:
+            return any(fnmatchcase(self.ACTION, a.lower()) for a in _as_list(statement["Action"]))
+        if "NotAction" in statement:
+            return not any(fnmatchcase(self.ACTION, a.lower()) for a in _as_list(statement["NotAction"]))
+        return False
+
+    @staticmethod
+    def _condition(condition, tags):
+        """True, False, or None when the condition holds something this cannot evaluate."""
+        verdict = True
+        for operator, entries in condition.items():
+            op = operator.lower()
+            for key, values in (entries or {}).items():
+                lowered = key.lower()
+                if not lowered.startswith(("aws:resourcetag/", "ec2:resourcetag/")):
+                    verdict = None
+                    continue
+                tag = tags.get(key.split("/", 1)[1])
+                values = [str(value) for value in _as_list(values)]
+                if op == "stringequals":
+                    met = tag in values
+                elif op == "stringnotequals":
+                    met = tag is not None and tag not in values
+                elif op == "stringlike":
+                    met = tag is not None and any(fnmatchcase(tag, value) for value in values)
+                elif op == "stringequalsignorecase":
+                    met = tag is not None and tag.lower() in [value.lower() for value in values]
+                else:
+                    verdict = None
+                    continue
+                if not met:
+                    return False
+        return verdict
+
+    def check(self, instance_arn, tags):
+        """``allowed``, ``denied`` (an explicit Deny applies) or ``not-allowed``."""
+        allowed = False
+        for effect, negated, exact, patterns, condition in self.statements:
+            named = instance_arn in exact or any(fnmatchcase(instance_arn, p) for p in patterns)
+            if named == negated:
+                continue
+            holds = self._condition(condition, tags)
+            if effect == "Deny" and holds is True:
+                return "denied"
+            if effect == "Allow" and holds is not False:
+                allowed = True
+        return "allowed" if allowed else "not-allowed"
 
 
 def test_pattern(events, pattern, event):
@@ -229,6 +368,18 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None):
         else:
             working.append(rule["name"])
     entry["rules"] = [rule["name"] for rule in covering]
+    permission = deployment.get("start_permission")
+    if permission is not None:
+        arn = deployment["instance_arn_prefix"] + instance_id
+        verdict = permission.check(arn, tags)
+        if verdict == "denied":
+            problems.append(
+                f"A policy of the function's role {permission.role} denies ec2:StartInstances on the instance."
+            )
+        elif verdict == "not-allowed":
+            problems.append(
+                f"No policy of the function's role {permission.role} allows ec2:StartInstances on {arn}."
+            )
     bypass_key = env.get("BYPASS_TAG_KEY")
     if bypass_key and bypass_key in tags:
         problems.append(
@@ -243,8 +394,11 @@ def _sentence(text):
     return text if text.endswith(".") else text + "."
 
 
-def audit(clients, name, instance_ids, region, account, partition, check_attribute=True):
+def audit(clients, name, instance_ids, region, account, partition, check_attribute=True, warnings=None):
+    """One entry per instance; what could not be checked is appended to ``warnings``."""
     deployment = read_deployment(clients, name, region, account, partition)
+    if warnings is not None:
+        warnings.extend(deployment["warnings"])
     instances = describe_instances(clients["ec2"], list(instance_ids))
     existing = [i for i in instance_ids if i in instances]
     attributes = stop_protection_attributes(clients["ec2"], existing) if check_attribute else {}

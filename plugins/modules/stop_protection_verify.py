@@ -15,8 +15,10 @@ description:
     C(ENABLED), targets the function, and EventBridge's own C(TestEventPattern) says its
     pattern matches a C(stopped) event - and not a C(running) one; in tag mode the
     instance carries the protection tag); the function is C(Active), its resource policy
-    lets that rule invoke it, and its asynchronous invocation settings exist; no bypass tag
-    is set. It also reports whether AWS's own stop protection (C(DisableApiStop)) is on.
+    lets that rule invoke it, and its asynchronous invocation settings exist; the policies of
+    the function's role allow C(ec2:StartInstances) on the instance and no policy of the
+    role denies it; no bypass tag is set. It also reports whether AWS's own stop protection
+    (C(DisableApiStop)) is on.
   - Fails when any listed instance is unprotected, naming each one and why.
   - In C(drill) mode it then stops the listed running instances at once, waits until each
     is running again, and times both halves. Instances the audit finds unprotected are
@@ -63,6 +65,12 @@ options:
     default: true
 notes:
   - In check mode a drill stops nothing; it reports which instances it would stop.
+  - The role's permission is judged from its managed and inline policies, with IAM
+    wildcards and resource-tag conditions; other conditions never count against an
+    instance, and permissions boundaries and SCPs are not evaluated. Reading them needs
+    C(iam:ListAttachedRolePolicies), C(iam:GetPolicy), C(iam:GetPolicyVersion),
+    C(iam:ListRolePolicies) and C(iam:GetRolePolicy); without them the module warns and
+    skips this check.
   - Rule coverage is proved once per rule with C(TestEventPattern) and then by the
     instance ids the pattern names, so an audit of 1,000 instances costs a handful of
     calls per rule, not per instance.
@@ -256,9 +264,11 @@ def main():
     params = module.params
     retry = AWSRetry.jittered_backoff()
     clients = {
-        service: module.client(service, retry_decorator=retry) for service in ("ec2", "lambda", "events")
+        service: module.client(service, retry_decorator=retry)
+        for service in ("ec2", "lambda", "events", "iam")
     }
     region = module.region
+    warnings = []
     try:
         identity = module.client("sts", retry_decorator=retry).get_caller_identity(aws_retry=True)
         account, partition = identity["Account"], identity["Arn"].split(":")[1]
@@ -270,9 +280,12 @@ def main():
             account,
             partition,
             check_attribute=params["check_stop_protection_attribute"],
+            warnings=warnings,
         )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Couldn't audit stop protection {params['name']} in {region}")
+    for warning in warnings:
+        module.warn(warning)
 
     if params["mode"] == "audit":
         summary = summarise(entries, "audit")

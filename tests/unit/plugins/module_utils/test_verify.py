@@ -237,3 +237,144 @@ def test_summary_counts_and_recovery_statistics():
         "recovery_seconds": {"min": 1.0, "median": 2.0, "max": 3.0},
     }
     assert v.summarise(items, "audit") == {"instances": 4, "protected": 3, "unprotected": 1}
+
+
+# --- the role's permission to start the instance -------------------------------------------------
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/EC2ProtectRole"
+ARN_PREFIX = "arn:aws:ec2:eu-west-1:123456789012:instance/"
+
+
+def generated(instance_ids=(ID,), **kwargs):
+    """The policy documents the role deploys for these instances."""
+    from ansible_collections.guardrails.ec2.plugins.module_utils import protection
+
+    if kwargs.get("mode") == "tag":
+        plan = protection.build_plan(
+            "EC2Protect", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
+        )
+        policies, _scope = protection.build_policies(plan, "123456789012", tag_key="K", tag_value="V")
+    else:
+        plan = protection.build_plan(
+            "EC2Protect", instances=[(i, "eu-west-1", "x") for i in instance_ids], bypass_tag_key="B"
+        )
+        policies, _scope = protection.build_policies(plan, "123456789012")
+    return [policy["document"] for policy in policies]
+
+
+def test_the_generated_policy_allows_exactly_the_listed_instances():
+    permission = v.StartPermission(ROLE_ARN, generated())
+    assert permission.check(ARN_PREFIX + ID, {}) == "allowed"
+    assert permission.check(ARN_PREFIX + "i-0fffffffffffffff0", {}) == "not-allowed"
+    assert permission.check("arn:aws:ec2:us-east-1:123456789012:instance/" + ID, {}) == "not-allowed"
+
+
+def test_spilled_policies_allow_every_instance():
+    instance_ids = [f"i-{index:017x}" for index in range(300)]
+    documents = generated(instance_ids)
+    assert len(documents) > 2
+    permission = v.StartPermission(ROLE_ARN, documents)
+    assert {permission.check(ARN_PREFIX + i, {}) for i in instance_ids} == {"allowed"}
+    # Without the policies that hold the later ARNs, those instances are not allowed.
+    partial = v.StartPermission(ROLE_ARN, documents[:1])
+    assert partial.check(ARN_PREFIX + instance_ids[-1], {}) == "not-allowed"
+
+
+def test_tag_mode_policy_allows_only_tagged_instances():
+    permission = v.StartPermission(ROLE_ARN, generated(mode="tag"))
+    assert permission.check(ARN_PREFIX + ID, {"K": "V"}) == "allowed"
+    assert permission.check(ARN_PREFIX + ID, {"K": "other"}) == "not-allowed"
+    assert permission.check(ARN_PREFIX + ID, {}) == "not-allowed"
+
+
+@pytest.mark.parametrize(
+    ("statement", "tags", "expected"),
+    [
+        ({"Effect": "Deny", "Action": "ec2:*", "Resource": "*"}, {}, "denied"),
+        ({"Effect": "Deny", "Action": "ec2:Start*", "Resource": ARN_PREFIX + "*"}, {}, "denied"),
+        ({"Effect": "Deny", "NotAction": "ec2:Describe*", "Resource": "*"}, {}, "denied"),
+        ({"Effect": "Deny", "Action": "ec2:StopInstances", "Resource": "*"}, {}, "allowed"),
+        ({"Effect": "Deny", "Action": "ec2:*", "NotResource": ARN_PREFIX + ID}, {}, "allowed"),
+        # A condition on a tag is evaluated; one on anything else never counts against the instance.
+        (
+            {"Effect": "Deny", "Action": "ec2:*", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/Frozen": "yes"}}},
+            {"Frozen": "yes"},
+            "denied",
+        ),
+        (
+            {"Effect": "Deny", "Action": "ec2:*", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/Frozen": "yes"}}},
+            {},
+            "allowed",
+        ),
+        (
+            {"Effect": "Deny", "Action": "ec2:*", "Resource": "*",
+             "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
+            {},
+            "allowed",
+        ),
+    ],
+)  # fmt: skip
+def test_explicit_denies_and_conditions(statement, tags, expected):
+    documents = [*generated(), {"Version": "2012-10-17", "Statement": [statement]}]
+    assert v.StartPermission(ROLE_ARN, documents).check(ARN_PREFIX + ID, tags) == expected
+
+
+def test_an_allow_with_a_condition_it_cannot_evaluate_still_counts():
+    document = {
+        "Statement": {
+            "Effect": "Allow",
+            "Action": ["ec2:StartInstances"],
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": {"Bool": {"aws:ViaAWSService": "false"}},
+        }
+    }
+    assert v.StartPermission(ROLE_ARN, [document]).check(ARN_PREFIX + ID, {}) == "allowed"
+
+
+def test_audit_names_the_role_that_may_not_start_the_instance():
+    dep = deployment(start_permission=v.StartPermission(ROLE_ARN, []), instance_arn_prefix=ARN_PREFIX)
+    entry = v.audit_instance(ID, instance(), dep, "eu-west-1")
+    assert entry["protected"] is False
+    assert entry["problems"] == [
+        f"No policy of the function's role EC2ProtectRole allows ec2:StartInstances on {ARN_PREFIX}{ID}."
+    ]
+    dep["start_permission"] = v.StartPermission(ROLE_ARN, generated())
+    assert v.audit_instance(ID, instance(), dep, "eu-west-1")["protected"] is True
+
+
+class PagedIam:
+    """IAM stand-in: two pages of attached policies, one inline policy returned as text."""
+
+    def __init__(self):
+        self.calls = []
+
+    def list_attached_role_policies(self, aws_retry, RoleName, Marker=None):
+        self.calls.append(("list_attached_role_policies", RoleName, Marker))
+        if Marker is None:
+            return {"AttachedPolicies": [{"PolicyArn": "arn:p1"}], "IsTruncated": True, "Marker": "m"}
+        return {"AttachedPolicies": [{"PolicyArn": "arn:p2"}], "IsTruncated": False}
+
+    def get_policy(self, aws_retry, PolicyArn):
+        return {"Policy": {"DefaultVersionId": "v3"}}
+
+    def get_policy_version(self, aws_retry, PolicyArn, VersionId):
+        assert VersionId == "v3"
+        return {"PolicyVersion": {"Document": {"Statement": [{"Sid": PolicyArn}]}}}
+
+    def list_role_policies(self, aws_retry, RoleName, Marker=None):
+        return {"PolicyNames": ["inline"], "IsTruncated": False}
+
+    def get_role_policy(self, aws_retry, RoleName, PolicyName):
+        return {"PolicyDocument": "%7B%22Statement%22%3A%5B%7B%22Sid%22%3A%22inline%22%7D%5D%7D"}
+
+
+def test_role_policy_documents_reads_every_page_and_inline_policies():
+    iam = PagedIam()
+    documents = v.role_policy_documents(iam, ROLE_ARN)
+    assert [d["Statement"][0]["Sid"] for d in documents] == ["arn:p1", "arn:p2", "inline"]
+    assert iam.calls == [
+        ("list_attached_role_policies", "EC2ProtectRole", None),
+        ("list_attached_role_policies", "EC2ProtectRole", "m"),
+    ]
