@@ -130,9 +130,9 @@ def read_deployment(clients, name, region, account, partition):
                     "iam:ListRolePolicies, iam:GetRolePolicy); whether it may start the instances was not checked."
                 )
             except is_boto3_error_code("NoSuchEntity"):  # the role is gone: it may start nothing
-                deployment["start_permission"] = StartPermission(config["Role"], [])
+                deployment["start_permission"] = RolePermissions(config["Role"], [])
             else:
-                deployment["start_permission"] = StartPermission(config["Role"], documents)
+                deployment["start_permission"] = RolePermissions(config["Role"], documents)
         try:
             deployment["invoke_config"] = lam.get_function_event_invoke_config(
                 aws_retry=True, FunctionName=name
@@ -202,40 +202,47 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-class StartPermission:
-    """Whether a role's identity policies let it call ec2:StartInstances on an instance.
+class RolePermissions:
+    """Whether a role's identity policies let it call an action on a resource.
 
     Evaluates Allow and Deny statements with their Action/NotAction, Resource/NotResource
     (IAM wildcards) and resource-tag conditions (``aws:ResourceTag/<key>``,
     ``ec2:ResourceTag/<key>`` with the String operators). A condition it cannot evaluate
     counts as met for an Allow and as not met for a Deny, so an unknown condition never
-    makes an instance look unprotected. Permissions boundaries, SCPs and KMS are not
-    evaluated. Statements are prepared once, so each instance costs a set lookup plus the
-    wildcard patterns.
+    makes an instance look unprotected. Permissions boundaries, SCPs and key policies are
+    not evaluated. Statements are prepared once per action, so each check costs a set
+    lookup plus the wildcard patterns.
     """
-
-    ACTION = "ec2:startinstances"
 
     def __init__(self, role_arn, documents):
         self.role = role_arn.rsplit("/", 1)[-1]
-        self.statements = []
-        for document in documents:
-            for statement in _as_list((document or {}).get("Statement", [])):
-                if not isinstance(statement, dict) or not self._names_action(statement):
-                    continue
-                negated = "NotResource" in statement
-                resources = _as_list(statement.get("NotResource" if negated else "Resource", []))
-                exact = {r for r in resources if "*" not in r and "?" not in r}
-                patterns = [r for r in resources if r not in exact]
-                self.statements.append(
-                    (statement.get("Effect"), negated, exact, patterns, statement.get("Condition") or {})
-                )
+        self._documents = documents
+        self._prepared = {}
 
-    def _names_action(self, statement):
+    def _statements(self, action):
+        action = action.lower()
+        if action not in self._prepared:
+            prepared = []
+            for document in self._documents:
+                for statement in _as_list((document or {}).get("Statement", [])):
+                    if not isinstance(statement, dict) or not self._names_action(statement, action):
+                        continue
+                    negated = "NotResource" in statement
+                    resources = _as_list(statement.get("NotResource" if negated else "Resource", []))
+                    exact = {r for r in resources if "*" not in r and "?" not in r}
+                    patterns = [r for r in resources if r not in exact]
+                    prepared.append(
+                        (statement.get("Effect"), negated, exact, patterns, statement.get("Condition") or {})
+                    )
+            self._prepared[action] = prepared
+        return self._prepared[action]
+
+    @staticmethod
+    def _names_action(statement, action):
         if "Action" in statement:
-            return any(fnmatchcase(self.ACTION, a.lower()) for a in _as_list(statement["Action"]))
+            return any(fnmatchcase(action, a.lower()) for a in _as_list(statement["Action"]))
         if "NotAction" in statement:
-            return not any(fnmatchcase(self.ACTION, a.lower()) for a in _as_list(statement["NotAction"]))
+            return not any(fnmatchcase(action, a.lower()) for a in _as_list(statement["NotAction"]))
         return False
 
     @staticmethod
@@ -266,19 +273,78 @@ class StartPermission:
                     return False
         return verdict
 
-    def check(self, instance_arn, tags):
+    def check(self, action, resource, tags=None):
         """``allowed``, ``denied`` (an explicit Deny applies) or ``not-allowed``."""
         allowed = False
-        for effect, negated, exact, patterns, condition in self.statements:
-            named = instance_arn in exact or any(fnmatchcase(instance_arn, p) for p in patterns)
+        for effect, negated, exact, patterns, condition in self._statements(action):
+            named = resource in exact or any(fnmatchcase(resource, p) for p in patterns)
             if named == negated:
                 continue
-            holds = self._condition(condition, tags)
+            holds = self._condition(condition, tags or {})
             if effect == "Deny" and holds is True:
                 return "denied"
             if effect == "Allow" and holds is not False:
                 allowed = True
         return "allowed" if allowed else "not-allowed"
+
+
+def volume_keys(ec2, kms, instances, warnings):
+    """``{instance_id: [{volume_id, key_arn, key_manager, key_state}]}`` for the instances'
+    encrypted EBS volumes: a volume whose key is customer-managed needs the function's role
+    to be allowed kms:CreateGrant on it, and a disabled key keeps the instance from starting.
+    Batched: one DescribeVolumes per 200 volumes, one DescribeKey per distinct key."""
+    owner = {
+        mapping["Ebs"]["VolumeId"]: instance_id
+        for instance_id, instance in instances.items()
+        for mapping in instance.get("BlockDeviceMappings", []) or []
+        if (mapping.get("Ebs") or {}).get("VolumeId")
+    }
+    volume_ids = sorted(owner)
+    encrypted = {}
+    try:
+        for start in range(0, len(volume_ids), DESCRIBE_BATCH):
+            batch = volume_ids[start : start + DESCRIBE_BATCH]
+            token = None
+            while True:
+                kwargs = {
+                    "Filters": [{"Name": "volume-id", "Values": batch}],
+                    **({"NextToken": token} if token else {}),
+                }
+                reply = ec2.describe_volumes(aws_retry=True, **kwargs)
+                for volume in reply.get("Volumes", []):
+                    if volume.get("Encrypted") and volume.get("KmsKeyId"):
+                        encrypted[volume["VolumeId"]] = volume["KmsKeyId"]
+                token = reply.get("NextToken")
+                if not token:
+                    break
+    except is_boto3_error_code(("UnauthorizedOperation", "AccessDenied", "AccessDeniedException")):
+        warnings.append(
+            "Could not read the instances' volumes (ec2:DescribeVolumes); their KMS keys were not checked."
+        )
+        return {}
+    keys = {}
+    for key_id in sorted(set(encrypted.values())):
+        try:
+            keys[key_id] = kms.describe_key(aws_retry=True, KeyId=key_id)["KeyMetadata"]
+        except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
+            warnings.append(
+                f"Could not describe KMS key {key_id} (kms:DescribeKey); volumes encrypted with it were not checked."
+            )
+        except is_boto3_error_code("NotFoundException"):
+            keys[key_id] = {"Arn": key_id, "KeyManager": "CUSTOMER", "KeyState": "deleted"}
+    found = {}
+    for volume_id, key_id in sorted(encrypted.items()):
+        if key_id in keys:
+            metadata = keys[key_id]
+            found.setdefault(owner[volume_id], []).append(
+                {
+                    "volume_id": volume_id,
+                    "key_arn": metadata.get("Arn", key_id),
+                    "key_manager": metadata.get("KeyManager"),
+                    "key_state": metadata.get("KeyState"),
+                }
+            )
+    return found
 
 
 def test_pattern(events, pattern, event):
@@ -309,7 +375,7 @@ def invoke_sources(policy):
 # --- audit ---------------------------------------------------------------------------------------
 
 
-def audit_instance(instance_id, instance, deployment, region, attribute=None):
+def audit_instance(instance_id, instance, deployment, region, attribute=None, volumes=None):
     """One instance's entry: state, protected, problems (plain sentences)."""
     entry = {"instance_id": instance_id, "region": region, "state": None, "protected": False, "problems": []}
     problems = entry["problems"]
@@ -371,7 +437,7 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None):
     permission = deployment.get("start_permission")
     if permission is not None:
         arn = deployment["instance_arn_prefix"] + instance_id
-        verdict = permission.check(arn, tags)
+        verdict = permission.check("ec2:StartInstances", arn, tags)
         if verdict == "denied":
             problems.append(
                 f"A policy of the function's role {permission.role} denies ec2:StartInstances on the instance."
@@ -379,6 +445,22 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None):
         elif verdict == "not-allowed":
             problems.append(
                 f"No policy of the function's role {permission.role} allows ec2:StartInstances on {arn}."
+            )
+    for volume in volumes or []:
+        if volume["key_state"] not in ("Enabled", None):
+            problems.append(
+                f"Volume {volume['volume_id']} is encrypted with KMS key {volume['key_arn']}, which is "
+                f"{volume['key_state']}: the instance cannot start."
+            )
+        elif (
+            volume["key_manager"] == "CUSTOMER"
+            and permission is not None
+            and permission.check("kms:CreateGrant", volume["key_arn"]) != "allowed"
+        ):
+            problems.append(
+                f"Volume {volume['volume_id']} is encrypted with customer-managed KMS key {volume['key_arn']}; "
+                f"the function's role {permission.role} may not kms:CreateGrant on it, so the instance "
+                "cannot be started (list the key in stop_protection_kms_key_arns)."
             )
     bypass_key = env.get("BYPASS_TAG_KEY")
     if bypass_key and bypass_key in tags:
@@ -402,9 +484,20 @@ def audit(clients, name, instance_ids, region, account, partition, check_attribu
     instances = describe_instances(clients["ec2"], list(instance_ids))
     existing = [i for i in instance_ids if i in instances]
     attributes = stop_protection_attributes(clients["ec2"], existing) if check_attribute else {}
+    volumes = {}
+    if "kms" in clients:
+        found_warnings = []
+        volumes = volume_keys(clients["ec2"], clients["kms"], instances, found_warnings)
+        if warnings is not None:
+            warnings.extend(found_warnings)
     entries = [
         audit_instance(
-            i, instances.get(i), deployment, region, attributes.get(i) if check_attribute else None
+            i,
+            instances.get(i),
+            deployment,
+            region,
+            attributes.get(i) if check_attribute else None,
+            volumes=volumes.get(i),
         )
         for i in instance_ids
     ]

@@ -17,8 +17,9 @@ description:
     instance carries the protection tag); the function is C(Active), its resource policy
     lets that rule invoke it, and its asynchronous invocation settings exist; the policies of
     the function's role allow C(ec2:StartInstances) on the instance and no policy of the
-    role denies it; no bypass tag is set. It also reports whether AWS's own stop protection
-    (C(DisableApiStop)) is on.
+    role denies it; each encrypted EBS volume's KMS key is enabled and, when customer-managed,
+    the role may C(kms:CreateGrant) on it; no bypass tag is set. It also reports whether
+    AWS's own stop protection (C(DisableApiStop)) is on.
   - Fails when any listed instance is unprotected, naming each one and why.
   - In C(drill) mode it then stops the listed running instances at once, waits until each
     is running again, and times both halves. Instances the audit finds unprotected are
@@ -70,7 +71,8 @@ notes:
     instance, and permissions boundaries and SCPs are not evaluated. Reading them needs
     C(iam:ListAttachedRolePolicies), C(iam:GetPolicy), C(iam:GetPolicyVersion),
     C(iam:ListRolePolicies) and C(iam:GetRolePolicy); without them the module warns and
-    skips this check.
+    skips this check. The volume check needs C(ec2:DescribeVolumes) and C(kms:DescribeKey),
+    one call per 200 volumes and one per distinct key; without them it warns and skips.
   - Rule coverage is proved once per rule with C(TestEventPattern) and then by the
     instance ids the pattern names, so an audit of 1,000 instances costs a handful of
     calls per rule, not per instance.
@@ -265,7 +267,7 @@ def main():
     retry = AWSRetry.jittered_backoff()
     clients = {
         service: module.client(service, retry_decorator=retry)
-        for service in ("ec2", "lambda", "events", "iam")
+        for service in ("ec2", "lambda", "events", "iam", "kms")
     }
     region = module.region
     warnings = []

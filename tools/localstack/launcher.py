@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = "lambda,events,ec2,iam,sts,logs,cloudwatch,sqs,sns"
+SERVICES = "lambda,events,ec2,iam,sts,logs,cloudwatch,sqs,sns,kms"
 READY_TIMEOUT_SECONDS = 120
 STOP_GRACE_SECONDS = 15
 LAMBDA_PYTHONS = ("3.12", "3.13")

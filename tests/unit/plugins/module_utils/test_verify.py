@@ -263,28 +263,31 @@ def generated(instance_ids=(ID,), **kwargs):
 
 
 def test_the_generated_policy_allows_exactly_the_listed_instances():
-    permission = v.StartPermission(ROLE_ARN, generated())
-    assert permission.check(ARN_PREFIX + ID, {}) == "allowed"
-    assert permission.check(ARN_PREFIX + "i-0fffffffffffffff0", {}) == "not-allowed"
-    assert permission.check("arn:aws:ec2:us-east-1:123456789012:instance/" + ID, {}) == "not-allowed"
+    permission = v.RolePermissions(ROLE_ARN, generated())
+    assert permission.check("ec2:StartInstances", ARN_PREFIX + ID, {}) == "allowed"
+    assert permission.check("ec2:StartInstances", ARN_PREFIX + "i-0fffffffffffffff0", {}) == "not-allowed"
+    assert (
+        permission.check("ec2:StartInstances", "arn:aws:ec2:us-east-1:123456789012:instance/" + ID)
+        == "not-allowed"
+    )
 
 
 def test_spilled_policies_allow_every_instance():
     instance_ids = [f"i-{index:017x}" for index in range(300)]
     documents = generated(instance_ids)
     assert len(documents) > 2
-    permission = v.StartPermission(ROLE_ARN, documents)
-    assert {permission.check(ARN_PREFIX + i, {}) for i in instance_ids} == {"allowed"}
+    permission = v.RolePermissions(ROLE_ARN, documents)
+    assert {permission.check("ec2:StartInstances", ARN_PREFIX + i, {}) for i in instance_ids} == {"allowed"}
     # Without the policies that hold the later ARNs, those instances are not allowed.
-    partial = v.StartPermission(ROLE_ARN, documents[:1])
-    assert partial.check(ARN_PREFIX + instance_ids[-1], {}) == "not-allowed"
+    partial = v.RolePermissions(ROLE_ARN, documents[:1])
+    assert partial.check("ec2:StartInstances", ARN_PREFIX + instance_ids[-1], {}) == "not-allowed"
 
 
 def test_tag_mode_policy_allows_only_tagged_instances():
-    permission = v.StartPermission(ROLE_ARN, generated(mode="tag"))
-    assert permission.check(ARN_PREFIX + ID, {"K": "V"}) == "allowed"
-    assert permission.check(ARN_PREFIX + ID, {"K": "other"}) == "not-allowed"
-    assert permission.check(ARN_PREFIX + ID, {}) == "not-allowed"
+    permission = v.RolePermissions(ROLE_ARN, generated(mode="tag"))
+    assert permission.check("ec2:StartInstances", ARN_PREFIX + ID, {"K": "V"}) == "allowed"
+    assert permission.check("ec2:StartInstances", ARN_PREFIX + ID, {"K": "other"}) == "not-allowed"
+    assert permission.check("ec2:StartInstances", ARN_PREFIX + ID, {}) == "not-allowed"
 
 
 @pytest.mark.parametrize(
@@ -318,7 +321,9 @@ def test_tag_mode_policy_allows_only_tagged_instances():
 )  # fmt: skip
 def test_explicit_denies_and_conditions(statement, tags, expected):
     documents = [*generated(), {"Version": "2012-10-17", "Statement": [statement]}]
-    assert v.StartPermission(ROLE_ARN, documents).check(ARN_PREFIX + ID, tags) == expected
+    assert (
+        v.RolePermissions(ROLE_ARN, documents).check("ec2:StartInstances", ARN_PREFIX + ID, tags) == expected
+    )
 
 
 def test_an_allow_with_a_condition_it_cannot_evaluate_still_counts():
@@ -330,17 +335,19 @@ def test_an_allow_with_a_condition_it_cannot_evaluate_still_counts():
             "Condition": {"Bool": {"aws:ViaAWSService": "false"}},
         }
     }
-    assert v.StartPermission(ROLE_ARN, [document]).check(ARN_PREFIX + ID, {}) == "allowed"
+    assert (
+        v.RolePermissions(ROLE_ARN, [document]).check("ec2:StartInstances", ARN_PREFIX + ID, {}) == "allowed"
+    )
 
 
 def test_audit_names_the_role_that_may_not_start_the_instance():
-    dep = deployment(start_permission=v.StartPermission(ROLE_ARN, []), instance_arn_prefix=ARN_PREFIX)
+    dep = deployment(start_permission=v.RolePermissions(ROLE_ARN, []), instance_arn_prefix=ARN_PREFIX)
     entry = v.audit_instance(ID, instance(), dep, "eu-west-1")
     assert entry["protected"] is False
     assert entry["problems"] == [
         f"No policy of the function's role EC2ProtectRole allows ec2:StartInstances on {ARN_PREFIX}{ID}."
     ]
-    dep["start_permission"] = v.StartPermission(ROLE_ARN, generated())
+    dep["start_permission"] = v.RolePermissions(ROLE_ARN, generated())
     assert v.audit_instance(ID, instance(), dep, "eu-west-1")["protected"] is True
 
 
@@ -378,3 +385,90 @@ def test_role_policy_documents_reads_every_page_and_inline_policies():
         ("list_attached_role_policies", "EC2ProtectRole", None),
         ("list_attached_role_policies", "EC2ProtectRole", "m"),
     ]
+
+
+# --- encrypted volumes ----------------------------------------------------------------------------
+
+CMK = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+AWS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000000"
+
+
+class VolumeEc2:
+    def __init__(self, volumes):
+        self.volumes = volumes
+        self.calls = 0
+
+    def describe_volumes(self, aws_retry, Filters):
+        self.calls += 1
+        wanted = set(Filters[0]["Values"])
+        return {"Volumes": [v for v in self.volumes if v["VolumeId"] in wanted]}
+
+
+class Kms:
+    def __init__(self, keys):
+        self.keys = keys
+        self.asked = []
+
+    def describe_key(self, aws_retry, KeyId):
+        self.asked.append(KeyId)
+        return {"KeyMetadata": self.keys[KeyId]}
+
+
+def with_volumes(*volume_ids):
+    inst = instance()
+    inst["BlockDeviceMappings"] = [
+        {"DeviceName": f"/dev/sd{i}", "Ebs": {"VolumeId": v}} for i, v in enumerate(volume_ids)
+    ]
+    return inst
+
+
+def test_volume_keys_reads_each_key_once_and_skips_unencrypted_volumes():
+    ec2 = VolumeEc2(
+        [
+            {"VolumeId": "vol-1", "Encrypted": True, "KmsKeyId": CMK},
+            {"VolumeId": "vol-2", "Encrypted": True, "KmsKeyId": CMK},
+            {"VolumeId": "vol-3", "Encrypted": False},
+        ]
+    )
+    kms = Kms({CMK: {"Arn": CMK, "KeyManager": "CUSTOMER", "KeyState": "Enabled"}})
+    found = v.volume_keys(ec2, kms, {ID: with_volumes("vol-1", "vol-2", "vol-3")}, [])
+    assert [volume["volume_id"] for volume in found[ID]] == ["vol-1", "vol-2"]
+    assert kms.asked == [CMK]
+    assert ec2.calls == 1
+
+
+def permissions_with(kms_key_arns):
+    from ansible_collections.guardrails.ec2.plugins.module_utils import protection
+
+    plan = protection.build_plan("EC2Protect", instances=[(ID, "eu-west-1", "x")], bypass_tag_key="B")
+    policies, _scope = protection.build_policies(plan, "123456789012", kms_key_arns=kms_key_arns)
+    return v.RolePermissions(ROLE_ARN, [policy["document"] for policy in policies])
+
+
+@pytest.mark.parametrize(
+    ("volume", "kms_key_arns", "expected"),
+    [
+        ({"key_arn": CMK, "key_manager": "CUSTOMER", "key_state": "Enabled"}, [CMK], None),
+        ({"key_arn": AWS_KEY, "key_manager": "AWS", "key_state": "Enabled"}, [], None),
+        (
+            {"key_arn": CMK, "key_manager": "CUSTOMER", "key_state": "Enabled"},
+            [],
+            "may not kms:CreateGrant on it, so the instance cannot be started (list the key in stop_protection_kms_key_arns)",
+        ),
+        (
+            {"key_arn": CMK, "key_manager": "CUSTOMER", "key_state": "PendingDeletion"},
+            [CMK],
+            "which is PendingDeletion",
+        ),
+    ],
+)
+def test_encrypted_volumes_need_an_enabled_key_the_role_may_grant_on(volume, kms_key_arns, expected):
+    dep = deployment(start_permission=permissions_with(kms_key_arns), instance_arn_prefix=ARN_PREFIX)
+    entry = v.audit_instance(ID, instance(), dep, "eu-west-1", volumes=[{"volume_id": "vol-1", **volume}])
+    if expected is None:
+        assert entry["protected"] is True, entry["problems"]
+    else:
+        assert entry["protected"] is False
+        assert any(expected in problem and "vol-1" in problem for problem in entry["problems"]), entry[
+            "problems"
+        ]
