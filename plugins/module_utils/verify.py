@@ -35,28 +35,27 @@ ATTRIBUTE_WORKERS = 8
 # --- reading -------------------------------------------------------------------------------
 
 
-def describe_instances(ec2, instance_ids):
-    """``{instance_id: instance}`` for those that exist; unknown ids are simply absent.
-
-    A filter on instance-id (rather than InstanceIds=) does not fail the whole batch
-    when one id is unknown.
-    """
-    found = {}
-    for start in range(0, len(instance_ids), DESCRIBE_BATCH):
-        batch = instance_ids[start : start + DESCRIBE_BATCH]
-        token = None
+def describe_filtered(describe, filter_name, values):
+    """Every reply page of an EC2 ``Describe*`` call filtered on ``filter_name``, in
+    batches of 200 values (a filter on ids does not fail the batch on an unknown id)."""
+    for start in range(0, len(values), DESCRIBE_BATCH):
+        kwargs = {"Filters": [{"Name": filter_name, "Values": values[start : start + DESCRIBE_BATCH]}]}
         while True:
-            kwargs = {"Filters": [{"Name": "instance-id", "Values": batch}]}
-            if token:
-                kwargs["NextToken"] = token
-            reply = ec2.describe_instances(aws_retry=True, **kwargs)
-            for reservation in reply.get("Reservations", []):
-                for instance in reservation.get("Instances", []):
-                    found[instance["InstanceId"]] = instance
-            token = reply.get("NextToken")
-            if not token:
+            reply = describe(aws_retry=True, **kwargs)
+            yield reply
+            if not reply.get("NextToken"):
                 break
-    return found
+            kwargs["NextToken"] = reply["NextToken"]
+
+
+def describe_instances(ec2, instance_ids):
+    """``{instance_id: instance}`` for those that exist; unknown ids are simply absent."""
+    return {
+        instance["InstanceId"]: instance
+        for reply in describe_filtered(ec2.describe_instances, "instance-id", instance_ids)
+        for reservation in reply.get("Reservations", [])
+        for instance in reservation.get("Instances", [])
+    }
 
 
 def stop_protection_attributes(ec2, instance_ids):
@@ -167,34 +166,32 @@ def _decoded(document):
     return document
 
 
+def _marker_pages(call, **kwargs):
+    """Every reply page of an IAM list call (Marker / IsTruncated paging)."""
+    while True:
+        reply = call(aws_retry=True, **kwargs)
+        yield reply
+        if not reply.get("IsTruncated"):
+            break
+        kwargs["Marker"] = reply["Marker"]
+
+
 def role_policy_documents(iam, role_arn):
     """The identity policy documents of a role: its attached managed policies (default
     versions) and its inline policies."""
     role = role_arn.rsplit("/", 1)[-1]
     documents = []
-    marker = None
-    while True:
-        kwargs = {"RoleName": role, **({"Marker": marker} if marker else {})}
-        reply = iam.list_attached_role_policies(aws_retry=True, **kwargs)
+    for reply in _marker_pages(iam.list_attached_role_policies, RoleName=role):
         for attached in reply.get("AttachedPolicies", []):
             policy = iam.get_policy(aws_retry=True, PolicyArn=attached["PolicyArn"])["Policy"]
             version = iam.get_policy_version(
                 aws_retry=True, PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"]
             )
             documents.append(_decoded(version["PolicyVersion"]["Document"]))
-        marker = reply.get("Marker") if reply.get("IsTruncated") else None
-        if not marker:
-            break
-    marker = None
-    while True:
-        kwargs = {"RoleName": role, **({"Marker": marker} if marker else {})}
-        reply = iam.list_role_policies(aws_retry=True, **kwargs)
+    for reply in _marker_pages(iam.list_role_policies, RoleName=role):
         for policy_name in reply.get("PolicyNames", []):
             inline = iam.get_role_policy(aws_retry=True, RoleName=role, PolicyName=policy_name)
             documents.append(_decoded(inline["PolicyDocument"]))
-        marker = reply.get("Marker") if reply.get("IsTruncated") else None
-        if not marker:
-            break
     return documents
 
 
@@ -300,23 +297,13 @@ def volume_keys(ec2, kms, instances, warnings):
         if (mapping.get("Ebs") or {}).get("VolumeId")
     }
     volume_ids = sorted(owner)
-    encrypted = {}
     try:
-        for start in range(0, len(volume_ids), DESCRIBE_BATCH):
-            batch = volume_ids[start : start + DESCRIBE_BATCH]
-            token = None
-            while True:
-                kwargs = {
-                    "Filters": [{"Name": "volume-id", "Values": batch}],
-                    **({"NextToken": token} if token else {}),
-                }
-                reply = ec2.describe_volumes(aws_retry=True, **kwargs)
-                for volume in reply.get("Volumes", []):
-                    if volume.get("Encrypted") and volume.get("KmsKeyId"):
-                        encrypted[volume["VolumeId"]] = volume["KmsKeyId"]
-                token = reply.get("NextToken")
-                if not token:
-                    break
+        encrypted = {
+            volume["VolumeId"]: volume["KmsKeyId"]
+            for reply in describe_filtered(ec2.describe_volumes, "volume-id", volume_ids)
+            for volume in reply.get("Volumes", [])
+            if volume.get("Encrypted") and volume.get("KmsKeyId")
+        }
     except is_boto3_error_code(("UnauthorizedOperation", "AccessDenied", "AccessDeniedException")):
         warnings.append(
             "Could not read the instances' volumes (ec2:DescribeVolumes); their KMS keys were not checked."
@@ -478,18 +465,13 @@ def _sentence(text):
 
 def audit(clients, name, instance_ids, region, account, partition, check_attribute=True, warnings=None):
     """One entry per instance; what could not be checked is appended to ``warnings``."""
+    warnings = [] if warnings is None else warnings
     deployment = read_deployment(clients, name, region, account, partition)
-    if warnings is not None:
-        warnings.extend(deployment["warnings"])
+    warnings.extend(deployment["warnings"])
     instances = describe_instances(clients["ec2"], list(instance_ids))
     existing = [i for i in instance_ids if i in instances]
     attributes = stop_protection_attributes(clients["ec2"], existing) if check_attribute else {}
-    volumes = {}
-    if "kms" in clients:
-        found_warnings = []
-        volumes = volume_keys(clients["ec2"], clients["kms"], instances, found_warnings)
-        if warnings is not None:
-            warnings.extend(found_warnings)
+    volumes = volume_keys(clients["ec2"], clients["kms"], instances, warnings) if "kms" in clients else {}
     entries = [
         audit_instance(
             i,

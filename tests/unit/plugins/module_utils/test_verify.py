@@ -472,3 +472,15 @@ def test_encrypted_volumes_need_an_enabled_key_the_role_may_grant_on(volume, kms
         assert any(expected in problem and "vol-1" in problem for problem in entry["problems"]), entry[
             "problems"
         ]
+
+
+def test_describe_filtered_batches_by_200_and_follows_next_token():
+    calls = []
+
+    def describe(aws_retry, Filters, NextToken=None):
+        calls.append((len(Filters[0]["Values"]), NextToken))
+        return {"Page": NextToken, "NextToken": "second" if NextToken is None else None}
+
+    pages = list(v.describe_filtered(describe, "volume-id", [f"vol-{n}" for n in range(250)]))
+    assert calls == [(200, None), (200, "second"), (50, None), (50, "second")]
+    assert [page["Page"] for page in pages] == [None, "second", None, "second"]
