@@ -141,6 +141,9 @@ class Harness:
                 "SKIP_SSL_CERT_DOWNLOAD": "1",
                 "LAMBDA_RUNTIME_EXECUTOR": "guardrails-local",
                 "PROVIDER_OVERRIDE_EC2": "guardrails",
+                "PROVIDER_OVERRIDE_EVENTS": "guardrails",
+                # IAM evaluated for IAM users and role sessions; --env GUARDRAILS_ENFORCE_IAM=0 turns it off.
+                "GUARDRAILS_ENFORCE_IAM": "1",
                 "GUARDRAILS_LAMBDA_RUNTIME_PATH": str(self.runtime_path),
             }
         )

@@ -3,6 +3,14 @@
 from localstack.runtime import hooks
 
 
+@hooks.on_infra_start()
+def enforce_iam():
+    """Evaluate IAM for IAM users and role sessions (``GUARDRAILS_ENFORCE_IAM=1``)."""
+    from guardrails_localstack.iam import install
+
+    install()
+
+
 @hooks.on_infra_shutdown()
 def stop_lambda_processes():
     """Stop every local Lambda process before LocalStack exits.
