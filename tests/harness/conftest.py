@@ -80,16 +80,40 @@ def zip_source(source: str, module: str = "handler") -> bytes:
     return buffer.getvalue()
 
 
+def allow(*statements) -> dict:
+    """An identity policy of Allow statements, each ``(actions, resources)``."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": a, "Resource": r} for a, r in statements],
+    }
+
+
+def instance_arn(instance_id: str, region: str = REGION, account: str = "000000000000") -> str:
+    return f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"
+
+
 @pytest.fixture
 def make_function(aws):
-    """Create a Python function from source; deleted at the end of the test."""
+    """Create a Python function from source; deleted at the end of the test.
+
+    The harness enforces IAM for the function's role session, as AWS does: ``policy`` is
+    the execution role's inline policy (none by default, so the function may call nothing).
+    """
     created = []
     iam = aws("iam")
     lam = aws("lambda")
 
-    def make(source: str, runtime: str = "python3.13", timeout: int = 10, handler="handler.handler"):
+    def make(
+        source: str,
+        runtime: str = "python3.13",
+        timeout: int = 10,
+        handler="handler.handler",
+        policy: dict | None = None,
+    ):
         name = unique("harness-fn")
         role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(ASSUME_LAMBDA))
+        if policy is not None:
+            iam.put_role_policy(RoleName=name, PolicyName="function", PolicyDocument=json.dumps(policy))
         arn = lam.create_function(
             FunctionName=name,
             Runtime=runtime,
@@ -105,6 +129,8 @@ def make_function(aws):
     yield make
     for name in created:
         lam.delete_function(FunctionName=name)
+        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
         iam.delete_role(RoleName=name)
 
 
@@ -163,10 +189,11 @@ def state_pattern(instance_ids, states=("stopped",)):
 
 
 class FaultSwitch:
-    """Client for the harness's fault switch at /_guardrails/faults."""
+    """Client for one of the harness's switches: /_guardrails/faults or /_guardrails/behaviours."""
 
-    def __init__(self, endpoint: str):
-        self.url = f"{endpoint}/_guardrails/faults"
+    def __init__(self, endpoint: str, switch: str = "faults"):
+        self.url = f"{endpoint}/_guardrails/{switch}"
+        self.key = switch
 
     def _call(self, method: str, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -187,7 +214,7 @@ class FaultSwitch:
         return self._call("POST", fault)
 
     def list(self):
-        return self._call("GET")[1]["faults"]
+        return self._call("GET")[1][self.key]
 
     def clear(self):
         self._call("DELETE")
@@ -199,3 +226,33 @@ def faults(endpoint):
     switch.clear()
     yield switch
     switch.clear()
+
+
+@pytest.fixture
+def behaviours(endpoint):
+    """The EC2/EventBridge behaviour switch; everything armed is cleared after the test."""
+    switch = FaultSwitch(endpoint, "behaviours")
+    switch.clear()
+
+    def arm(kind, instance_ids, **settings):
+        status, body = switch.post({"kind": kind, "instance_ids": instance_ids, **settings})
+        assert status == 200, body
+
+    switch.arm = arm
+    yield switch
+    switch.clear()
+
+
+def shutdown_from_inside(endpoint, instance_ids, reason_code=None, region=REGION, account="000000000000"):
+    """Stop running instances as an OS shutdown (default) or a Spot interruption would."""
+    body = {"instance_ids": instance_ids, "region": region, "account_id": account}
+    if reason_code:
+        body["reason_code"] = reason_code
+    request = urllib.request.Request(
+        f"{endpoint}/_guardrails/shutdown", data=json.dumps(body).encode(), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)

@@ -4,7 +4,7 @@ import json
 import time
 
 import pytest
-from conftest import instance_states, state_pattern, unique, wait_for
+from conftest import allow, instance_arn, instance_states, state_pattern, unique, wait_for
 
 RESTART_SOURCE = """
 import boto3
@@ -48,8 +48,8 @@ def log_text(aws, name, must_contain: str, timeout: float = 15.0) -> str:
 
 def test_rule_restarts_the_instance_in_its_pattern_and_no_other(aws, make_function, instances):
     ec2, events, lam = aws("ec2"), aws("events"), aws("lambda")
-    name, arn = make_function(RESTART_SOURCE)
     protected, bystander = instances(2)
+    name, arn = make_function(RESTART_SOURCE, policy=allow(("ec2:StartInstances", instance_arn(protected))))
     rule = unique("harness-rule")
     rule_arn = events.put_rule(Name=rule, EventPattern=state_pattern([protected]))["RuleArn"]
     events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": arn}])
