@@ -48,17 +48,29 @@ def clients(*services):
     return [session.client(service) for service in services]
 
 
-def run_playbook(name, log, inventory="localhost,", extra=(), extra_vars=None):
-    """Run playbooks/<name> as a user would; returns (seconds, changed count). Output goes to ``log``."""
+# Pins localhost's interpreter to the one running Ansible: never rely on discovery, which
+# takes the first `python3.x` on PATH (a pyenv shim with no version selected fails there).
+PINNED_INTERPRETER = ("-e", "ansible_python_interpreter={{ ansible_playbook_python }}")
+
+
+def playbook_command(name, inventory="localhost,", extra=(), extra_vars=None):
+    """The ansible-playbook command line for playbooks/<name>, run as a user would."""
     command = [
         str(Path(sys.executable).with_name("ansible-playbook")),
         "-i",
         str(inventory),
         str(ROOT / "playbooks" / name),
+        *PINNED_INTERPRETER,
+        *extra,
     ]
-    command += list(extra)
     if extra_vars is not None:
         command += ["-e", json.dumps(extra_vars)]
+    return command
+
+
+def run_playbook(name, log, inventory="localhost,", extra=(), extra_vars=None):
+    """Run playbooks/<name> as a user would; returns (seconds, changed count). Output goes to ``log``."""
+    command = playbook_command(name, inventory, extra, extra_vars)
     began = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - began

@@ -18,8 +18,7 @@ from conftest import ROOT, _load_launcher, instance_states, wait_for
 
 sys.path.insert(0, str(ROOT / "tools"))
 from lab import decisions as read_decisions
-
-ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+from lab import playbook_command as lab_playbook_command
 
 
 def playbook_env(endpoint):
@@ -39,14 +38,7 @@ def playbook_env(endpoint):
 
 
 def playbook_command(name, extra_vars):
-    return [
-        ANSIBLE_PLAYBOOK,
-        "-i",
-        "localhost,",
-        str(ROOT / "playbooks" / name),
-        "-e",
-        json.dumps(extra_vars),
-    ]
+    return lab_playbook_command(name, extra_vars=extra_vars)
 
 
 def run_playbook(name, endpoint, extra_vars, timeout=300):
@@ -297,3 +289,32 @@ def test_attribution_logs_who_stopped_a_protected_instance(aws, endpoint, instan
         assert instance_states(ec2, [protected, other]) == {protected: "running", other: "running"}
     finally:
         run_playbook("unprotect.yml", endpoint, variables)
+
+
+def test_playbooks_need_no_interpreter_discovery(aws, endpoint, instances, tmp_path):
+    """A broken `python3.x` first on PATH (a pyenv shim with no version selected) changes nothing.
+
+    The command is the one a user types, without the harness's interpreter pin: the
+    collection's playbooks must pin localhost's interpreter themselves.
+    """
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for name in ("python", "python3", "python3.12", "python3.13", "python3.14"):
+        shim = shims / name
+        shim.write_text(f"#!/bin/sh\necho 'pyenv: {name}: command not found' >&2\nexit 127\n")
+        shim.chmod(0o755)
+    env = playbook_env(endpoint)
+    env["PATH"] = f"{shims}:{env['PATH']}"
+    (instance_id,) = instances(1)
+    command = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        "-i",
+        "localhost,",
+        str(ROOT / "playbooks" / "protect.yml"),
+        "--check",
+        "-e",
+        json.dumps(protect_vars("NoDiscovery", [instance_id])),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "command not found" not in result.stdout

@@ -27,7 +27,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
 
-from lab import REGION, ROOT, clients, emulator, reports, run_instances, run_playbook, time_recovery
+from lab import (
+    PINNED_INTERPRETER,
+    REGION,
+    ROOT,
+    clients,
+    emulator,
+    reports,
+    run_instances,
+    run_playbook,
+    time_recovery,
+)
 
 RESULTS = ROOT / "bench-results"
 WORK = ROOT / ".build" / "bench"
@@ -202,7 +212,13 @@ def audit_seconds(ids, check_attribute):
             "check_stop_protection_attribute": check_attribute,
         }
     )
-    command = [str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local"]
+    command = [
+        str(Path(sys.executable).with_name("ansible")),
+        "localhost",
+        "-c",
+        "local",
+        *PINNED_INTERPRETER,
+    ]
     command += ["-m", "guardrails.ec2.stop_protection_verify", "-a", args]
     began = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
