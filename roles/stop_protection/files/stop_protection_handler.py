@@ -144,7 +144,7 @@ def notify(config, subject, lines):
         )
 
 
-def handle_state_change(event, context, config):
+def handle_state_change(event, context, config, sleep=time.sleep):
     began = time.monotonic()
     detail = event.get("detail") or {}
     instance_id = detail.get("instance-id")
@@ -167,7 +167,7 @@ def handle_state_change(event, context, config):
         return decide("skipped-state", reason=f"event is for state {detail.get('state')!r}, not 'stopped'")
 
     ec2 = client("ec2")
-    instance = wait_while_stopping(ec2, describe(ec2, instance_id), context)
+    instance = wait_while_stopping(ec2, describe(ec2, instance_id), context, sleep=sleep)
     if instance is None:
         return decide("skipped-state", state="not-found", reason="instance no longer exists")
     state = instance["State"]["Name"]
@@ -189,7 +189,7 @@ def handle_state_change(event, context, config):
 
     why = reason.get("Message") or reason.get("Code") or "unknown reason"
     try:
-        retries = start_with_retries(ec2, instance_id, context)
+        retries = start_with_retries(ec2, instance_id, context, sleep=sleep)
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
         if code == "InvalidInstanceID.NotFound":

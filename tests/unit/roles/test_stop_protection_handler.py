@@ -39,9 +39,28 @@ def env(monkeypatch):
 
 @pytest.fixture
 def fn(env):
-    module = load_handler()
-    module.time.sleep = lambda _seconds: None
-    return module
+    return load_handler()
+
+
+@pytest.fixture
+def naps(monkeypatch):
+    """A recording stand-in for ``time.sleep``, passed to the handler's waiting functions.
+
+    Any wait that is not passed it would sleep for real: ``time.sleep`` itself is made to
+    fail for the duration of the test, and monkeypatch puts it back afterwards.
+    """
+    taken = []
+
+    def unexpected(seconds):
+        raise AssertionError(f"time.sleep({seconds}) called; the handler must use the sleep it is given")
+
+    monkeypatch.setattr("time.sleep", unexpected)
+    return taken
+
+
+def handle(fn, event, context, naps):
+    """Run the state-change path with an explicit sleep that records instead of waiting."""
+    return fn.handle_state_change(event, context, fn.settings(), sleep=naps.append)
 
 
 @pytest.fixture
@@ -227,52 +246,57 @@ def stub_ec2(fn, states, start_effects=()):
     return ec2
 
 
-def test_waits_while_the_instance_is_still_stopping(fn, env):
+def test_waits_while_the_instance_is_still_stopping(fn, env, naps):
     ec2 = stub_ec2(fn, ["stopping", "stopping", "stopped"])
-    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    result = handle(fn, stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(), naps)
     assert result["action"] == "started"
     assert ec2.describe_instances.call_count == 3
+    assert naps == [fn.STOPPING_POLL_SECONDS] * 2
     assert result["state_reason_code"] == "Client.InstanceInitiatedShutdown"
 
 
-def test_incorrect_instance_state_is_retried_then_succeeds(fn, env):
+def test_incorrect_instance_state_is_retried_then_succeeds(fn, env, naps):
     ec2 = stub_ec2(fn, ["stopped"], [client_error("IncorrectInstanceState")] * 2 + [{}])
-    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    result = handle(fn, stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(), naps)
     assert result["action"] == "started"
     assert result["start_retries"] == 2
     assert ec2.start_instances.call_count == 3
+    assert naps == list(fn.START_RETRY_DELAYS[:2])
 
 
-def test_incorrect_instance_state_gives_up_after_its_retries(fn, env, capsys):
+def test_incorrect_instance_state_gives_up_after_its_retries(fn, env, capsys, naps):
     attempts = len(fn.START_RETRY_DELAYS) + 1
     stub_ec2(fn, ["stopped"], [client_error("IncorrectInstanceState")] * attempts)
     with pytest.raises(fn.RestartFailed, match="IncorrectInstanceState"):
-        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+        handle(fn, stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(), naps)
+    assert naps == list(fn.START_RETRY_DELAYS)
     assert log_lines(capsys)[-1]["action"] == "failed"
 
 
-def test_retries_stop_when_the_invocation_runs_out_of_time(fn, env):
+def test_retries_stop_when_the_invocation_runs_out_of_time(fn, env, naps):
     ec2 = stub_ec2(fn, ["stopped"], [client_error("IncorrectInstanceState")] * 10)
     with pytest.raises(fn.RestartFailed):
-        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(remaining_ms=3200))
+        handle(fn, stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(remaining_ms=3200), naps)
     assert ec2.start_instances.call_count == 1
+    assert naps == []
 
 
 @pytest.mark.parametrize(
     "code", ["InsufficientInstanceCapacity", "Throttling", "RequestLimitExceeded", "UnauthorizedOperation"]
 )
-def test_other_errors_raise_for_lambda_retries(fn, env, capsys, code):
+def test_other_errors_raise_for_lambda_retries(fn, env, capsys, naps, code):
     ec2 = stub_ec2(fn, ["stopped"], [client_error(code)])
     with pytest.raises(fn.RestartFailed, match=code):
-        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+        handle(fn, stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(), naps)
     assert ec2.start_instances.call_count == 1
+    assert naps == []
     line = log_lines(capsys)[-1]
     assert (line["action"], line["error_code"]) == ("failed", code)
 
 
-def test_instance_vanishing_before_start_is_not_a_failure(fn, env):
+def test_instance_vanishing_before_start_is_not_a_failure(fn, env, naps):
     stub_ec2(fn, ["stopped"], [client_error("InvalidInstanceID.NotFound")])
-    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    result = handle(fn, stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(), naps)
     assert (result["action"], result["state"]) == ("skipped-state", "not-found")
 
 

@@ -68,16 +68,6 @@ def test_sharding_does_not_depend_on_input_order():
     assert p.shard_instance_ids(instance_ids) == p.shard_instance_ids(shuffled)
 
 
-def test_state_change_pattern_matches_aws_event_shape():
-    pattern = json.loads(p.state_change_pattern(["i-0123456789abcdef0"]))
-    assert pattern == {
-        "source": ["aws.ec2"],
-        "detail-type": ["EC2 Instance State-change Notification"],
-        "detail": {"state": ["stopped"], "instance-id": ["i-0123456789abcdef0"]},
-    }
-    assert "instance-id" not in json.loads(p.state_change_pattern())["detail"]
-
-
 # --- validation --------------------------------------------------------------------------------
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -99,10 +99,24 @@ def test_put_sends_the_destination_or_clears_it():
     assert kwargs["Qualifier"] == "live"
 
 
-def test_delete_tolerates_missing_settings():
+@pytest.mark.parametrize(
+    ("qualifier", "expected_call"),
+    [(None, {"FunctionName": "f"}), ("live", {"FunctionName": "f", "Qualifier": "live"})],
+)
+def test_delete_tolerates_missing_settings(qualifier, expected_call):
     client = mock.MagicMock()
     client.delete_function_event_invoke_config.side_effect = not_found()
-    m.delete_config(client, "f", None)
+    assert m.delete_config(client, "f", qualifier) is None
+    client.delete_function_event_invoke_config.assert_called_once_with(aws_retry=True, **expected_call)
+
+
+def test_delete_raises_other_errors():
+    client = mock.MagicMock()
+    client.delete_function_event_invoke_config.side_effect = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DeleteFunctionEventInvokeConfig"
+    )
+    with pytest.raises(ClientError):
+        m.delete_config(client, "f", None)
 
 
 @pytest.mark.parametrize(
