@@ -27,8 +27,11 @@ options:
     required: true
   dest_dir:
     description:
-      - Folder for the archive. Created when missing.
-      - Defaults to a folder C(guardrails-ec2-lambda) in the system's temporary directory.
+      - Folder for the archive. Created when missing (mode C(0700)).
+      - It must belong to the user running the module and not be writable by others, since
+        the function's code is read back from it by a later task.
+      - Defaults to a folder C(guardrails-ec2-lambda-<uid>) of this user in the system's
+        temporary directory.
     type: path
   name:
     description:
@@ -66,7 +69,7 @@ package:
     path:
       description: Where the archive is.
       type: str
-      sample: /tmp/guardrails-ec2-lambda/EC2Protect-3b1f0c...zip
+      sample: /tmp/guardrails-ec2-lambda-1000/EC2Protect-3b1f0c...zip
     code_sha256:
       description: Base64 SHA-256 of the archive, as Lambda reports it in C(CodeSha256).
       type: str
@@ -86,6 +89,7 @@ import base64
 import hashlib
 import io
 import os
+import stat
 import tempfile
 import zipfile
 
@@ -123,15 +127,37 @@ def read_sources(paths):
     return sources
 
 
+def private_folder(path):
+    """Create ``path`` (0700) or check that it is this user's and no one else may write it.
+
+    Another user who could write there could swap the archive between this task and the
+    one that uploads it, and so run code as the function's role.
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise OSError(f"{path} is not a folder (a link or a file is in the way)")
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise OSError(
+            f"{path} belongs to uid {info.st_uid} with mode {oct(info.st_mode & 0o777)}; it must belong "
+            f"to uid {os.getuid()} and not be writable by group or others"
+        )
+    return path
+
+
+def default_folder():
+    return os.path.join(tempfile.gettempdir(), f"guardrails-ec2-lambda-{os.getuid()}")
+
+
 def write_archive(data, dest_dir, prefix):
     """Write ``data`` under a content-derived name; returns (path, written)."""
+    private_folder(dest_dir)
     digest = hashlib.sha256(data).hexdigest()[:16]
     path = os.path.join(dest_dir, f"{prefix}-{digest}.zip")
     if os.path.exists(path):
         with open(path, "rb") as handle:
             if handle.read() == data:
                 return path, False
-    os.makedirs(dest_dir, mode=0o700, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest_dir, suffix=".tmp")
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -157,7 +183,7 @@ def main():
     except (OSError, ValueError) as exc:
         module.fail_json(msg=f"Couldn't read the function sources: {exc}")
     data = build_archive(sources)
-    dest_dir = module.params["dest_dir"] or os.path.join(tempfile.gettempdir(), "guardrails-ec2-lambda")
+    dest_dir = module.params["dest_dir"] or default_folder()
     try:
         path, written = write_archive(data, dest_dir, module.params["name"])
     except OSError as exc:

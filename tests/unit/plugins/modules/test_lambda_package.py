@@ -67,3 +67,32 @@ def test_missing_source_fails_naming_it(tmp_path, run_module):
     result = run_module(lambda_package, {"src": [str(tmp_path / "nope.py")], "dest_dir": str(tmp_path)})
     assert result["failed"] is True
     assert "nope.py" in result["msg"]
+
+
+def test_default_folder_is_private_to_the_user(tmp_path, run_module, monkeypatch):
+    monkeypatch.setattr(lambda_package.tempfile, "gettempdir", lambda: str(tmp_path))
+    src = write(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
+    result = run_module(lambda_package, {"src": [src], "name": "EC2Protect"})
+    folder = tmp_path / f"guardrails-ec2-lambda-{os.getuid()}"
+    assert result["package"]["path"].startswith(str(folder))
+    assert os.stat(folder).st_mode & 0o777 == 0o700
+
+
+def test_a_folder_others_may_write_is_refused(tmp_path, run_module):
+    src = write(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    result = run_module(lambda_package, {"src": [src], "dest_dir": str(shared)})
+    assert result["failed"] is True
+    assert str(shared) in result["msg"] and "0o777" in result["msg"]
+    assert list(shared.iterdir()) == []
+
+
+def test_a_link_in_place_of_the_folder_is_refused(tmp_path, run_module):
+    src = write(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    (tmp_path / "out").symlink_to(target)
+    result = run_module(lambda_package, {"src": [src], "dest_dir": str(tmp_path / "out")})
+    assert result["failed"] is True and "not a folder" in result["msg"]
