@@ -37,6 +37,7 @@ def stop_protection_plan(
     failure_destination_arn=None,
     require_instances=True,
     kms_key_arns=None,
+    restart_policy=None,
 ):
     known = _known_regions()
     try:
@@ -65,6 +66,7 @@ def stop_protection_plan(
             require_instances=require_instances,
             known_regions=known,
             kms_key_arns=kms_key_arns or [],
+            restart_policy=restart_policy,
         )
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc

@@ -32,6 +32,21 @@ ATTRIBUTION_SUFFIX = "-attribution"
 MAX_NAME_CHARS = 64 - len(ATTRIBUTION_SUFFIX)
 MAX_TAG_KEY_CHARS = 128
 MAX_TAG_VALUE_CHARS = 256
+# The restart history tag holds one 10-digit time per restart in the window: 256 characters
+# hold 23; 20 leaves room and is far beyond any sensible budget.
+MAX_RESTART_LIMIT = 20
+RESTART_WINDOW_SECONDS = (60, 7 * 24 * 3600)
+# What the restart function does, and the defaults of the role's variables.
+DEFAULT_RESTART_POLICY = {
+    "restart_limit": 3,
+    "restart_window_seconds": 3600,
+    "history_tag_key": "StopProtectionRestarts",
+    "suspended_tag_key": "StopProtectionSuspended",
+    "skip_auto_scaling": True,
+    "skip_spot_interruptions": True,
+    "restart_hibernated": False,
+    "retry_attempts": 2,
+}
 
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
@@ -155,7 +170,7 @@ def shard_instance_ids(instance_ids, limit=MAX_EVENT_PATTERN_CHARS):
 
 
 def validate_name(name):
-    if not isinstance(name, str) or not BASE_NAME.match(name):
+    if not isinstance(name, str) or not BASE_NAME.fullmatch(name):
         raise ProtectionError(
             f"stop_protection_name {name!r} is invalid: use letters, digits, '-' and '_' only "
             "(it names the Lambda function, whose name allows nothing else)"
@@ -169,7 +184,7 @@ def validate_name(name):
 
 
 def validate_region(region, known_regions=None, source="region"):
-    if not isinstance(region, str) or not REGION.match(region):
+    if not isinstance(region, str) or not REGION.fullmatch(region):
         raise ProtectionError(f"{source} {region!r} is not an AWS region name (like 'eu-west-1')")
     if known_regions and region not in known_regions:
         raise ProtectionError(f"{source} {region!r} is not a region AWS knows")
@@ -177,7 +192,7 @@ def validate_region(region, known_regions=None, source="region"):
 
 
 def validate_instance_id(instance_id, source="instance id"):
-    if not isinstance(instance_id, str) or not INSTANCE_ID.match(instance_id):
+    if not isinstance(instance_id, str) or not INSTANCE_ID.fullmatch(instance_id):
         raise ProtectionError(
             f"{source} {instance_id!r} is not an EC2 instance id (i- followed by 8 or 17 hex digits)"
         )
@@ -198,11 +213,48 @@ def validate_tag(key, value=None, variable="stop_protection_tag_key"):
     return key
 
 
+def validate_restart_policy(settings, protection_tag_key=None, bypass_tag_key=None):
+    """The restart budget and skip rules, with every value checked; defaults filled in."""
+    policy = dict(DEFAULT_RESTART_POLICY)
+    policy.update({key: value for key, value in (settings or {}).items() if value is not None})
+    unknown = sorted(set(policy) - set(DEFAULT_RESTART_POLICY))
+    if unknown:
+        raise ProtectionError(f"unknown restart settings: {', '.join(unknown)}")
+    limit = policy["restart_limit"]
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RESTART_LIMIT:
+        raise ProtectionError(f"stop_protection_restart_limit must be 1-{MAX_RESTART_LIMIT}, got {limit!r}")
+    window = policy["restart_window_seconds"]
+    low, high = RESTART_WINDOW_SECONDS
+    if isinstance(window, bool) or not isinstance(window, int) or not low <= window <= high:
+        raise ProtectionError(f"stop_protection_restart_window_seconds must be {low}-{high}, got {window!r}")
+    attempts = policy["retry_attempts"]
+    if isinstance(attempts, bool) or attempts not in (0, 1, 2):
+        raise ProtectionError(f"stop_protection_retry_attempts must be 0, 1 or 2, got {attempts!r}")
+    for key, variable in (
+        ("history_tag_key", "stop_protection_restart_history_tag_key"),
+        ("suspended_tag_key", "stop_protection_suspended_tag_key"),
+    ):
+        validate_tag(policy[key], variable=variable)
+        if policy[key] in (protection_tag_key, bypass_tag_key):
+            raise ProtectionError(
+                f"{variable} {policy[key]!r} must differ from the protection and bypass tag keys"
+            )
+    if policy["history_tag_key"] == policy["suspended_tag_key"]:
+        raise ProtectionError(
+            f"stop_protection_restart_history_tag_key and stop_protection_suspended_tag_key are both "
+            f"{policy['history_tag_key']!r}; they must differ"
+        )
+    for key in ("skip_auto_scaling", "skip_spot_interruptions", "restart_hibernated"):
+        if not isinstance(policy[key], bool):
+            raise ProtectionError(f"stop_protection_{key} must be true or false, got {policy[key]!r}")
+    return policy
+
+
 def validate_arn(arn, services, variable):
     """An ARN of one of ``services`` (e.g. ``("sqs", "sns")``), or None."""
     if arn in (None, ""):
         return None
-    match = ARN.match(arn) if isinstance(arn, str) else None
+    match = ARN.fullmatch(arn) if isinstance(arn, str) else None
     if not match:
         raise ProtectionError(f"{variable} {arn!r} is not an ARN")
     if match.group("service") not in services:
@@ -223,7 +275,7 @@ def validate_kms_key_arns(arns, variable="stop_protection_kms_key_arns"):
     if not isinstance(arns, (list, tuple)):
         raise ProtectionError(f"{variable} must be a list of KMS key ARNs, got {arns!r}")
     for position, arn in enumerate(arns):
-        match = ARN.match(arn) if isinstance(arn, str) else None
+        match = ARN.fullmatch(arn) if isinstance(arn, str) else None
         if not match or match.group("service") != "kms" or not match.group("region"):
             raise ProtectionError(
                 f"{variable}[{position}] {arn!r} is not a KMS key ARN "
@@ -299,6 +351,7 @@ def build_plan(
     require_instances=True,
     known_regions=None,
     kms_key_arns=(),
+    restart_policy=None,
 ):
     """What to deploy, per region: validated, sharded, ready for the role's tasks.
 
@@ -319,6 +372,9 @@ def build_plan(
     validate_arn(notification_topic_arn, ("sns",), "stop_protection_notification_topic_arn")
     validate_arn(failure_destination_arn, ("sqs", "sns"), "stop_protection_failure_destination_arn")
     validate_kms_key_arns(kms_key_arns)
+    restart_policy = validate_restart_policy(
+        restart_policy, tag_key if mode == MODE_TAG else None, bypass_tag_key
+    )
     for region in regions:
         validate_region(region, known_regions, source="stop_protection_regions entry")
 
@@ -370,7 +426,13 @@ def build_plan(
                 }
             )
         plan_regions.append({"region": region, "instance_ids": ids, "rules": rules})
-    return {"name": name, "mode": mode, "names": names, "regions": plan_regions}
+    return {
+        "name": name,
+        "mode": mode,
+        "names": names,
+        "regions": plan_regions,
+        "restart_policy": restart_policy,
+    }
 
 
 # --- IAM ---------------------------------------------------------------------------------------
@@ -410,10 +472,12 @@ def build_policies(
         return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
 
     def start_statement(resources):
+        # CreateTags records the restart budget on the instance itself; the Deny below
+        # limits it to the budget's two tag keys.
         return {
             "Sid": "StartProtectedInstances",
             "Effect": "Allow",
-            "Action": "ec2:StartInstances",
+            "Action": ["ec2:StartInstances", "ec2:CreateTags"],
             "Resource": resources,
         }
 
@@ -433,6 +497,20 @@ def build_policies(
             for instance_id in entry["instance_ids"]
         ]
     statements.append(start)
+    budget = plan.get("restart_policy") or DEFAULT_RESTART_POLICY
+    statements.append(
+        {
+            "Sid": "TagOnlyTheRestartBudget",
+            "Effect": "Deny",
+            "Action": "ec2:CreateTags",
+            "Resource": "*",
+            "Condition": {
+                "ForAnyValue:StringNotEquals": {
+                    "aws:TagKeys": [budget["history_tag_key"], budget["suspended_tag_key"]]
+                }
+            },
+        }
+    )
     statements.append(
         {"Sid": "ReadInstanceState", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}
     )
@@ -457,7 +535,7 @@ def build_policies(
             }
         )
     if failure_destination_arn:
-        service = ARN.match(failure_destination_arn).group("service")
+        service = ARN.fullmatch(failure_destination_arn).group("service")
         action = "sqs:SendMessage" if service == "sqs" else "sns:Publish"
         statements.append(
             {
@@ -527,4 +605,15 @@ def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_to
         env["NOTIFICATION_TOPIC_ARN"] = notification_topic_arn
     if attribution:
         env["RULE_NAME_PREFIX"] = plan["names"]["rule_prefix"]
+    budget = plan.get("restart_policy") or DEFAULT_RESTART_POLICY
+    env.update(
+        RESTART_LIMIT=str(budget["restart_limit"]),
+        RESTART_WINDOW_SECONDS=str(budget["restart_window_seconds"]),
+        RESTART_HISTORY_TAG_KEY=budget["history_tag_key"],
+        SUSPENDED_TAG_KEY=budget["suspended_tag_key"],
+        SKIP_AUTO_SCALING=str(budget["skip_auto_scaling"]).lower(),
+        SKIP_SPOT_INTERRUPTIONS=str(budget["skip_spot_interruptions"]).lower(),
+        RESTART_HIBERNATED=str(budget["restart_hibernated"]).lower(),
+        MAX_RETRY_ATTEMPTS=str(budget["retry_attempts"]),
+    )
     return env

@@ -22,6 +22,12 @@ options:
     type: list
     elements: str
     required: true
+  warn_managed:
+    description:
+      - Warn, naming each, about instances whose lifecycle an Auto Scaling group owns (tag
+        C(aws:autoscaling:groupName)): stop protection leaves those stopped by default.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -43,6 +49,11 @@ states:
   returned: always
   type: dict
   sample: {"i-0123456789abcdef0": "running"}
+auto_scaling_groups:
+  description: The Auto Scaling group of each listed instance that belongs to one.
+  returned: always
+  type: dict
+  sample: {"i-0123456789abcdef0": "web"}
 missing:
   description: Listed instances that do not exist in the region.
   returned: always
@@ -61,10 +72,15 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.verify import describe_instances
 
+AUTO_SCALING_TAG = "aws:autoscaling:groupName"
+
 
 def main():
     module = AnsibleAWSModule(
-        argument_spec=dict(instance_ids=dict(type="list", elements="str", required=True)),
+        argument_spec=dict(
+            instance_ids=dict(type="list", elements="str", required=True),
+            warn_managed=dict(type="bool", default=False),
+        ),
         supports_check_mode=True,
     )
     ids = list(dict.fromkeys(module.params["instance_ids"]))
@@ -73,8 +89,22 @@ def main():
         found = describe_instances(client, ids)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg="Couldn't describe the instances")
+    groups = {
+        instance_id: tags[AUTO_SCALING_TAG]
+        for instance_id in ids
+        if instance_id in found
+        and AUTO_SCALING_TAG
+        in (tags := {t["Key"]: t.get("Value", "") for t in found[instance_id].get("Tags", [])})
+    }
+    if module.params["warn_managed"]:
+        for instance_id, group in groups.items():
+            module.warn(
+                f"{instance_id} is a member of Auto Scaling group {group!r}: the group owns its lifecycle, so "
+                "stop protection leaves it stopped (stop_protection_skip_auto_scaling)"
+            )
     module.exit_json(
         changed=False,
+        auto_scaling_groups=groups,
         states={
             instance_id: found[instance_id]["State"]["Name"] for instance_id in ids if instance_id in found
         },

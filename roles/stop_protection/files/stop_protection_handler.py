@@ -18,6 +18,19 @@ variables the role sets:
 ``NOTIFICATION_TOPIC_ARN`` optional SNS topic told of every restart and failure
 ``RULE_NAME_PREFIX``       attribution in instance_ids mode: the deployment's rules
                            ``<prefix>1``, ``<prefix>2``, ... name the protected instances
+``RESTART_LIMIT``          restart budget: at most this many restarts of one instance ...
+``RESTART_WINDOW_SECONDS`` ... within this many seconds; past it the instance is suspended
+``RESTART_HISTORY_TAG_KEY`` instance tag holding the times of its recent restarts
+``SUSPENDED_TAG_KEY``      instance tag that marks (and keeps) an instance suspended
+``SKIP_AUTO_SCALING``      ``true``: leave members of an Auto Scaling group stopped
+``SKIP_SPOT_INTERRUPTIONS`` ``true``: leave Spot instances stopped by an interruption
+``RESTART_HIBERNATED``     ``true``: restart hibernated instances too
+``MAX_RETRY_ATTEMPTS``     Lambda's asynchronous retries, for the failure notice's wording
+
+The restart budget lives on the instance itself (two tags the role may write and no
+others), so it survives cold starts and needs no service of its own. Only a
+StartInstances that moved the instance out of ``stopped`` counts, so a duplicated event
+or a second invocation racing the first never counts twice.
 
 The region comes from the runtime (``AWS_REGION``). Standard library and boto3 only.
 """
@@ -32,6 +45,9 @@ from botocore.exceptions import ClientError
 
 STATE_CHANGE = "EC2 Instance State-change Notification"
 API_CALL = "AWS API Call via CloudTrail"
+AUTO_SCALING_TAG = "aws:autoscaling:groupName"
+SPOT_INTERRUPTION = "Server.SpotInstanceShutdown"
+HIBERNATION = "Client.UserInitiatedHibernate"
 # StartInstances answers IncorrectInstanceState while the instance is still stopping.
 START_RETRY_DELAYS = (0.5, 1, 2, 4, 8)
 # How long to wait for an instance that is still "stopping" when the event arrives.
@@ -55,9 +71,21 @@ def client(service):
     return _CLIENTS[service]
 
 
+def _flag(name, default):
+    return os.environ.get(name, default).strip().lower() == "true"
+
+
 def settings():
     return {
         "mode": os.environ.get("PROTECTION_MODE", "instance_ids"),
+        "restart_limit": int(os.environ.get("RESTART_LIMIT", "3")),
+        "restart_window": int(os.environ.get("RESTART_WINDOW_SECONDS", "3600")),
+        "history_tag_key": os.environ.get("RESTART_HISTORY_TAG_KEY", "StopProtectionRestarts"),
+        "suspended_tag_key": os.environ.get("SUSPENDED_TAG_KEY", "StopProtectionSuspended"),
+        "skip_auto_scaling": _flag("SKIP_AUTO_SCALING", "true"),
+        "skip_spot_interruptions": _flag("SKIP_SPOT_INTERRUPTIONS", "true"),
+        "restart_hibernated": _flag("RESTART_HIBERNATED", "false"),
+        "max_retry_attempts": int(os.environ.get("MAX_RETRY_ATTEMPTS", "2")),
         "tag_key": os.environ.get("PROTECTION_TAG_KEY", "StopProtection"),
         "tag_value": os.environ.get("PROTECTION_TAG_VALUE", "enabled"),
         "bypass_tag_key": os.environ.get("BYPASS_TAG_KEY", "StopProtectionBypass"),
@@ -114,11 +142,16 @@ def wait_while_stopping(ec2, instance, context, sleep=time.sleep):
 
 
 def start_with_retries(ec2, instance_id, context, sleep=time.sleep):
-    """StartInstances, retrying briefly while EC2 says the state does not allow it yet."""
+    """StartInstances, retrying briefly while EC2 says the state does not allow it yet.
+
+    Returns ``(retries, previous_state)``: the state EC2 says the instance left, so that a
+    start another invocation already made (``pending``) is not counted twice.
+    """
     for attempt, delay in enumerate((*START_RETRY_DELAYS, None)):
         try:
-            ec2.start_instances(InstanceIds=[instance_id])
-            return attempt
+            reply = ec2.start_instances(InstanceIds=[instance_id])
+            starting = reply.get("StartingInstances") or [{}]
+            return attempt, (starting[0].get("PreviousState") or {}).get("Name", "stopped")
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
             out_of_time = remaining_ms(context) - (delay or 0) * 1000 < SAFETY_MARGIN_MS
@@ -186,36 +219,139 @@ def handle_state_change(event, context, config, sleep=time.sleep):
             "skipped-bypass",
             reason=f"bypass tag {config['bypass_tag_key']} is set; left stopped for maintenance",
         )
+    if config["suspended_tag_key"] in tags:
+        return decide(
+            "skipped-suspended",
+            reason=f"suspended ({tags[config['suspended_tag_key']]}); remove tag "
+            f"{config['suspended_tag_key']} to protect it again",
+        )
+    left_alone = reason_to_leave_stopped(instance, tags, config)
+    if left_alone:
+        action, why_not = left_alone
+        return decide(action, reason=why_not)
 
     why = reason.get("Message") or reason.get("Code") or "unknown reason"
+    now = int(time.time())
+    history = recent_restarts(tags, config, now)
+    record.update(restarts_in_window=len(history), restart_limit=config["restart_limit"])
+    if len(history) >= config["restart_limit"]:
+        return suspend(ec2, instance_id, config, now, history, why, decide)
     try:
-        retries = start_with_retries(ec2, instance_id, context, sleep=sleep)
+        retries, previous = start_with_retries(ec2, instance_id, context, sleep=sleep)
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
         if code == "InvalidInstanceID.NotFound":
             return decide(
                 "skipped-state", state="not-found", reason="instance vanished before it could start"
             )
-        decide("failed", error_code=code, reason=exc.response["Error"].get("Message", ""))
-        notify(
-            config,
-            f"FAILED to restart {instance_id}",
-            [
-                f"Instance {instance_id} in {record['region']} was stopped ({why}).",
-                f"Starting it again failed with {code}; Lambda will retry the event.",
-            ],
-        )
+        fail(config, record, decide, why, code, exc.response["Error"].get("Message", ""))
         raise RestartFailed(f"StartInstances for {instance_id} failed with {code}") from exc
-    result = decide("started", start_retries=retries)
+    except Exception as exc:  # timeouts, connection errors: still one decision line
+        fail(config, record, decide, why, type(exc).__name__, str(exc))
+        raise RestartFailed(f"StartInstances for {instance_id} failed: {exc}") from exc
+    if previous != "stopped":
+        # Another invocation of the same (duplicated) event started it a moment ago.
+        return decide("skipped-state", start_retries=retries, reason=f"instance was already {previous}")
+    record["restarts_in_window"] = len(history) + 1
+    budget_error = write_tags(
+        ec2, instance_id, {config["history_tag_key"]: history_value([*history, now], config)}
+    )
+    result = decide(
+        "started", start_retries=retries, **({"budget_error": budget_error} if budget_error else {})
+    )
     notify(
         config,
         f"Restarted {instance_id}",
         [
             f"Instance {instance_id} in {record['region']} was stopped ({why}).",
-            "guardrails.ec2 stop protection started it again.",
+            "guardrails.ec2 stop protection started it again "
+            f"(restart {len(history) + 1} of {config['restart_limit']} allowed in {config['restart_window']} s).",
         ],
     )
     return result
+
+
+def reason_to_leave_stopped(instance, tags, config):
+    """``(action, reason)`` when someone else owns the instance's lifecycle, else None."""
+    code = (instance.get("StateReason") or {}).get("Code")
+    if config["skip_auto_scaling"] and AUTO_SCALING_TAG in tags:
+        return (
+            "skipped-managed",
+            f"member of Auto Scaling group {tags[AUTO_SCALING_TAG]!r}: the group owns its lifecycle",
+        )
+    if (
+        config["skip_spot_interruptions"]
+        and instance.get("InstanceLifecycle") == "spot"
+        and code == SPOT_INTERRUPTION
+    ):
+        return "skipped-reason", f"Spot interruption ({code}): only EC2 may start it again"
+    if not config["restart_hibernated"] and code == HIBERNATION:
+        return "skipped-reason", f"hibernated ({code}); restarting hibernated instances is turned off"
+    return None
+
+
+def recent_restarts(tags, config, now):
+    """Times (epoch seconds) of the instance's restarts within the window, oldest first."""
+    stamps = []
+    for word in tags.get(config["history_tag_key"], "").split():
+        if word.isdigit() and now - int(word) < config["restart_window"]:
+            stamps.append(int(word))
+    return sorted(stamps)
+
+
+def history_value(stamps, config):
+    # Only the newest `limit` entries can matter; a tag value holds at most 256 characters.
+    return " ".join(str(stamp) for stamp in stamps[-config["restart_limit"] :])
+
+
+def write_tags(ec2, instance_id, tags):
+    """Tag the instance; returns the error code instead of raising (the log line says it)."""
+    try:
+        ec2.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    except ClientError as exc:
+        return exc.response["Error"]["Code"]
+    return None
+
+
+def suspend(ec2, instance_id, config, now, history, why, decide):
+    """Leave the instance stopped for good and say so: its restart budget is spent."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    reason = f"{len(history)} restarts within {config['restart_window']} s"
+    # The history is emptied with it, so that removing the suspended tag starts afresh.
+    error = write_tags(
+        ec2, instance_id, {config["suspended_tag_key"]: f"{stamp} {reason}", config["history_tag_key"]: ""}
+    )
+    result = decide(
+        "suspended",
+        reason=f"restart budget spent: {reason}; left stopped and tagged {config['suspended_tag_key']}",
+        **({"tag_error": error} if error else {}),
+    )
+    notify(
+        config,
+        f"SUSPENDED stop protection of {instance_id}",
+        [
+            f"Instance {instance_id} in {result['region']} was stopped again ({why}).",
+            f"It was restarted {reason}, so it is left stopped and tagged {config['suspended_tag_key']}.",
+            "Remove that tag to protect it again.",
+        ],
+    )
+    return result
+
+
+def fail(config, record, decide, why, code, message):
+    decide("failed", error_code=code, reason=message)
+    attempts = config["max_retry_attempts"]
+    notify(
+        config,
+        f"FAILED to restart {record['instance_id']}",
+        [
+            f"Instance {record['instance_id']} in {record['region']} was stopped ({why}).",
+            f"Starting it again failed with {code}.",
+            f"Lambda retries the event up to {attempts} times, then sends it to the failure destination if one is set."
+            if attempts
+            else "Lambda does not retry it.",
+        ],
+    )
 
 
 _PROTECTED_BY_RULES = {}
@@ -246,6 +382,15 @@ def handle_api_call(event, config):
     detail = event.get("detail") or {}
     if detail.get("eventName") != "StopInstances":
         log({"action": "ignored", "reason": f"API call {detail.get('eventName')!r} is not StopInstances"})
+        return []
+    if detail.get("errorCode"):
+        # Refused calls (DryRun answers with an error code too) stopped nothing.
+        log(
+            {
+                "action": "ignored",
+                "reason": f"StopInstances call failed with {detail['errorCode']}: it stopped nothing",
+            }
+        )
         return []
     items = ((detail.get("requestParameters") or {}).get("instancesSet") or {}).get("items") or []
     ids = [item.get("instanceId") for item in items if isinstance(item, dict) and item.get("instanceId")]

@@ -221,8 +221,23 @@ def test_region_comes_from_the_runtime(fn, aws, env):
 # --- retries and failures, with stubbed clients ----------------------------------------------
 
 
-def stub_ec2(fn, states, start_effects=()):
+def started_reply(instance_id="i-0aaaaaaaaaaaaaaaa", previous="stopped"):
+    return {
+        "StartingInstances": [
+            {
+                "InstanceId": instance_id,
+                "PreviousState": {"Name": previous},
+                "CurrentState": {"Name": "pending"},
+            }
+        ]
+    }
+
+
+def stub_ec2(
+    fn, states, start_effects=(), reason="Client.InstanceInitiatedShutdown", tags=None, lifecycle=None
+):
     """An EC2 client whose describe returns `states` in turn and whose start follows `start_effects`."""
+    extra = {"InstanceLifecycle": lifecycle} if lifecycle else {}
     ec2 = mock.MagicMock()
     ec2.describe_instances.side_effect = [
         {
@@ -232,8 +247,9 @@ def stub_ec2(fn, states, start_effects=()):
                         {
                             "InstanceId": "i-0aaaaaaaaaaaaaaaa",
                             "State": {"Name": state},
-                            "StateReason": {"Code": "Client.InstanceInitiatedShutdown"},
-                            "Tags": [],
+                            "StateReason": {"Code": reason},
+                            "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+                            **extra,
                         }
                     ]
                 }
@@ -242,6 +258,7 @@ def stub_ec2(fn, states, start_effects=()):
         for state in states
     ]
     ec2.start_instances.side_effect = list(start_effects) or None
+    ec2.start_instances.return_value = started_reply()
     fn._CLIENTS.update(ec2=ec2, sns=mock.MagicMock())
     return ec2
 
@@ -256,7 +273,7 @@ def test_waits_while_the_instance_is_still_stopping(fn, env, naps):
 
 
 def test_incorrect_instance_state_is_retried_then_succeeds(fn, env, naps):
-    ec2 = stub_ec2(fn, ["stopped"], [client_error("IncorrectInstanceState")] * 2 + [{}])
+    ec2 = stub_ec2(fn, ["stopped"], [client_error("IncorrectInstanceState")] * 2 + [started_reply()])
     result = handle(fn, stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(), naps)
     assert result["action"] == "started"
     assert result["start_retries"] == 2
@@ -422,3 +439,178 @@ def test_imports_only_the_standard_library_and_boto3():
         if line.startswith(("import ", "from "))
     }
     assert imported <= {"json", "os", "time", "boto3", "botocore"}
+
+
+# --- restart budget ----------------------------------------------------------------------------
+
+
+def tag_value(ec2, instance_id, key):
+    tags = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0].get(
+        "Tags", []
+    )
+    return {t["Key"]: t["Value"] for t in tags}.get(key)
+
+
+def restart_cycle(fn, ec2, instance_id):
+    """Stop the instance and hand the handler its stopped event, as EventBridge would."""
+    ec2.stop_instances(InstanceIds=[instance_id])
+    return fn.handler(stopped_event(instance_id), FakeContext())
+
+
+def test_restarts_up_to_the_limit_then_suspends(fn, aws, env, capsys):
+    env.setenv("RESTART_LIMIT", "3")
+    instance_id = run_instance(aws, state="running")
+    actions = [restart_cycle(fn, aws, instance_id)["action"] for _ in range(4)]
+    assert actions == ["started", "started", "started", "suspended"]
+    assert state_of(aws, instance_id) == "stopped"
+    suspended = tag_value(aws, instance_id, "StopProtectionSuspended")
+    assert suspended.endswith("3 restarts within 3600 s")
+    assert suspended[:4].isdigit() and "T" in suspended and "Z " in suspended  # UTC time first
+    assert tag_value(aws, instance_id, "StopProtectionRestarts") == ""
+    lines = log_lines(capsys)
+    assert [line["restarts_in_window"] for line in lines] == [1, 2, 3, 3]
+    assert lines[-1]["restart_limit"] == 3
+
+    # Left alone like a bypassed instance, until a person removes the tag.
+    assert restart_cycle(fn, aws, instance_id)["action"] == "skipped-suspended"
+    aws.delete_tags(Resources=[instance_id], Tags=[{"Key": "StopProtectionSuspended"}])
+    result = fn.handler(stopped_event(instance_id), FakeContext())
+    assert (result["action"], result["restarts_in_window"]) == ("started", 1)
+
+
+def test_restarts_outside_the_window_do_not_count(fn, aws, env):
+    env.setenv("RESTART_LIMIT", "2")
+    env.setenv("RESTART_WINDOW_SECONDS", "600")
+    now = int(fn.time.time())
+    instance_id = run_instance(
+        aws, tags={"StopProtectionRestarts": f"{now - 4000} {now - 700} {now - 30} junk"}
+    )
+    result = fn.handler(stopped_event(instance_id), FakeContext())
+    assert (result["action"], result["restarts_in_window"]) == ("started", 2)
+    assert tag_value(aws, instance_id, "StopProtectionRestarts").split()[0] == str(now - 30)
+
+
+def test_custom_budget_tags(fn, aws, env):
+    env.setenv("RESTART_LIMIT", "1")
+    env.setenv("RESTART_HISTORY_TAG_KEY", "Restarts")
+    env.setenv("SUSPENDED_TAG_KEY", "Suspended")
+    instance_id = run_instance(aws, state="running")
+    assert [restart_cycle(fn, aws, instance_id)["action"] for _ in range(2)] == ["started", "suspended"]
+    assert tag_value(aws, instance_id, "Suspended")
+    assert tag_value(aws, instance_id, "StopProtectionSuspended") is None
+
+
+def test_a_start_another_invocation_made_is_not_counted(fn, env):
+    ec2 = stub_ec2(fn, ["stopped"])
+    ec2.start_instances.return_value = started_reply(previous="pending")
+    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert result["action"] == "skipped-state"
+    ec2.create_tags.assert_not_called()
+
+
+def test_duplicate_event_after_the_restart_is_nothing_to_do(fn, aws):
+    instance_id = run_instance(aws)
+    assert fn.handler(stopped_event(instance_id), None)["action"] == "started"
+    assert fn.handler(stopped_event(instance_id), None)["action"] == "skipped-state"
+    assert len(tag_value(aws, instance_id, "StopProtectionRestarts").split()) == 1
+
+
+def test_suspension_is_notified(fn, env):
+    env.setenv("NOTIFICATION_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:restarts")
+    now = int(fn.time.time())
+    stub_ec2(fn, ["stopped"], tags={"StopProtectionRestarts": f"{now - 3} {now - 2} {now - 1}"})
+    assert fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())["action"] == "suspended"
+    call = fn._CLIENTS["sns"].publish.call_args
+    assert call.kwargs["Subject"].startswith("SUSPENDED")
+    assert "Remove that tag" in call.kwargs["Message"]
+    fn._CLIENTS["ec2"].start_instances.assert_not_called()
+
+
+def test_a_failed_budget_write_does_not_undo_the_restart(fn, env):
+    ec2 = stub_ec2(fn, ["stopped"])
+    ec2.create_tags.side_effect = client_error("UnauthorizedOperation", "CreateTags")
+    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert (result["action"], result["budget_error"]) == ("started", "UnauthorizedOperation")
+
+
+# --- what not to restart -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stub", "switch", "action", "says"),
+    [
+        ({"tags": {"aws:autoscaling:groupName": "web"}}, "SKIP_AUTO_SCALING", "skipped-managed", "'web'"),
+        (
+            {"lifecycle": "spot", "reason": "Server.SpotInstanceShutdown"},
+            "SKIP_SPOT_INTERRUPTIONS",
+            "skipped-reason",
+            "Spot interruption",
+        ),
+        ({"reason": "Client.UserInitiatedHibernate"}, "RESTART_HIBERNATED", "skipped-reason", "hibernated"),
+    ],
+)
+def test_leaves_alone_what_others_own_unless_switched(fn, env, capsys, stub, switch, action, says):
+    stub_ec2(fn, ["stopped"], **stub)
+    result = fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert result["action"] == action and says in result["reason"]
+    fn._CLIENTS["ec2"].start_instances.assert_not_called()
+
+    env.setenv(switch, "true" if switch == "RESTART_HIBERNATED" else "false")
+    stub_ec2(fn, ["stopped"], **stub)
+    assert fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())["action"] == "started"
+
+
+def test_spot_instance_stopped_by_a_person_is_restarted(fn, env):
+    stub_ec2(fn, ["stopped"], lifecycle="spot", reason="Client.UserInitiatedShutdown")
+    assert fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())["action"] == "started"
+
+
+# --- failures are one decision line each -----------------------------------------------------------
+
+
+def test_errors_other_than_client_errors_still_log_failed(fn, env, capsys, naps):
+    from botocore.exceptions import ReadTimeoutError
+
+    stub_ec2(fn, ["stopped"], [ReadTimeoutError(endpoint_url="https://ec2")])
+    with pytest.raises(fn.RestartFailed, match="Read timeout"):
+        handle(fn, stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext(), naps)
+    line = log_lines(capsys)[-1]
+    assert (line["action"], line["error_code"]) == ("failed", "ReadTimeoutError")
+
+
+@pytest.mark.parametrize(("attempts", "says"), [("2", "up to 2 times"), ("0", "does not retry")])
+def test_failure_notice_tells_what_happens_next(fn, env, attempts, says):
+    env.setenv("NOTIFICATION_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:restarts")
+    env.setenv("MAX_RETRY_ATTEMPTS", attempts)
+    stub_ec2(fn, ["stopped"], [client_error("InsufficientInstanceCapacity")])
+    with pytest.raises(fn.RestartFailed):
+        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    message = fn._CLIENTS["sns"].publish.call_args.kwargs["Message"]
+    assert says in message and "will retry" not in message
+
+
+@pytest.mark.parametrize("error_code", ["Client.DryRunOperation", "Client.UnauthorizedOperation"])
+def test_attribution_skips_calls_that_stopped_nothing(fn, aws, capsys, error_code):
+    instance_id = run_instance(aws)
+    event = api_call_event([instance_id])
+    event["detail"]["errorCode"] = error_code
+    assert fn.handler(event, None) == {"attributed": []}
+    assert error_code in log_lines(capsys)[0]["reason"]
+
+
+def test_every_setting_the_role_renders_is_one_the_handler_reads():
+    """The role writes the environment, the handler reads it: the names must agree."""
+    from ansible_collections.guardrails.ec2.plugins.module_utils import protection
+
+    plan = protection.build_plan(
+        "EC2Protect", mode="tag", regions=[REGION], tag_key="K", tag_value="V", bypass_tag_key="B"
+    )
+    rendered = protection.lambda_environment(
+        plan, "K", "V", "B", "arn:aws:sns:eu-west-1:123456789012:t", True
+    )
+    source = HANDLER_PATH.read_text()
+    assert [
+        name
+        for name in rendered
+        if f'os.environ.get("{name}"' not in source and f'_flag("{name}"' not in source
+    ] == []

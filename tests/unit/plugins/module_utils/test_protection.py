@@ -74,6 +74,7 @@ KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890
 
 BAD_INPUTS = [
     ({"name": "EC2 Protect"}, "'EC2 Protect'"),
+    ({"name": "EC2Protect\n"}, "'EC2Protect\\\\n'"),
     ({"name": "x" * 53}, "53 characters"),
     ({"name": "a.b"}, "'a.b'"),
     ({"mode": "tags"}, "'tags'"),
@@ -119,6 +120,8 @@ def test_build_plan_rejects_bad_input_naming_the_value(overrides, message):
             "ABCDEF",
         ),
         ([("web", {"instance_id": "i-0123456789abcdef0", "region": "europe"})], [], "'europe'"),
+        ([], ["i-0123456789abcdef0\n"], "'i-0123456789abcdef0\\\\n'"),
+        ([("web", {"instance_id": "i-0123456789abcdef0", "region": "eu-west-1\n"})], [], "'eu-west-1\\\\n'"),
         ([("web", {"instance_id": "i-0123456789abcdef0"})], [], None),
         ([], [42], "stop_protection_instance_ids\\[0\\] 42"),
     ],
@@ -215,11 +218,69 @@ def test_policy_allows_start_only_on_the_protected_instances():
     document, scope = build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
     assert scope == "instances"
     start = statement(document, "StartProtectedInstances")
-    assert start["Action"] == "ec2:StartInstances"
+    assert start["Action"] == ["ec2:StartInstances", "ec2:CreateTags"]
     assert start["Resource"] == ["arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0"]
     logs = statement(document, "WriteOwnLogs")
     assert logs["Resource"] == ["arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/EC2Protect:*"]
     assert "logs:CreateLogGroup" not in logs["Action"]
+
+
+def test_policy_lets_the_role_write_only_the_restart_budget_tags():
+    plan = p.build_plan(
+        "EC2Protect",
+        instances=[("i-0123456789abcdef0", "eu-west-1", "test")],
+        bypass_tag_key="StopProtectionBypass",
+        restart_policy={"history_tag_key": "Restarts", "suspended_tag_key": "Suspended"},
+    )
+    document, _scope = build_policy(plan, "123456789012")
+    assert statement(document, "TagOnlyTheRestartBudget") == {
+        "Sid": "TagOnlyTheRestartBudget",
+        "Effect": "Deny",
+        "Action": "ec2:CreateTags",
+        "Resource": "*",
+        "Condition": {"ForAnyValue:StringNotEquals": {"aws:TagKeys": ["Restarts", "Suspended"]}},
+    }
+
+
+def test_restart_policy_reaches_the_function_environment():
+    plan = p.build_plan(
+        "EC2Protect",
+        instances=[("i-0123456789abcdef0", "eu-west-1", "test")],
+        bypass_tag_key="StopProtectionBypass",
+        restart_policy={"restart_limit": 5, "restart_window_seconds": 600, "restart_hibernated": True},
+    )
+    env = p.lambda_environment(plan, None, None, "StopProtectionBypass", None, False)
+    assert {key: env[key] for key in env if key not in ("PROTECTION_MODE", "BYPASS_TAG_KEY")} == {
+        "RESTART_LIMIT": "5",
+        "RESTART_WINDOW_SECONDS": "600",
+        "RESTART_HISTORY_TAG_KEY": "StopProtectionRestarts",
+        "SUSPENDED_TAG_KEY": "StopProtectionSuspended",
+        "SKIP_AUTO_SCALING": "true",
+        "SKIP_SPOT_INTERRUPTIONS": "true",
+        "RESTART_HIBERNATED": "true",
+        "MAX_RETRY_ATTEMPTS": "2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"restart_limit": 0}, "stop_protection_restart_limit must be 1-20, got 0"),
+        ({"restart_limit": 21}, "got 21"),
+        ({"restart_limit": True}, "got True"),
+        ({"restart_window_seconds": 59}, "stop_protection_restart_window_seconds must be 60-604800, got 59"),
+        ({"history_tag_key": "aws:x"}, "stop_protection_restart_history_tag_key 'aws:x'"),
+        ({"suspended_tag_key": ""}, "stop_protection_suspended_tag_key must be a non-empty tag key"),
+        ({"suspended_tag_key": "StopProtectionBypass"}, "'StopProtectionBypass' must differ"),
+        ({"history_tag_key": "Same", "suspended_tag_key": "Same"}, "both 'Same'"),
+        ({"skip_auto_scaling": "yes"}, "stop_protection_skip_auto_scaling must be true or false, got 'yes'"),
+        ({"retry_attempts": 3}, "stop_protection_retry_attempts must be 0, 1 or 2, got 3"),
+    ],
+)
+def test_bad_restart_settings_name_the_value(settings, message):
+    with pytest.raises(p.ProtectionError) as error:
+        p.validate_restart_policy(settings, bypass_tag_key="StopProtectionBypass")
+    assert message in str(error.value)
 
 
 def test_policy_falls_back_to_region_scope_when_too_long_but_never_star():
@@ -236,7 +297,7 @@ def start_resources(policies):
         arn
         for policy in policies
         for item in policy["document"]["Statement"]
-        if item["Action"] == "ec2:StartInstances"
+        if "ec2:StartInstances" in item["Action"]
         for arn in item["Resource"]
     ]
 
@@ -268,7 +329,7 @@ def test_policies_are_as_few_as_the_limit_allows():
     # Adding the first ARN of the next policy to the previous one would overflow it.
     for current, following in itertools.pairwise(policies):
         first_of_next = following["document"]["Statement"][0]["Resource"][0]
-        (start,) = [s for s in current["document"]["Statement"] if s["Action"] == "ec2:StartInstances"]
+        (start,) = [s for s in current["document"]["Statement"] if "ec2:StartInstances" in s["Action"]]
         start["Resource"].append(first_of_next)
         assert p.policy_length(current["document"]) > p.MAX_MANAGED_POLICY_CHARS
 
@@ -326,6 +387,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
     bare, _scope = build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012")
     assert {s["Sid"] for s in bare["Statement"]} == {
         "StartProtectedInstances",
+        "TagOnlyTheRestartBudget",
         "ReadInstanceState",
         "WriteOwnLogs",
     }
@@ -399,7 +461,11 @@ def test_policy_documents_pass_parliament():
 
 def test_environment_carries_only_what_the_function_needs():
     plan = plan_for(["i-0123456789abcdef0"])
-    assert p.lambda_environment(plan, "K", "V", "B", None, False) == {
+    env = p.lambda_environment(plan, "K", "V", "B", None, False)
+    restart_settings = {
+        key for key in env if key.startswith(("RESTART_", "SKIP_", "SUSPENDED_", "MAX_RETRY"))
+    }
+    assert {key: env[key] for key in set(env) - restart_settings} == {
         "PROTECTION_MODE": "instance_ids",
         "BYPASS_TAG_KEY": "B",
     }

@@ -25,3 +25,22 @@ def test_states_and_missing_over_several_batches(run_module):
     assert result["states"][ids[0]] == "stopped"
     assert result["states"][ids[1]] == "terminated"
     assert result["states"][ids[2]] == "running"
+
+
+def test_auto_scaling_members_are_reported_and_warned_about(run_module):
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        member, plain = [
+            i["InstanceId"]
+            for i in ec2.run_instances(ImageId="ami-12345678", MinCount=2, MaxCount=2)["Instances"]
+        ]
+        ec2.create_tags(Resources=[member], Tags=[{"Key": "aws:autoscaling:groupName", "Value": "web"}])
+        quiet = run_module(instance_state_info, {"instance_ids": [member, plain], "region": "eu-west-1"})
+        warned = run_module(
+            instance_state_info,
+            {"instance_ids": [member, plain], "region": "eu-west-1", "warn_managed": True},
+        )
+    assert quiet["auto_scaling_groups"] == warned["auto_scaling_groups"] == {member: "web"}
+    assert not quiet.get("warnings")
+    (warning,) = warned["warnings"]
+    assert member in warning and "'web'" in warning and plain not in warning

@@ -1,0 +1,98 @@
+"""The restart budget and the skip rules, end to end: protect.yml, the harness's EC2
+behaviours, and IAM enforced for the function's generated role (so the budget tags are
+written with exactly the permissions the role grants)."""
+
+import time
+
+from conftest import instance_states, shutdown_from_inside, wait_for
+from test_protection_under_stress import protect_vars, read_decisions, run_playbook
+
+
+def decisions_when(aws, name, count, timeout=90):
+    """The function's decision lines once there are at least `count` of them."""
+    return wait_for(
+        lambda: (found := read_decisions(aws("logs"), name)) and len(found) >= count and found,
+        timeout=timeout,
+        interval=0.5,
+    )
+
+
+def tags_of(ec2, instance_id):
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
+
+
+def test_instance_that_powers_off_at_every_boot_is_restarted_limit_times_then_suspended(
+    aws, endpoint, instances, behaviours
+):
+    ec2 = aws("ec2")
+    (instance_id,) = instances(1)
+    variables = protect_vars("BudgetProtect", [instance_id], stop_protection_restart_limit=2)
+    result = run_playbook("protect.yml", endpoint, variables)
+    assert result.returncode == 0, result.stdout[-3000:]
+    try:
+        behaviours.arm("stops-after-boot", [instance_id], seconds=1)
+        ec2.stop_instances(InstanceIds=[instance_id])
+
+        lines = decisions_when(aws, "BudgetProtect", 3)
+        assert [line["action"] for line in lines] == ["started", "started", "suspended"]
+        assert [line["restarts_in_window"] for line in lines] == [1, 2, 2]
+        assert "budget_error" not in lines[0] and "tag_error" not in lines[-1]
+        time.sleep(3)  # a fourth restart would have happened by now
+        assert len(read_decisions(aws("logs"), "BudgetProtect")) == 3
+        assert instance_states(ec2, [instance_id])[instance_id] == "stopped"
+        tags = tags_of(ec2, instance_id)
+        assert tags["StopProtectionSuspended"].endswith("2 restarts within 3600 s")
+        assert tags["StopProtectionRestarts"] == ""
+
+        # A person fixes the instance and removes the tag: protected again, budget afresh.
+        behaviours.clear()
+        ec2.delete_tags(Resources=[instance_id], Tags=[{"Key": "StopProtectionSuspended"}])
+        ec2.start_instances(InstanceIds=[instance_id])
+        wait_for(lambda: instance_states(ec2, [instance_id])[instance_id] == "running", timeout=10)
+        ec2.stop_instances(InstanceIds=[instance_id])
+        lines = decisions_when(aws, "BudgetProtect", 4)
+        assert (lines[-1]["action"], lines[-1]["restarts_in_window"]) == ("started", 1)
+    finally:
+        behaviours.clear()
+        assert run_playbook("unprotect.yml", endpoint, variables).returncode == 0
+
+
+def test_instances_others_own_are_left_stopped_with_one_decision_each(aws, endpoint):
+    ec2 = aws("ec2")
+    base = {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": 1}
+    member = ec2.run_instances(
+        **base,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "aws:autoscaling:groupName", "Value": "web"}]}
+        ],
+    )["Instances"][0]["InstanceId"]
+    spot = ec2.run_instances(**base, InstanceMarketOptions={"MarketType": "spot"})["Instances"][0][
+        "InstanceId"
+    ]
+    hibernating = ec2.run_instances(**base, HibernationOptions={"Configured": True})["Instances"][0][
+        "InstanceId"
+    ]
+    ids = [member, spot, hibernating]
+    variables = protect_vars("OwnedProtect", ids)
+    result = run_playbook("protect.yml", endpoint, variables)
+    try:
+        assert result.returncode == 0, result.stdout[-3000:]
+        # protect.yml names the Auto Scaling member in a warning.
+        assert f"{member} is a member of Auto Scaling group 'web'" in " ".join((result.stdout + result.stderr).split())
+
+        ec2.stop_instances(InstanceIds=[member])
+        assert shutdown_from_inside(endpoint, [spot], "Server.SpotInstanceShutdown")[0] == 200
+        ec2.stop_instances(InstanceIds=[hibernating], Hibernate=True)
+
+        lines = {line["instance_id"]: line for line in decisions_when(aws, "OwnedProtect", 3)}
+        assert lines[member]["action"] == "skipped-managed"
+        assert lines[spot]["action"] == "skipped-reason" and "Spot interruption" in lines[spot]["reason"]
+        assert (
+            lines[hibernating]["action"] == "skipped-reason" and "hibernated" in lines[hibernating]["reason"]
+        )
+        time.sleep(2)
+        assert set(instance_states(ec2, ids).values()) == {"stopped"}
+    finally:
+        run_playbook("unprotect.yml", endpoint, variables)
+        ec2.terminate_instances(InstanceIds=ids)
