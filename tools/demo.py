@@ -59,7 +59,14 @@ def main():
             "verify.yml",
             log,
             inventory,
-            ["-e", "stop_protection_verify_mode=drill", "-e", f"stop_protection_verify_report_path={report}"],
+            [
+                "-e",
+                "stop_protection_verify_mode=drill",
+                "-e",
+                "stop_protection_verify_max_concurrent=100%",
+                "-e",
+                f"stop_protection_verify_report_path={report}",
+            ],
         )
         (region,) = json.loads(report.read_text())
         say(f"\nplaybooks/verify.yml (drill): stopped all {len(protected)} at once ({seconds:.1f} s in all)")

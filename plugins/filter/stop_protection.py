@@ -157,6 +157,8 @@ def stop_protection_verify_report(result):
     for entry in result.get("instances") or []:
         if "drilled" in entry and entry.get("drilled"):
             outcome = "back" if entry.get("recovered") else "NOT back"
+            if entry.get("restored_by_drill"):
+                outcome += ", started again by the drill"
             line = (
                 f"{entry['instance_id']} ({region}): {outcome} - stopped after {_seconds(entry.get('seconds_to_stopped'))}, "
                 f"running after {_seconds(entry.get('seconds_to_running'))}"
@@ -170,14 +172,22 @@ def stop_protection_verify_report(result):
     if "recovered" in summary:
         times = summary.get("recovery_seconds") or {}
         lines.append(
-            f"{region}: {summary['recovered']} of {summary['drilled']} drilled instances back; recovery "
-            f"min {_seconds(times.get('min'))}, median {_seconds(times.get('median'))}, max {_seconds(times.get('max'))}"
+            f"{region}: {summary['recovered']} of {summary['drilled']} drilled instances back"
+            + (
+                f", {summary['restored_by_drill']} started again by the drill"
+                if summary.get("restored_by_drill")
+                else ""
+            )
+            + f"; recovery min {_seconds(times.get('min'))}, median {_seconds(times.get('median'))}, "
+            f"max {_seconds(times.get('max'))}"
         )
     elif summary:
         lines.append(
             f"{region}: {summary.get('protected', 0)} of {summary.get('instances', 0)} instances protected"
         )
-    failed = bool(result.get("failed"))
+    # The role registers with failed_when: false (every region is reported before the run
+    # fails), which overwrites "failed": the module's own verdict is "passed".
+    failed = bool(result.get("failed")) or result.get("passed") is not True
     return {
         "region": region,
         "ok": not failed,

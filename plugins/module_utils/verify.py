@@ -9,6 +9,7 @@ stand-ins with the same methods.
 """
 
 import json
+import math
 import statistics
 import time
 import urllib.parse
@@ -16,11 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
+try:
+    import botocore
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     MODE_TAG,
     STATE_CHANGE_DETAIL_TYPE,
+    ProtectionError,
     function_arn,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
@@ -104,6 +111,7 @@ def read_deployment(clients, name, region, account, partition):
         "function_arn": function_arn(partition, region, account, name),
         "instance_arn_prefix": f"arn:{partition}:ec2:{region}:{account}:instance/",
         "start_permission": None,
+        "reserved_concurrency": None,
         "warnings": [],
     }
     try:
@@ -132,6 +140,14 @@ def read_deployment(clients, name, region, account, partition):
                 deployment["start_permission"] = RolePermissions(config["Role"], [])
             else:
                 deployment["start_permission"] = RolePermissions(config["Role"], documents)
+        try:
+            concurrency_setting = lam.get_function_concurrency(aws_retry=True, FunctionName=name)
+        except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
+            deployment["warnings"].append(
+                "Could not read the function's reserved concurrency (lambda:GetFunctionConcurrency); not checked."
+            )
+        else:
+            deployment["reserved_concurrency"] = concurrency_setting.get("ReservedConcurrentExecutions")
         try:
             deployment["invoke_config"] = lam.get_function_event_invoke_config(
                 aws_retry=True, FunctionName=name
@@ -374,6 +390,10 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None, vo
     entry["aws_stop_protection"] = attribute
     if state in ("terminated", "shutting-down"):
         problems.append(f"Instance is {state}; there is nothing left to protect.")
+    elif state in ("stopped", "stopping"):
+        problems.append(
+            f"Instance is {state}: the protection has not started it again (see the function's decision log)."
+        )
 
     function = deployment["function"]
     if function is None:
@@ -383,6 +403,8 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None, vo
             problems.append(f"Function is {function.get('State')}, not Active.")
         if function.get("LastUpdateStatus") == "Failed":
             problems.append("The function's last update failed.")
+        if deployment.get("reserved_concurrency") == 0:
+            problems.append("The function's reserved concurrency is 0: it cannot run at all.")
         if deployment["invoke_config"] is None:
             problems.append(
                 "The function has no asynchronous invocation settings (retries, failure destination)."
@@ -454,6 +476,12 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None, vo
         problems.append(
             f"Bypass tag {bypass_key} is set ({tags[bypass_key]!r}): the instance will be left stopped."
         )
+    suspended_key = env.get("SUSPENDED_TAG_KEY")
+    if suspended_key and suspended_key in tags:
+        problems.append(
+            f"Suspended ({tags[suspended_key]}): its restart budget is spent and it will be left stopped; "
+            f"remove tag {suspended_key} once the cause is fixed."
+        )
     entry["protected"] = not problems and bool(working)
     return entry
 
@@ -489,29 +517,95 @@ def audit(clients, name, instance_ids, region, account, partition, check_attribu
 # --- drill ---------------------------------------------------------------------------------------
 
 
-def drill(ec2, entries, timeout, clock=time.monotonic, sleep=time.sleep, poll_interval=0.25):
-    """Stop the running instances among ``entries`` at once and time stop -> running again.
+def concurrency(max_concurrent, count):
+    """How many instances one batch of a drill stops: a number, or a percentage of ``count``."""
+    text = str(max_concurrent).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            return max(1, math.floor(count * percent / 100))
+        number = int(text)
+        if number < 1:
+            raise ValueError
+        return number
+    except ValueError:
+        raise ProtectionError(
+            f"max_concurrent must be a positive number or a percentage (1%-100%), got {max_concurrent!r}"
+        ) from None
 
-    Entries gain ``drilled``, ``recovered``, ``seconds_to_stopped`` and
-    ``seconds_to_running``. One polling loop with batched describes watches every
-    instance; nothing sleeps per instance.
+
+def drill(
+    ec2,
+    entries,
+    timeout,
+    max_concurrent=1,
+    continue_on_failure=False,
+    clock=time.monotonic,
+    sleep=time.sleep,
+    poll_interval=0.25,
+):
+    """Stop the running instances in batches and time stop -> running again for each.
+
+    A batch holds ``max_concurrent`` instances (a number or a percentage). After a batch
+    in which a protected instance did not come back, no further batch is stopped unless
+    ``continue_on_failure``. Whatever the outcome, every drilled instance that is not
+    running when its batch ends is started by the drill itself (``restored_by_drill``),
+    so a drill never leaves an instance stopped. Instances with AWS's stop protection
+    (``DisableApiStop``) cannot be stopped and are skipped.
+
+    Entries gain ``drilled``, ``recovered``, ``restored_by_drill``, ``seconds_to_stopped``
+    and ``seconds_to_running``.
     """
-    targets = [entry for entry in entries if entry["state"] == "running"]
+    targets = []
     for entry in entries:
-        entry.update(drilled=False, recovered=None, seconds_to_stopped=None, seconds_to_running=None)
+        entry.update(
+            drilled=False,
+            recovered=None,
+            restored_by_drill=False,
+            seconds_to_stopped=None,
+            seconds_to_running=None,
+        )
         if entry["state"] != "running":
             entry["problems"].append(
                 f"Not drilled: the instance was {entry['state'] or 'missing'}, not running."
             )
-    if not targets:
-        return entries
+        elif entry.get("aws_stop_protection"):
+            entry["skipped"] = "DisableApiStop"
+            entry["problems"].append(
+                "Not drilled: AWS stop protection (DisableApiStop) is set, so StopInstances would be refused."
+            )
+        else:
+            targets.append(entry)
+    size = concurrency(max_concurrent, len(targets)) if targets else 1
+    batches = [targets[start : start + size] for start in range(0, len(targets), size)]
+    for index, batch in enumerate(batches):
+        try:
+            _drill_batch(ec2, batch, timeout, clock, sleep, poll_interval)
+        finally:
+            # Also when stopping or polling raised: nothing this drill stopped stays stopped.
+            _restore(ec2, batch, sleep)
+        failed = [e for e in batch if e["drilled"] and e["protected"] and not e["recovered"]]
+        if failed and not continue_on_failure:
+            for entry in (e for later in batches[index + 1 :] for e in later):
+                entry["problems"].append(
+                    "Not drilled: the drill stopped after "
+                    + ", ".join(e["instance_id"] for e in failed)
+                    + " did not come back (continue_on_failure=false)."
+                )
+            break
+    return entries
+
+
+def _drill_batch(ec2, targets, timeout, clock, sleep, poll_interval):
     by_id = {entry["instance_id"]: entry for entry in targets}
     started = clock()
     for start in range(0, len(targets), STOP_BATCH):
         batch = [entry["instance_id"] for entry in targets[start : start + STOP_BATCH]]
-        reply = ec2.stop_instances(aws_retry=True, InstanceIds=batch)
+        stopping = _stop(ec2, batch, by_id)
         now = clock() - started
-        for item in reply.get("StoppingInstances", []):
+        for item in stopping:
             entry = by_id[item["InstanceId"]]
             entry["drilled"] = True
             if item["CurrentState"]["Name"] == "stopped":
@@ -542,10 +636,60 @@ def drill(ec2, entries, timeout, clock=time.monotonic, sleep=time.sleep, poll_in
         entry["recovered"] = False
         entry["problems"].append(f"Not running again within {timeout} seconds of the stop.")
     for entry in targets:
-        if not entry["drilled"]:
+        if not entry["drilled"] and not entry.get("skipped"):
             entry["recovered"] = False
             entry["problems"].append("StopInstances did not report this instance as stopping.")
-    return entries
+
+
+def _stop(ec2, instance_ids, by_id):
+    """StopInstances; instances AWS refuses to stop (``DisableApiStop``) are skipped, not errors.
+
+    AWS refuses the whole call for one such instance, so a refused call is repeated one
+    instance at a time. Returns the ``StoppingInstances`` items.
+    """
+    try:
+        return ec2.stop_instances(aws_retry=True, InstanceIds=instance_ids).get("StoppingInstances", [])
+    except is_boto3_error_code("OperationNotPermitted"):
+        if len(instance_ids) > 1:
+            return [item for instance_id in instance_ids for item in _stop(ec2, [instance_id], by_id)]
+    entry = by_id[instance_ids[0]]
+    entry["skipped"] = "DisableApiStop"
+    entry["problems"].append("Not drilled: AWS refused to stop it (stop protection, DisableApiStop).")
+    return []
+
+
+def _restore(ec2, batch, sleep, attempts=60, delay=2.0):
+    """Start again the drilled instances of a batch that the protection did not bring back.
+
+    An instance still ``stopping`` is waited for (StartInstances refuses it until it is
+    ``stopped``), up to ``attempts`` polls ``delay`` seconds apart.
+    """
+    pending = [entry for entry in batch if entry["drilled"] and not entry["recovered"]]
+    for attempt in range(attempts):
+        if not pending:
+            return
+        states = {
+            iid: inst["State"]["Name"]
+            for iid, inst in describe_instances(ec2, [entry["instance_id"] for entry in pending]).items()
+        }
+        still_stopping = []
+        for entry in pending:
+            state = states.get(entry["instance_id"])
+            if state == "stopping":
+                still_stopping.append(entry)
+            elif state == "stopped":
+                try:
+                    ec2.start_instances(aws_retry=True, InstanceIds=[entry["instance_id"]])
+                except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                    entry["problems"].append(f"The drill could not start it again ({exc}): start it by hand.")
+                    continue
+                entry["restored_by_drill"] = True
+                entry["problems"].append("Started again by the drill itself, not by the protection.")
+        pending = still_stopping
+        if pending and attempt + 1 < attempts:
+            sleep(delay)
+    for entry in pending:
+        entry["problems"].append(f"Still stopping after {attempts * delay:.0f} seconds: start it by hand.")
 
 
 def summarise(entries, mode):
@@ -559,6 +703,8 @@ def summarise(entries, mode):
         times = sorted(e["seconds_to_running"] for e in drilled if e.get("recovered"))
         summary.update(
             drilled=len(drilled),
+            restored_by_drill=sum(1 for e in drilled if e.get("restored_by_drill")),
+            skipped_stop_protection=sum(1 for e in entries if e.get("skipped") == "DisableApiStop"),
             recovered=sum(1 for e in drilled if e.get("recovered")),
             not_recovered=sum(1 for e in drilled if not e.get("recovered")),
             recovery_seconds={

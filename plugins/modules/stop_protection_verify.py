@@ -57,6 +57,20 @@ options:
   force:
     description:
       - Drill instances the audit finds unprotected too (to prove that they stay stopped).
+        The drill starts them again itself at the end of their batch.
+    type: bool
+    default: false
+  max_concurrent:
+    description:
+      - Drill, how many instances to stop at once - a number, or a percentage of the
+        instances to drill such as C(25%) (at least one). The next batch is stopped only
+        once every instance of the previous one is running again or its timeout passed.
+    type: raw
+    default: 1
+  continue_on_failure:
+    description:
+      - Drill, go on with the next batch after an instance did not come back. By default
+        the drill stops there, so that broken protection strands one batch, not a fleet.
     type: bool
     default: false
   check_stop_protection_attribute:
@@ -66,6 +80,13 @@ options:
     default: true
 notes:
   - In check mode a drill stops nothing; it reports which instances it would stop.
+  - A drill never leaves an instance stopped. Any drilled instance that is not running when
+    its batch's O(timeout) passes is started by the drill itself, reported with
+    C(restored_by_drill=true), and the drill fails. Instances with AWS's stop protection
+    (C(DisableApiStop)) cannot be stopped; they are skipped and reported, not errors.
+  - An interrupted drill (Ctrl-C, a killed controller) can leave the instances of the
+    batch it was watching stopped if the protection did not restart them - at most
+    O(max_concurrent) of them. An audit afterwards reports each as C(stopped), with the reason.
   - The role's permission is judged from its managed and inline policies, with IAM
     wildcards and resource-tag conditions; other conditions never count against an
     instance, and permissions boundaries and SCPs are not evaluated. Reading them needs
@@ -114,6 +135,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+passed:
+  description:
+    - Whether every instance is protected (audit) and every drilled protected instance came
+      back by itself (drill). Set on success and on these failures, so that a task run with
+      C(failed_when) can still tell.
+  returned: when the audit ran
+  type: bool
+  sample: true
 instances:
   description: One entry per listed instance, in the order given.
   returned: always
@@ -160,6 +189,16 @@ instances:
       returned: in drill mode
       type: bool
       sample: true
+    restored_by_drill:
+      description: Drill, whether the drill itself had to start it again (the protection did not).
+      returned: in drill mode
+      type: bool
+      sample: false
+    skipped:
+      description: Drill, why it was not stopped - C(DisableApiStop) when AWS's stop protection is set.
+      returned: when skipped in drill mode
+      type: str
+      sample: DisableApiStop
     seconds_to_stopped:
       description: Drill, seconds from the stop call until it was seen stopped.
       returned: in drill mode
@@ -202,6 +241,16 @@ summary:
       returned: in drill mode
       type: int
       sample: 0
+    restored_by_drill:
+      description: Drill, drilled instances the drill itself started again.
+      returned: in drill mode
+      type: int
+      sample: 0
+    skipped_stop_protection:
+      description: Drill, running instances not drilled because AWS's stop protection is set.
+      returned: in drill mode
+      type: int
+      sample: 0
     recovery_seconds:
       description: Drill, min, median and max of RV(instances[].seconds_to_running) over recovered instances.
       returned: in drill mode
@@ -227,7 +276,12 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     ProtectionError,
     validate_instance_id,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.verify import audit, drill, summarise
+from ansible_collections.guardrails.ec2.plugins.module_utils.verify import (
+    audit,
+    concurrency,
+    drill,
+    summarise,
+)
 
 
 def validate(module):
@@ -244,6 +298,10 @@ def validate(module):
         module.fail_json(msg=f"instance_ids lists these more than once: {', '.join(duplicates)}")
     if module.params["timeout"] < 1:
         module.fail_json(msg=f"timeout must be at least 1 second, got {module.params['timeout']}")
+    try:
+        concurrency(module.params["max_concurrent"], len(ids))
+    except ProtectionError as exc:
+        module.fail_json(msg=str(exc))
 
 
 def unprotected_message(entries):
@@ -258,6 +316,8 @@ def main():
             mode=dict(type="str", choices=["audit", "drill"], default="audit"),
             timeout=dict(type="int", default=600),
             force=dict(type="bool", default=False),
+            max_concurrent=dict(type="raw", default=1),
+            continue_on_failure=dict(type="bool", default=False),
             check_stop_protection_attribute=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -295,16 +355,18 @@ def main():
             module.fail_json(
                 msg=f"{summary['unprotected']} of {summary['instances']} instances are not protected: "
                 + unprotected_message(entries),
+                passed=False,
                 instances=entries,
                 summary=summary,
             )
-        module.exit_json(changed=False, instances=entries, summary=summary)
+        module.exit_json(changed=False, passed=True, instances=entries, summary=summary)
 
     unprotected = [e for e in entries if not e["protected"]]
     if unprotected and not params["force"]:
         module.fail_json(
             msg="Refusing to drill unprotected instances (force=true drills them anyway): "
             + unprotected_message(entries),
+            passed=False,
             instances=entries,
             summary=summarise(entries, "audit"),
         )
@@ -312,12 +374,19 @@ def main():
         would_stop = [e["instance_id"] for e in entries if e["state"] == "running"]
         module.exit_json(
             changed=bool(would_stop),
+            passed=True,
             instances=entries,
             summary=summarise(entries, "audit"),
             would_stop=would_stop,
         )
     try:
-        drill(clients["ec2"], entries, params["timeout"])
+        drill(
+            clients["ec2"],
+            entries,
+            params["timeout"],
+            max_concurrent=params["max_concurrent"],
+            continue_on_failure=params["continue_on_failure"],
+        )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg="Couldn't stop the instances for the drill")
     summary = summarise(entries, "drill")
@@ -329,12 +398,17 @@ def main():
     if missing:
         module.fail_json(
             msg=f"{len(missing)} of {len(expected_back)} protected instances did not recover within "
-            f"{params['timeout']} seconds: " + ", ".join(e["instance_id"] for e in missing),
+            f"{params['timeout']} seconds: "
+            + ", ".join(
+                e["instance_id"] + (" (started again by the drill)" if e.get("restored_by_drill") else "")
+                for e in missing
+            ),
             changed=changed,
+            passed=False,
             instances=entries,
             summary=summary,
         )
-    module.exit_json(changed=changed, instances=entries, summary=summary)
+    module.exit_json(changed=changed, passed=True, instances=entries, summary=summary)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 behaviours, and IAM enforced for the function's generated role (so the budget tags are
 written with exactly the permissions the role grants)."""
 
+import json
 import time
 
 from conftest import instance_states, shutdown_from_inside, wait_for
@@ -79,7 +80,9 @@ def test_instances_others_own_are_left_stopped_with_one_decision_each(aws, endpo
     try:
         assert result.returncode == 0, result.stdout[-3000:]
         # protect.yml names the Auto Scaling member in a warning.
-        assert f"{member} is a member of Auto Scaling group 'web'" in " ".join((result.stdout + result.stderr).split())
+        assert f"{member} is a member of Auto Scaling group 'web'" in " ".join(
+            (result.stdout + result.stderr).split()
+        )
 
         ec2.stop_instances(InstanceIds=[member])
         assert shutdown_from_inside(endpoint, [spot], "Server.SpotInstanceShutdown")[0] == 200
@@ -96,3 +99,43 @@ def test_instances_others_own_are_left_stopped_with_one_decision_each(aws, endpo
     finally:
         run_playbook("unprotect.yml", endpoint, variables)
         ec2.terminate_instances(InstanceIds=ids)
+
+
+def test_drill_over_broken_protection_leaves_every_instance_running(
+    aws, endpoint, instances, behaviours, tmp_path
+):
+    """The stop event of the first drilled instance is lost, which no audit can see: the
+    drill must start it again itself, stop drilling, and leave the fleet running."""
+    ec2 = aws("ec2")
+    ids = instances(3)
+    variables = protect_vars("DrillProtect", ids)
+    assert run_playbook("protect.yml", endpoint, variables).returncode == 0
+    try:
+        behaviours.arm("drop-events", ["*"], states=["stopped"], count=1)
+        report = tmp_path / "drill.json"
+        result = run_playbook(
+            "verify.yml",
+            endpoint,
+            variables
+            | {
+                "stop_protection_verify_mode": "drill",
+                "stop_protection_verify_timeout": 5,
+                "stop_protection_verify_report_path": str(report),
+            },
+        )
+        assert result.returncode != 0, result.stdout[-3000:]
+        (region,) = json.loads(report.read_text())
+        by_id = {entry["instance_id"]: entry for entry in region["instances"]}
+        drill_order = sorted(ids)  # the role drills a region's instances in id order
+        first = by_id[drill_order[0]]
+        assert (first["drilled"], first["recovered"], first["restored_by_drill"]) == (True, False, True)
+        for later in drill_order[1:]:
+            assert by_id[later]["drilled"] is False
+            assert "continue_on_failure=false" in by_id[later]["problems"][-1]
+        assert region["summary"]["restored_by_drill"] == 1
+        assert wait_for(lambda: set(instance_states(ec2, ids).values()) == {"running"}, timeout=20), (
+            instance_states(ec2, ids)
+        )
+    finally:
+        behaviours.clear()
+        run_playbook("unprotect.yml", endpoint, variables)

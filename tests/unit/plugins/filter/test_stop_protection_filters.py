@@ -123,6 +123,7 @@ def test_verify_report_lines():
             "recovered": 1,
             "recovery_seconds": {"min": 1.25, "median": 1.25, "max": 1.25},
         },
+        "passed": True,
     }
     report = f.stop_protection_verify_report(result)
     assert report["ok"] is True
@@ -135,6 +136,43 @@ def test_verify_report_lines():
         result | {"failed": True, "msg": "1 of 2 instances are not protected"}
     )
     assert (failed["ok"], failed["msg"]) == (False, "1 of 2 instances are not protected")
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        # What a loop item looks like under failed_when: false: "failed" overwritten.
+        {"failed": False, "failed_when_result": False, "passed": False, "msg": "1 of 1 did not recover"},
+        # A module failure before any verdict (credentials, API errors) carries no "passed".
+        {"failed": False, "failed_when_result": False, "msg": "Couldn't audit stop protection"},
+    ],
+)
+def test_verify_report_is_not_ok_when_failed_was_masked(result):
+    report = f.stop_protection_verify_report(result | {"stop_protection__region": {"region": "eu-west-1"}})
+    assert report["ok"] is False
+    assert report["msg"] == result["msg"]
+
+
+def test_verify_report_names_instances_the_drill_restored():
+    result = {
+        "stop_protection__region": {"region": "eu-west-1"},
+        "passed": False,
+        "instances": [
+            {
+                "instance_id": "i-1",
+                "drilled": True,
+                "recovered": False,
+                "restored_by_drill": True,
+                "seconds_to_stopped": 0.4,
+                "seconds_to_running": None,
+                "problems": ["Started again by the drill itself, not by the protection."],
+            }
+        ],
+        "summary": {"drilled": 1, "recovered": 0, "restored_by_drill": 1, "recovery_seconds": {}},
+    }
+    lines = f.stop_protection_verify_report(result)["lines"]
+    assert lines[0].startswith("i-1 (eu-west-1): NOT back, started again by the drill")
+    assert lines[-1].startswith("eu-west-1: 0 of 1 drilled instances back, 1 started again by the drill")
 
 
 def test_rule_changes_lists_missing_and_differing_rules():

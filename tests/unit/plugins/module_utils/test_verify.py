@@ -3,8 +3,10 @@
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import verify as v
+from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
 
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
 RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-1"
@@ -22,7 +24,11 @@ def deployment(mode="instance_ids", **overrides):
         "targets_function": True,
     }
     rule.update(overrides.pop("rule", {}))
-    env = {"PROTECTION_MODE": mode, "BYPASS_TAG_KEY": "StopProtectionBypass"}
+    env = {
+        "PROTECTION_MODE": mode,
+        "BYPASS_TAG_KEY": "StopProtectionBypass",
+        "SUSPENDED_TAG_KEY": "StopProtectionSuspended",
+    }
     if mode == "tag":
         env.update(PROTECTION_TAG_KEY="StopProtection", PROTECTION_TAG_VALUE="enabled")
     base = {
@@ -79,12 +85,26 @@ def test_a_fully_wired_instance_is_protected():
             "Bypass tag StopProtectionBypass is set",
         ),
         (instance(), deployment(mode="tag"), "does not carry the protection tag StopProtection=enabled"),
+        (instance("stopped"), deployment(), "Instance is stopped: the protection has not started it again"),
+        (instance("stopping"), deployment(), "Instance is stopping"),
+        (instance(), deployment(reserved_concurrency=0), "reserved concurrency is 0"),
+        (
+            instance(tags={"StopProtectionSuspended": "2026-11-27T10:00:00Z 3 restarts within 3600 s"}),
+            deployment(),
+            "Suspended (2026-11-27T10:00:00Z 3 restarts within 3600 s): its restart budget is spent",
+        ),
     ],
 )
 def test_each_gap_makes_the_instance_unprotected_and_says_why(inst, dep, expected):
     entry = v.audit_instance(ID, inst, dep, "eu-west-1")
     assert entry["protected"] is False
     assert any(expected in problem for problem in entry["problems"]), entry["problems"]
+
+
+def test_reserved_concurrency_above_zero_or_unset_is_fine():
+    for setting in (None, 5):
+        entry = v.audit_instance(ID, instance(), deployment(reserved_concurrency=setting), "eu-west-1")
+        assert entry["protected"] is True
 
 
 def test_tag_mode_with_the_tag_is_protected():
@@ -135,7 +155,11 @@ class ScriptedEc2:
     def __init__(self, script):
         self.script = list(script)
         self.stopped = []
+        self.started = []
         self.describes = 0
+
+    def start_instances(self, aws_retry, InstanceIds):
+        self.started.append(list(InstanceIds))
 
     def stop_instances(self, aws_retry, InstanceIds):
         self.stopped.append(list(InstanceIds))
@@ -190,7 +214,13 @@ def test_drill_times_both_halves_with_one_stop_call_and_batched_polls():
     )
     clock = Clock()
     result = v.drill(
-        ec2, entries("running", "running"), timeout=60, clock=clock, sleep=clock.sleep, poll_interval=1
+        ec2,
+        entries("running", "running"),
+        timeout=60,
+        max_concurrent=2,
+        clock=clock,
+        sleep=clock.sleep,
+        poll_interval=1,
     )
     assert ec2.stopped == [[a, b]]
     assert ec2.describes == 4
@@ -210,7 +240,8 @@ def test_drill_reports_instances_that_do_not_come_back():
     (entry,) = v.drill(ec2, entries("running"), timeout=5, clock=clock, sleep=clock.sleep, poll_interval=1)
     assert entry["recovered"] is False
     assert entry["seconds_to_stopped"] == 1.0
-    assert "Not running again within 5 seconds" in entry["problems"][-1]
+    assert "Not running again within 5 seconds" in entry["problems"][-2]
+    assert ec2.started == [[a]] and entry["restored_by_drill"] is True
 
 
 def test_drill_leaves_instances_that_are_not_running_alone():
@@ -234,9 +265,160 @@ def test_summary_counts_and_recovery_statistics():
         "drilled": 3,
         "recovered": 3,
         "not_recovered": 0,
+        "restored_by_drill": 0,
+        "skipped_stop_protection": 0,
         "recovery_seconds": {"min": 1.0, "median": 2.0, "max": 3.0},
     }
     assert v.summarise(items, "audit") == {"instances": 4, "protected": 3, "unprotected": 1}
+
+
+class Fleet:
+    """A stateful EC2: each instance comes back ``polls`` describes after its stop, or never (None)."""
+
+    def __init__(self, comes_back, refuse_stop=()):
+        self.comes_back = dict(comes_back)
+        self.refuse_stop = set(refuse_stop)
+        self.state = dict.fromkeys(self.comes_back, "running")
+        self.countdown = {}
+        self.stopped, self.started = [], []
+
+    def stop_instances(self, aws_retry, InstanceIds):
+        refused = self.refuse_stop & set(InstanceIds)
+        if refused:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "OperationNotPermitted",
+                        "Message": f"{sorted(refused)} may not be stopped",
+                    }
+                },
+                "StopInstances",
+            )
+        self.stopped.append(list(InstanceIds))
+        for instance_id in InstanceIds:
+            self.state[instance_id] = "stopped"
+            self.countdown[instance_id] = self.comes_back[instance_id]
+        return {
+            "StoppingInstances": [
+                {"InstanceId": i, "CurrentState": {"Name": "stopping"}} for i in InstanceIds
+            ]
+        }
+
+    def start_instances(self, aws_retry, InstanceIds):
+        self.started.append(list(InstanceIds))
+        for instance_id in InstanceIds:
+            self.state[instance_id] = "pending"
+
+    def describe_instances(self, aws_retry, Filters):
+        for instance_id, left in self.countdown.items():
+            if left is not None and self.state[instance_id] == "stopped":
+                self.countdown[instance_id] = left - 1
+                if left - 1 <= 0:
+                    self.state[instance_id] = "running"
+        wanted = Filters[0]["Values"]
+        return {
+            "Reservations": [
+                {
+                    "Instances": [
+                        {"InstanceId": i, "State": {"Name": self.state[i]}} for i in wanted if i in self.state
+                    ]
+                }
+            ]
+        }
+
+
+def fleet_entries(count, **overrides):
+    items = entries(*["running"] * count)
+    for item in items:
+        item.update(overrides)
+    return items
+
+
+def run_drill(fleet, items, **kwargs):
+    clock = Clock()
+    return v.drill(fleet, items, timeout=5, clock=clock, sleep=clock.sleep, poll_interval=1, **kwargs)
+
+
+def ids_of(count):
+    return [f"i-{n:017x}" for n in range(1, count + 1)]
+
+
+def test_drill_stops_one_instance_at_a_time_by_default():
+    fleet = Fleet(dict.fromkeys(ids_of(3), 2))
+    result = run_drill(fleet, fleet_entries(3))
+    assert fleet.stopped == [[i] for i in ids_of(3)]
+    assert [e["recovered"] for e in result] == [True] * 3
+    assert fleet.started == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "batches"), [(2, [2, 2]), ("50%", [2, 2]), ("25%", [1, 1, 1, 1]), ("100%", [4])]
+)
+def test_drill_batches_by_number_or_percentage(setting, batches):
+    fleet = Fleet(dict.fromkeys(ids_of(4), 1))
+    run_drill(fleet, fleet_entries(4), max_concurrent=setting)
+    assert [len(batch) for batch in fleet.stopped] == batches
+
+
+def test_drill_stops_after_the_first_instance_that_does_not_come_back_and_restores_it():
+    a, b, c = ids_of(3)
+    fleet = Fleet({a: 1, b: None, c: 1})
+    first, second, third = run_drill(fleet, fleet_entries(3))
+    assert fleet.stopped == [[a], [b]]  # c is never stopped
+    assert fleet.started == [[b]]  # the drill started b itself
+    assert (second["recovered"], second["restored_by_drill"]) == (False, True)
+    assert "Started again by the drill itself" in second["problems"][-1]
+    assert (third["drilled"], third["recovered"]) == (False, None)
+    assert b in third["problems"][-1] and "continue_on_failure=false" in third["problems"][-1]
+    assert first["recovered"] is True and not first["restored_by_drill"]
+
+
+def test_drill_goes_on_when_asked_and_still_restores_every_failure():
+    a, b, c = ids_of(3)
+    fleet = Fleet({a: None, b: 1, c: None})
+    result = run_drill(fleet, fleet_entries(3), continue_on_failure=True)
+    assert fleet.stopped == [[a], [b], [c]]
+    assert fleet.started == [[a], [c]]
+    assert [e["restored_by_drill"] for e in result] == [True, False, True]
+    assert v.summarise(result, "drill")["restored_by_drill"] == 2
+
+
+def test_forced_unprotected_instances_are_restored_without_ending_the_drill():
+    a, b = ids_of(2)
+    fleet = Fleet({a: None, b: 1})
+    items = fleet_entries(2)
+    items[0]["protected"] = False  # drilled with force=true to show it stays stopped
+    first, second = run_drill(fleet, items)
+    assert fleet.stopped == [[a], [b]]
+    assert first["restored_by_drill"] is True and second["recovered"] is True
+
+
+@pytest.mark.parametrize("how", ["attribute", "refused"])
+def test_stop_protected_instances_are_skipped_not_errors(how):
+    a, b = ids_of(2)
+    fleet = Fleet({a: 1, b: 1}, refuse_stop=[a] if how == "refused" else [])
+    items = fleet_entries(2)
+    if how == "attribute":
+        items[0]["aws_stop_protection"] = True
+    first, second = run_drill(fleet, items, max_concurrent=2)
+    assert first["skipped"] == "DisableApiStop" and first["drilled"] is False and first["recovered"] is None
+    assert "DisableApiStop" in first["problems"][-1]
+    assert second["recovered"] is True
+    assert v.summarise([first, second], "drill")["skipped_stop_protection"] == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "count", "expected"),
+    [(1, 10, 1), ("3", 10, 3), ("10%", 10, 1), ("10%", 5, 1), ("50%", 9, 4), ("100%", 7, 7)],
+)
+def test_concurrency_accepts_numbers_and_percentages(setting, count, expected):
+    assert v.concurrency(setting, count) == expected
+
+
+@pytest.mark.parametrize("setting", [0, -1, "0%", "150%", "many", "", None])
+def test_concurrency_rejects_bad_values_naming_them(setting):
+    with pytest.raises(ProtectionError, match=f"got {setting!r}".replace("(", r"\(")):
+        v.concurrency(setting, 10)
 
 
 # --- the role's permission to start the instance -------------------------------------------------
