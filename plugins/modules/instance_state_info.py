@@ -25,7 +25,7 @@ options:
   warn_managed:
     description:
       - Warn, naming each, about instances whose lifecycle an Auto Scaling group owns (tag
-        C(aws:autoscaling:groupName)): stop protection leaves those stopped by default.
+        C(aws:autoscaling:groupName)), since stop protection leaves those stopped by default.
     type: bool
     default: false
 extends_documentation_fragment:
