@@ -11,6 +11,14 @@ def enforce_iam():
     install()
 
 
+@hooks.on_infra_start()
+def match_log_patterns():
+    """Metric filters match only what their pattern says (LocalStack matches everything)."""
+    from guardrails_localstack.log_patterns import install
+
+    install()
+
+
 @hooks.on_infra_shutdown()
 def stop_lambda_processes():
     """Stop every local Lambda process before LocalStack exits.
