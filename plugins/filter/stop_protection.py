@@ -126,7 +126,7 @@ def stop_protection_summary(plan, account, partition, policy_scope, policies=Non
 
 
 def stop_protection_rule_changes(planned, existing, function_arn):
-    """Names of planned rules that are missing or differ (pattern, state, target) from ``existing``.
+    """Names of planned rules that are missing or differ (pattern, schedule, state, target) from ``existing``.
 
     amazon.aws.cloudwatchevent_rule has no check mode; this lets the role say in check mode
     which rules, with their permissions, a real run would create or update.
@@ -138,6 +138,7 @@ def stop_protection_rule_changes(planned, existing, function_arn):
         if (
             found is None
             or found.get("event_pattern") != rule["pattern"]
+            or found.get("schedule_expression") != rule.get("schedule")
             or found.get("state") != "ENABLED"
             or function_arn not in [target.get("arn") for target in found.get("targets") or []]
         ):

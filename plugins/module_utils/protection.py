@@ -28,6 +28,7 @@ MAX_POLICIES_PER_ROLE = 10
 MAX_RULES_PER_BUS = 300
 # The longest suffix added to the base name: the attribution rule "<name>-attribution".
 ATTRIBUTION_SUFFIX = "-attribution"
+SWEEP_SUFFIX = "-sweep"
 # Lambda function names and rule names allow at most 64 characters.
 MAX_NAME_CHARS = 64 - len(ATTRIBUTION_SUFFIX)
 MAX_TAG_KEY_CHARS = 128
@@ -46,7 +47,13 @@ DEFAULT_RESTART_POLICY = {
     "skip_spot_interruptions": True,
     "restart_hibernated": False,
     "retry_attempts": 2,
+    "sweep_minutes": 5,
+    "alarm_period_seconds": 300,
 }
+# Decisions that need a person: one metric filter counts them, one alarm fires on any.
+ATTENTION_PATTERN = '{ ($.action = "failed") || ($.action = "suspended") }'
+METRIC_NAMESPACE = "guardrails.ec2"
+MAX_SWEEP_MINUTES = 1440
 
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
@@ -77,6 +84,9 @@ def resource_names(name):
         "log_group": f"/aws/lambda/{name}",
         "rule_prefix": f"{name}-",
         "attribution_rule": f"{name}{ATTRIBUTION_SUFFIX}",
+        "sweep_rule": f"{name}{SWEEP_SUFFIX}",
+        # Metric filter, metric and alarm for decisions that need a person.
+        "attention": f"{name}-attention",
     }
 
 
@@ -130,6 +140,11 @@ def state_change_pattern(instance_ids=None):
     if instance_ids is not None:
         detail["instance-id"] = list(instance_ids)
     return _compact({"source": ["aws.ec2"], "detail-type": [STATE_CHANGE_DETAIL_TYPE], "detail": detail})
+
+
+def sweep_schedule(minutes):
+    """The schedule expression of the sweep rule: EventBridge wants the singular for 1."""
+    return "rate(1 minute)" if minutes == 1 else f"rate({minutes} minutes)"
 
 
 def attribution_pattern():
@@ -227,6 +242,21 @@ def validate_restart_policy(settings, protection_tag_key=None, bypass_tag_key=No
     low, high = RESTART_WINDOW_SECONDS
     if isinstance(window, bool) or not isinstance(window, int) or not low <= window <= high:
         raise ProtectionError(f"stop_protection_restart_window_seconds must be {low}-{high}, got {window!r}")
+    minutes = policy["sweep_minutes"]
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 <= minutes <= MAX_SWEEP_MINUTES:
+        raise ProtectionError(
+            f"stop_protection_sweep_minutes must be 0 (no sweep) to {MAX_SWEEP_MINUTES}, got {minutes!r}"
+        )
+    period = policy["alarm_period_seconds"]
+    if (
+        isinstance(period, bool)
+        or not isinstance(period, int)
+        or not (period in (0, 10, 30) or (period % 60 == 0 and 60 <= period <= 86400))
+    ):
+        raise ProtectionError(
+            "stop_protection_alarm_period_seconds must be 0 (no alarm), 10, 30 or a multiple of 60 "
+            f"up to 86400, got {period!r}"
+        )
     attempts = policy["retry_attempts"]
     if isinstance(attempts, bool) or attempts not in (0, 1, 2):
         raise ProtectionError(f"stop_protection_retry_attempts must be 0, 1 or 2, got {attempts!r}")
@@ -388,6 +418,18 @@ def build_plan(
             "no instances selected: the inventory group is empty or missing and stop_protection_instance_ids is empty"
         )
 
+    for arn, variable in (
+        (notification_topic_arn, "stop_protection_notification_topic_arn"),
+        (failure_destination_arn, "stop_protection_failure_destination_arn"),
+    ):
+        elsewhere = sorted(set(by_region) - {ARN.fullmatch(arn).group("region")}) if arn else []
+        if elsewhere:
+            raise ProtectionError(
+                f"{variable} {arn} is in {ARN.fullmatch(arn).group('region')}, but instances are protected in "
+                f"{', '.join(elsewhere)}: each region's function and alarm can only use a topic or queue of "
+                "their own region (deploy one region per run, or leave it empty)"
+            )
+
     names = resource_names(name)
     plan_regions = []
     for region in sorted(by_region):
@@ -411,7 +453,8 @@ def build_plan(
                 }
                 for index, shard in enumerate(shard_instance_ids(ids), start=1)
             ]
-        if len(rules) + (1 if attribution else 0) > MAX_RULES_PER_BUS:
+        extra_rules = (1 if attribution else 0) + (1 if restart_policy["sweep_minutes"] else 0)
+        if len(rules) + extra_rules > MAX_RULES_PER_BUS:
             raise ProtectionError(
                 f"{len(ids)} instances in {region} need {len(rules)} rules, more than the {MAX_RULES_PER_BUS} "
                 "an event bus holds by default; use stop_protection_selector: tag"
@@ -425,6 +468,16 @@ def build_plan(
                     "kind": "StopInstances callers",
                 }
             )
+        if restart_policy["sweep_minutes"]:
+            rules.append(
+                {
+                    "name": names["sweep_rule"],
+                    "pattern": None,
+                    "schedule": sweep_schedule(restart_policy["sweep_minutes"]),
+                    "instance_ids": [],
+                    "kind": "sweep",
+                }
+            )
         plan_regions.append({"region": region, "instance_ids": ids, "rules": rules})
     return {
         "name": name,
@@ -432,6 +485,21 @@ def build_plan(
         "names": names,
         "regions": plan_regions,
         "restart_policy": restart_policy,
+        "alarm": alarm_settings(names, restart_policy["alarm_period_seconds"], notification_topic_arn),
+    }
+
+
+def alarm_settings(names, period, topic_arn):
+    """The metric filter and alarm on failed and suspended decisions, or None when turned off."""
+    if not period:
+        return None
+    return {
+        "name": names["attention"],
+        "log_group": names["log_group"],
+        "pattern": ATTENTION_PATTERN,
+        "namespace": METRIC_NAMESPACE,
+        "period": period,
+        "actions": [topic_arn] if topic_arn else [],
     }
 
 
@@ -558,7 +626,9 @@ def build_policies(
                 "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
             }
         )
-    if attribution and plan["mode"] == MODE_INSTANCE_IDS:
+    sweeps = bool((plan.get("restart_policy") or DEFAULT_RESTART_POLICY)["sweep_minutes"])
+    if (attribution or sweeps) and plan["mode"] == MODE_INSTANCE_IDS:
+        # Attribution and the sweep read the instance ids from the deployment's own rules.
         statements.append(
             {
                 "Sid": "ReadOwnRules",
@@ -603,9 +673,9 @@ def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_to
         env.update(PROTECTION_TAG_KEY=tag_key, PROTECTION_TAG_VALUE=tag_value)
     if notification_topic_arn:
         env["NOTIFICATION_TOPIC_ARN"] = notification_topic_arn
-    if attribution:
-        env["RULE_NAME_PREFIX"] = plan["names"]["rule_prefix"]
     budget = plan.get("restart_policy") or DEFAULT_RESTART_POLICY
+    if attribution or (budget["sweep_minutes"] and plan["mode"] == MODE_INSTANCE_IDS):
+        env["RULE_NAME_PREFIX"] = plan["names"]["rule_prefix"]
     env.update(
         RESTART_LIMIT=str(budget["restart_limit"]),
         RESTART_WINDOW_SECONDS=str(budget["restart_window_seconds"]),
@@ -615,5 +685,6 @@ def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_to
         SKIP_SPOT_INTERRUPTIONS=str(budget["skip_spot_interruptions"]).lower(),
         RESTART_HIBERNATED=str(budget["restart_hibernated"]).lower(),
         MAX_RETRY_ATTEMPTS=str(budget["retry_attempts"]),
+        SWEEP_MINUTES=str(budget["sweep_minutes"]),
     )
     return env

@@ -4,13 +4,17 @@
 
 """Reading a deployment's EventBridge rules, shared by the rule_info and verify modules."""
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ATTRIBUTION_SUFFIX, rule_index
+from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
+    ATTRIBUTION_SUFFIX,
+    SWEEP_SUFFIX,
+    rule_index,
+)
 
 
 def list_deployment_rules(client, name, with_targets=True):
     """The rules of deployment ``name`` in the client's region, shard rules first by number.
 
-    Only ``<name>-<n>`` and ``<name>-attribution`` count: a deployment called
+    Only ``<name>-<n>``, ``<name>-attribution`` and ``<name>-sweep`` count: a deployment called
     ``<name>-2`` has rules ``<name>-2-1``... and is never mistaken for ours.
     ``client`` is an events client wrapped with AWSRetry (calls use ``aws_retry=True``).
     """
@@ -23,15 +27,17 @@ def list_deployment_rules(client, name, with_targets=True):
         reply = client.list_rules(aws_retry=True, **kwargs)
         for rule in reply.get("Rules", []):
             index = rule_index(name, rule["Name"])
-            if index is None and rule["Name"] != f"{name}{ATTRIBUTION_SUFFIX}":
+            kinds = {f"{name}{ATTRIBUTION_SUFFIX}": "attribution", f"{name}{SWEEP_SUFFIX}": "sweep"}
+            if index is None and rule["Name"] not in kinds:
                 continue
             entry = {
                 "name": rule["Name"],
                 "arn": rule["Arn"],
                 "state": rule.get("State"),
                 "event_pattern": rule.get("EventPattern"),
+                "schedule_expression": rule.get("ScheduleExpression"),
                 "index": index,
-                "kind": "attribution" if index is None else "state_change",
+                "kind": "state_change" if index is not None else kinds[rule["Name"]],
             }
             if with_targets:
                 entry["targets"] = list_targets(client, rule["Name"])

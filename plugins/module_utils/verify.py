@@ -154,7 +154,12 @@ def read_deployment(clients, name, region, account, partition):
             )
         except is_boto3_error_code("ResourceNotFoundException"):
             deployment["invoke_config"] = None
-    rules = [rule for rule in list_deployment_rules(events, name) if rule["kind"] == "state_change"]
+    listed = list_deployment_rules(events, name)
+    rules = [rule for rule in listed if rule["kind"] == "state_change"]
+    sweep = next((rule for rule in listed if rule["kind"] == "sweep"), None)
+    if sweep is not None:
+        sweep["targets_function"] = _targets(sweep, deployment["function_arn"])
+    deployment["sweep_rule"] = sweep
     for rule in rules:
         pattern = json.loads(rule.get("event_pattern") or "{}")
         listed = (pattern.get("detail") or {}).get("instance-id")
@@ -167,12 +172,13 @@ def read_deployment(clients, name, region, account, partition):
         rule["matches_running"] = test_pattern(
             events, rule["event_pattern"], sample_event(probe_id, region, account, state="running")
         )
-        rule["targets_function"] = any(
-            target["arn"] in (deployment["function_arn"], deployment["function_arn"] + ":$LATEST")
-            for target in rule.get("targets", [])
-        )
+        rule["targets_function"] = _targets(rule, deployment["function_arn"])
     deployment["rules"] = rules
     return deployment
+
+
+def _targets(rule, arn):
+    return any(target["arn"] in (arn, arn + ":$LATEST") for target in rule.get("targets", []))
 
 
 def _decoded(document):
@@ -476,6 +482,9 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None, vo
         problems.append(
             f"Bypass tag {bypass_key} is set ({tags[bypass_key]!r}): the instance will be left stopped."
         )
+    sweep_problem = _sweep_problem(deployment, env)
+    if sweep_problem:
+        problems.append(sweep_problem)
     suspended_key = env.get("SUSPENDED_TAG_KEY")
     if suspended_key and suspended_key in tags:
         problems.append(
@@ -484,6 +493,26 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None, vo
         )
     entry["protected"] = not problems and bool(working)
     return entry
+
+
+def _sweep_problem(deployment, env):
+    """What is wrong with the sweep the function expects (``SWEEP_MINUTES`` > 0), or None."""
+    if deployment["function"] is None or env.get("SWEEP_MINUTES", "0") in ("", "0"):
+        return None
+    sweep = deployment.get("sweep_rule")
+    lost = (
+        "a lost stop event, or a restart that failed for longer than Lambda's retries, would leave it stopped"
+    )
+    if sweep is None:
+        return f"The sweep rule is missing: {lost}."
+    reasons = []
+    if sweep.get("state") != "ENABLED":
+        reasons.append(f"sweep rule {sweep['name']} is {sweep.get('state')}")
+    if not sweep["targets_function"]:
+        reasons.append(f"sweep rule {sweep['name']} does not target the function")
+    elif sweep["arn"] not in deployment["policy_sources"]:
+        reasons.append(f"the function's resource policy does not let sweep rule {sweep['name']} invoke it")
+    return _sentence("; ".join(reasons) + f": {lost}") if reasons else None
 
 
 def _sentence(text):

@@ -71,12 +71,16 @@ rules:
       description: The rule's event pattern, as a JSON string.
       type: str
       sample: '{"source":["aws.ec2"],"detail-type":["EC2 Instance State-change Notification"],"detail":{"state":["stopped"]}}'
+    schedule_expression:
+      description: The sweep rule's schedule, null for the others.
+      type: str
+      sample: rate(5 minutes)
     index:
-      description: Shard number, or null for the attribution rule.
+      description: Shard number, or null for the attribution and sweep rules.
       type: int
       sample: 1
     kind:
-      description: C(state_change) or C(attribution).
+      description: C(state_change), C(attribution) or C(sweep).
       type: str
       sample: state_change
     targets:

@@ -28,7 +28,12 @@ def test_instance_that_powers_off_at_every_boot_is_restarted_limit_times_then_su
 ):
     ec2 = aws("ec2")
     (instance_id,) = instances(1)
-    variables = protect_vars("BudgetProtect", [instance_id], stop_protection_restart_limit=2)
+    variables = protect_vars(
+        "BudgetProtect",
+        [instance_id],
+        stop_protection_restart_limit=2,
+        stop_protection_alarm_period_seconds=10,
+    )
     result = run_playbook("protect.yml", endpoint, variables)
     assert result.returncode == 0, result.stdout[-3000:]
     try:
@@ -45,6 +50,15 @@ def test_instance_that_powers_off_at_every_boot_is_restarted_limit_times_then_su
         tags = tags_of(ec2, instance_id)
         assert tags["StopProtectionSuspended"].endswith("2 restarts within 3600 s")
         assert tags["StopProtectionRestarts"] == ""
+
+        # The suspension is not silent: the deployment's alarm fires.
+        def alarm_state():
+            (alarm,) = aws("cloudwatch").describe_alarms(AlarmNames=["BudgetProtect-attention"])[
+                "MetricAlarms"
+            ]
+            return alarm["StateValue"]
+
+        assert wait_for(lambda: alarm_state() == "ALARM", timeout=60, interval=1), alarm_state()
 
         # A person fixes the instance and removes the tag: protected again, budget afresh.
         behaviours.clear()
@@ -136,6 +150,28 @@ def test_drill_over_broken_protection_leaves_every_instance_running(
         assert wait_for(lambda: set(instance_states(ec2, ids).values()) == {"running"}, timeout=20), (
             instance_states(ec2, ids)
         )
+    finally:
+        behaviours.clear()
+        run_playbook("unprotect.yml", endpoint, variables)
+
+
+def test_a_lost_stop_event_is_caught_by_the_sweep(aws, endpoint, instances, behaviours):
+    """EventBridge loses the `stopped` event: only the schedule rule <name>-sweep can save it."""
+    ec2 = aws("ec2")
+    (instance_id,) = instances(1)
+    variables = protect_vars("SweepProtect", [instance_id], stop_protection_sweep_minutes=1)
+    assert run_playbook("protect.yml", endpoint, variables).returncode == 0
+    try:
+        rule = aws("events").describe_rule(Name="SweepProtect-sweep")
+        assert (rule["ScheduleExpression"], rule["State"]) == ("rate(1 minute)", "ENABLED")
+        behaviours.arm("drop-events", [instance_id], states=["stopped"], count=1)
+        ec2.stop_instances(InstanceIds=[instance_id])
+        time.sleep(3)
+        assert read_decisions(aws("logs"), "SweepProtect") == []  # the event path saw nothing
+
+        assert wait_for(lambda: instance_states(ec2, [instance_id])[instance_id] == "running", timeout=150)
+        (line,) = [line for line in decisions_when(aws, "SweepProtect", 1) if line.get("instance_id")]
+        assert (line["action"], line["trigger"]) == ("started", "sweep")
     finally:
         behaviours.clear()
         run_playbook("unprotect.yml", endpoint, variables)

@@ -5,7 +5,10 @@ Invoked by EventBridge with:
 * an "EC2 Instance State-change Notification" for state ``stopped``: re-read the instance
   and start it when it is still stopped, protected and not bypassed;
 * (attribution on) an "AWS API Call via CloudTrail" event for ``StopInstances``: log who
-  stopped which instance; never start anything.
+  stopped which instance; never start anything;
+* (sweep on) the schedule rule's "Scheduled Event": find the protected instances of the
+  region that are stopped now and decide for each as for a stop event (lost events,
+  restarts that failed for longer than Lambda's retries last).
 
 Every decision is one JSON line in the function's log. Settings come from environment
 variables the role sets:
@@ -16,8 +19,9 @@ variables the role sets:
 ``PROTECTION_TAG_VALUE``   ... and its value
 ``BYPASS_TAG_KEY``         an instance carrying this tag is left stopped (maintenance)
 ``NOTIFICATION_TOPIC_ARN`` optional SNS topic told of every restart and failure
-``RULE_NAME_PREFIX``       attribution in instance_ids mode: the deployment's rules
-                           ``<prefix>1``, ``<prefix>2``, ... name the protected instances
+``RULE_NAME_PREFIX``       instance_ids mode, for attribution and the sweep: the
+                           deployment's rules ``<prefix>1``, ``<prefix>2``, ... name the
+                           protected instances
 ``RESTART_LIMIT``          restart budget: at most this many restarts of one instance ...
 ``RESTART_WINDOW_SECONDS`` ... within this many seconds; past it the instance is suspended
 ``RESTART_HISTORY_TAG_KEY`` instance tag holding the times of its recent restarts
@@ -26,6 +30,7 @@ variables the role sets:
 ``SKIP_SPOT_INTERRUPTIONS`` ``true``: leave Spot instances stopped by an interruption
 ``RESTART_HIBERNATED``     ``true``: restart hibernated instances too
 ``MAX_RETRY_ATTEMPTS``     Lambda's asynchronous retries, for the failure notice's wording
+``SWEEP_MINUTES``          how often the sweep runs (0: never), for the failure notice
 
 The restart budget lives on the instance itself (two tags the role may write and no
 others), so it survives cold starts and needs no service of its own. Only a
@@ -45,6 +50,7 @@ from botocore.exceptions import ClientError
 
 STATE_CHANGE = "EC2 Instance State-change Notification"
 API_CALL = "AWS API Call via CloudTrail"
+SCHEDULED = "Scheduled Event"
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
 SPOT_INTERRUPTION = "Server.SpotInstanceShutdown"
 HIBERNATION = "Client.UserInitiatedHibernate"
@@ -86,6 +92,7 @@ def settings():
         "skip_spot_interruptions": _flag("SKIP_SPOT_INTERRUPTIONS", "true"),
         "restart_hibernated": _flag("RESTART_HIBERNATED", "false"),
         "max_retry_attempts": int(os.environ.get("MAX_RETRY_ATTEMPTS", "2")),
+        "sweep_minutes": int(os.environ.get("SWEEP_MINUTES", "0")),
         "tag_key": os.environ.get("PROTECTION_TAG_KEY", "StopProtection"),
         "tag_value": os.environ.get("PROTECTION_TAG_VALUE", "enabled"),
         "bypass_tag_key": os.environ.get("BYPASS_TAG_KEY", "StopProtectionBypass"),
@@ -177,6 +184,18 @@ def notify(config, subject, lines):
         )
 
 
+def decider(record, began):
+    """The function that completes ``record`` with a decision and logs it as one line."""
+
+    def decide(action, **fields):
+        record.update(action=action, **fields)
+        record["duration_ms"] = round((time.monotonic() - began) * 1000, 1)
+        log(record)
+        return record
+
+    return decide
+
+
 def handle_state_change(event, context, config, sleep=time.sleep):
     began = time.monotonic()
     detail = event.get("detail") or {}
@@ -184,15 +203,11 @@ def handle_state_change(event, context, config, sleep=time.sleep):
     record = {
         "instance_id": instance_id,
         "region": event.get("region") or config["region"],
+        "trigger": "event",
         "event_state": detail.get("state"),
         "event_id": event.get("id"),
     }
-
-    def decide(action, **fields):
-        record.update(action=action, **fields)
-        record["duration_ms"] = round((time.monotonic() - began) * 1000, 1)
-        log(record)
-        return record
+    decide = decider(record, began)
 
     if not isinstance(instance_id, str) or not instance_id.startswith("i-"):
         return decide("ignored", reason="malformed event: no instance-id in detail")
@@ -203,6 +218,12 @@ def handle_state_change(event, context, config, sleep=time.sleep):
     instance = wait_while_stopping(ec2, describe(ec2, instance_id), context, sleep=sleep)
     if instance is None:
         return decide("skipped-state", state="not-found", reason="instance no longer exists")
+    return restart_if_protected(ec2, instance, record, decide, config, context, sleep)
+
+
+def restart_if_protected(ec2, instance, record, decide, config, context, sleep):
+    """The decision for one instance seen stopped, by an event or by the sweep."""
+    instance_id = instance["InstanceId"]
     state = instance["State"]["Name"]
     reason = instance.get("StateReason") or {}
     record.update(state=state, state_reason_code=reason.get("Code"))
@@ -350,6 +371,9 @@ def fail(config, record, decide, why, code, message):
             f"Lambda retries the event up to {attempts} times, then sends it to the failure destination if one is set."
             if attempts
             else "Lambda does not retry it.",
+            f"The sweep tries again every {config['sweep_minutes']} minutes."
+            if config["sweep_minutes"]
+            else "No sweep is deployed to try again later.",
         ],
     )
 
@@ -357,9 +381,13 @@ def fail(config, record, decide, why, code, message):
 _PROTECTED_BY_RULES = {}
 
 
-def protected_by_rules(prefix):
-    """Instance ids named by the deployment's rules ``<prefix>1``, ``<prefix>2``, ...; read once."""
-    if prefix not in _PROTECTED_BY_RULES:
+def protected_by_rules(prefix, fresh=False):
+    """Instance ids named by the deployment's rules ``<prefix>1``, ``<prefix>2``, ...
+
+    Read once per container, or again with ``fresh`` (the sweep: a protect run may have
+    changed the rules since).
+    """
+    if fresh or prefix not in _PROTECTED_BY_RULES:
         events = client("events")
         ids = set()
         index = 1
@@ -375,6 +403,63 @@ def protected_by_rules(prefix):
             index += 1
         _PROTECTED_BY_RULES[prefix] = ids
     return _PROTECTED_BY_RULES[prefix]
+
+
+DESCRIBE_FILTER_LIMIT = 200  # DescribeInstances takes at most 200 values in one filter
+
+
+def stopped_protected_instances(ec2, config):
+    """The protected instances of the region that are stopped now."""
+    stopped = [{"Name": "instance-state-name", "Values": ["stopped"]}]
+    if config["mode"] == "tag":
+        batches = [[{"Name": f"tag:{config['tag_key']}", "Values": [config["tag_value"]]}]]
+    else:
+        ids = sorted(protected_by_rules(config["rule_prefix"], fresh=True)) if config["rule_prefix"] else []
+        batches = [
+            [{"Name": "instance-id", "Values": ids[start : start + DESCRIBE_FILTER_LIMIT]}]
+            for start in range(0, len(ids), DESCRIBE_FILTER_LIMIT)
+        ]
+    found = []
+    for filters in batches:
+        for page in ec2.get_paginator("describe_instances").paginate(Filters=filters + stopped):
+            for reservation in page.get("Reservations", []):
+                found.extend(reservation.get("Instances", []))
+    return found
+
+
+def handle_sweep(event, context, config, sleep=time.sleep):
+    """Reconciliation: restart protected instances whose stop event was lost or whose
+    restart failed for longer than Lambda's retries last, under the same rules."""
+    ec2 = client("ec2")
+    instances = stopped_protected_instances(ec2, config)
+    actions = []
+    for position, instance in enumerate(instances):
+        if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
+            log(
+                {
+                    "action": "sweep-incomplete",
+                    "reason": f"out of time; {len(instances) - position} stopped instances left for the next sweep",
+                    "trigger": "sweep",
+                }
+            )
+            break
+        record = {
+            "instance_id": instance["InstanceId"],
+            "region": event.get("region") or config["region"],
+            "trigger": "sweep",
+            "event_id": event.get("id"),
+        }
+        try:
+            restart_if_protected(
+                ec2, instance, record, decider(record, time.monotonic()), config, context, sleep
+            )
+        except RestartFailed:
+            # Logged as failed already. The next sweep tries again: raising here would make
+            # Lambda retry the whole sweep, restarting nothing more.
+            actions.append("failed")
+            continue
+        actions.append(record["action"])
+    return {"swept": len(instances), "actions": actions}
 
 
 def handle_api_call(event, config):
@@ -433,5 +518,7 @@ def handler(event, context):
         return handle_state_change(event, context, config)
     if kind == API_CALL:
         return {"attributed": handle_api_call(event, config)}
+    if kind == SCHEDULED:
+        return handle_sweep(event, context, config)
     log({"action": "ignored", "reason": f"unexpected event type {kind!r}"})
     return {"action": "ignored"}

@@ -460,7 +460,7 @@ def restart_cycle(fn, ec2, instance_id):
 def test_restarts_up_to_the_limit_then_suspends(fn, aws, env, capsys):
     env.setenv("RESTART_LIMIT", "3")
     instance_id = run_instance(aws, state="running")
-    actions = [restart_cycle(fn, aws, instance_id)["action"] for _ in range(4)]
+    actions = [restart_cycle(fn, aws, instance_id)["action"] for _cycle in range(4)]
     assert actions == ["started", "started", "started", "suspended"]
     assert state_of(aws, instance_id) == "stopped"
     suspended = tag_value(aws, instance_id, "StopProtectionSuspended")
@@ -495,7 +495,7 @@ def test_custom_budget_tags(fn, aws, env):
     env.setenv("RESTART_HISTORY_TAG_KEY", "Restarts")
     env.setenv("SUSPENDED_TAG_KEY", "Suspended")
     instance_id = run_instance(aws, state="running")
-    assert [restart_cycle(fn, aws, instance_id)["action"] for _ in range(2)] == ["started", "suspended"]
+    assert [restart_cycle(fn, aws, instance_id)["action"] for _cycle in range(2)] == ["started", "suspended"]
     assert tag_value(aws, instance_id, "Suspended")
     assert tag_value(aws, instance_id, "StopProtectionSuspended") is None
 
@@ -614,3 +614,147 @@ def test_every_setting_the_role_renders_is_one_the_handler_reads():
         for name in rendered
         if f'os.environ.get("{name}"' not in source and f'_flag("{name}"' not in source
     ] == []
+
+
+# --- the reconciliation sweep ------------------------------------------------------------------------
+
+
+def scheduled_event():
+    return {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:123456789012:rule/EC2Protect-sweep"],
+        "detail": {},
+    }
+
+
+def put_shard_rule(index, instance_ids):
+    boto3.client("events", region_name=REGION).put_rule(
+        Name=f"EC2Protect-{index}",
+        EventPattern=json.dumps(
+            {
+                "source": ["aws.ec2"],
+                "detail-type": ["EC2 Instance State-change Notification"],
+                "detail": {"state": ["stopped"], "instance-id": instance_ids},
+            }
+        ),
+    )
+
+
+def test_sweep_restarts_the_listed_instances_left_stopped(fn, aws, env, capsys):
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    lost, also_lost, fine = (run_instance(aws) for _instance in range(3))
+    aws.start_instances(InstanceIds=[fine])
+    stranger = run_instance(aws)
+    put_shard_rule(1, [lost, fine])
+    put_shard_rule(2, [also_lost])
+
+    result = fn.handler(scheduled_event(), FakeContext())
+
+    assert result == {"swept": 2, "actions": ["started", "started"]}
+    assert {state_of(aws, i) for i in (lost, also_lost, fine)} == {"running"}
+    assert state_of(aws, stranger) == "stopped"
+    lines = log_lines(capsys)
+    assert sorted(line["instance_id"] for line in lines) == sorted([lost, also_lost])
+    assert {line["trigger"] for line in lines} == {"sweep"}
+
+
+def test_sweep_reads_the_rules_afresh_each_time(fn, aws, env):
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    first, second = run_instance(aws), run_instance(aws)
+    put_shard_rule(1, [first])
+    assert fn.handler(scheduled_event(), FakeContext())["swept"] == 1
+    put_shard_rule(1, [first, second])  # a protect run added an instance
+    assert fn.handler(scheduled_event(), FakeContext())["swept"] == 1
+    assert state_of(aws, second) == "running"
+
+
+def test_sweep_in_tag_mode_finds_instances_by_tag(fn, aws, env):
+    env.setenv("PROTECTION_MODE", "tag")
+    env.setenv("PROTECTION_TAG_KEY", "StopProtection")
+    env.setenv("PROTECTION_TAG_VALUE", "enabled")
+    tagged = run_instance(aws, tags={"StopProtection": "enabled"})
+    untagged = run_instance(aws, tags={"StopProtection": "disabled"})
+    assert fn.handler(scheduled_event(), FakeContext())["actions"] == ["started"]
+    assert (state_of(aws, tagged), state_of(aws, untagged)) == ("running", "stopped")
+
+
+def test_sweep_obeys_bypass_suspension_and_budget(fn, aws, env, capsys):
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    env.setenv("RESTART_LIMIT", "1")
+    now = int(fn.time.time())
+    bypassed = run_instance(aws, tags={"StopProtectionBypass": "CHG-1"})
+    suspended = run_instance(aws, tags={"StopProtectionSuspended": "2026-11-27T00:00:00Z 1 restarts"})
+    spent = run_instance(aws, tags={"StopProtectionRestarts": str(now - 10)})
+    put_shard_rule(1, sorted([bypassed, suspended, spent]))
+    fn.handler(scheduled_event(), FakeContext())
+    actions = {line["instance_id"]: line["action"] for line in log_lines(capsys)}
+    assert actions == {bypassed: "skipped-bypass", suspended: "skipped-suspended", spent: "suspended"}
+    assert {state_of(aws, i) for i in actions} == {"stopped"}
+
+
+def test_sweep_goes_on_after_a_failed_restart(fn, env, capsys):
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    ec2 = mock.MagicMock()
+    stopped = {
+        "State": {"Name": "stopped"},
+        "StateReason": {"Code": "Client.UserInitiatedShutdown"},
+        "Tags": [],
+    }
+    ec2.get_paginator.return_value.paginate.return_value = [
+        {
+            "Reservations": [
+                {
+                    "Instances": [
+                        stopped | {"InstanceId": "i-0aaaaaaaaaaaaaaaa"},
+                        stopped | {"InstanceId": "i-0bbbbbbbbbbbbbbbb"},
+                    ]
+                }
+            ]
+        }
+    ]
+    ec2.start_instances.side_effect = [
+        client_error("InsufficientInstanceCapacity"),
+        started_reply("i-0bbbbbbbbbbbbbbbb"),
+    ]
+    events = mock.MagicMock()
+    events.describe_rule.side_effect = [
+        {
+            "EventPattern": json.dumps(
+                {"detail": {"instance-id": ["i-0aaaaaaaaaaaaaaaa", "i-0bbbbbbbbbbbbbbbb"]}}
+            )
+        },
+        ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "no"}}, "DescribeRule"),
+    ]
+    fn._CLIENTS.update(ec2=ec2, events=events)
+    result = fn.handler(scheduled_event(), FakeContext())
+    assert result["actions"] == ["failed", "started"]
+    failed = log_lines(capsys)[0]
+    assert (failed["action"], failed["trigger"], failed["error_code"]) == (
+        "failed",
+        "sweep",
+        "InsufficientInstanceCapacity",
+    )
+
+
+def test_sweep_stops_before_the_invocation_runs_out_of_time(fn, aws, env, capsys):
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    put_shard_rule(1, [run_instance(aws), run_instance(aws)])
+    result = fn.handler(scheduled_event(), FakeContext(remaining_ms=5000))
+    assert result["actions"] == []
+    (line,) = log_lines(capsys)
+    assert line["action"] == "sweep-incomplete" and "2 stopped instances left" in line["reason"]
+
+
+@pytest.mark.parametrize(("minutes", "says"), [("5", "every 5 minutes"), ("0", "No sweep")])
+def test_failure_notice_says_whether_a_sweep_tries_again(fn, env, minutes, says):
+    env.setenv("NOTIFICATION_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:restarts")
+    env.setenv("SWEEP_MINUTES", minutes)
+    stub_ec2(fn, ["stopped"], [client_error("InsufficientInstanceCapacity")])
+    with pytest.raises(fn.RestartFailed):
+        fn.handler(stopped_event("i-0aaaaaaaaaaaaaaaa"), FakeContext())
+    assert says in fn._CLIENTS["sns"].publish.call_args.kwargs["Message"]

@@ -61,7 +61,7 @@ def test_summary_names_what_was_deployed():
             "region": "eu-west-1",
             "instances": 1,
             "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect",
-            "rules": ["EC2Protect-1"],
+            "rules": ["EC2Protect-1", "EC2Protect-sweep"],
         }
     ]
 

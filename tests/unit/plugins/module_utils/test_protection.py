@@ -25,6 +25,8 @@ def test_every_name_derives_from_the_base_name():
         "log_group": "/aws/lambda/EC2Protect",
         "rule_prefix": "EC2Protect-",
         "attribution_rule": "EC2Protect-attribution",
+        "sweep_rule": "EC2Protect-sweep",
+        "attention": "EC2Protect-attention",
     }
 
 
@@ -174,9 +176,15 @@ def test_plan_groups_by_region_and_shards_each():
     plan = p.build_plan("EC2Protect", instances=instances, bypass_tag_key="B", attribution=True)
     regions = {entry["region"]: entry for entry in plan["regions"]}
     assert [r["name"] for r in regions["eu-west-1"]["rules"]] == [
-        "EC2Protect-1", "EC2Protect-2", "EC2Protect-3", "EC2Protect-attribution",
+        "EC2Protect-1", "EC2Protect-2", "EC2Protect-3", "EC2Protect-attribution", "EC2Protect-sweep",
     ]  # fmt: skip
-    assert [r["name"] for r in regions["us-east-1"]["rules"]] == ["EC2Protect-1", "EC2Protect-attribution"]
+    assert [r["name"] for r in regions["us-east-1"]["rules"]] == [
+        "EC2Protect-1",
+        "EC2Protect-attribution",
+        "EC2Protect-sweep",
+    ]
+    sweep = regions["us-east-1"]["rules"][-1]
+    assert (sweep["kind"], sweep["schedule"], sweep["pattern"]) == ("sweep", "rate(5 minutes)", None)
 
 
 def test_tag_mode_has_one_rule_per_region_without_ids():
@@ -188,7 +196,9 @@ def test_tag_mode_has_one_rule_per_region_without_ids():
         tag_value="V",
         bypass_tag_key="B",
     )
-    assert [len(entry["rules"]) for entry in plan["regions"]] == [1, 1]
+    assert [[rule["kind"] for rule in entry["rules"]] for entry in plan["regions"]] == [
+        ["tagged instances", "sweep"]
+    ] * 2
     assert "instance-id" not in plan["regions"][0]["rules"][0]["pattern"]
 
 
@@ -259,6 +269,8 @@ def test_restart_policy_reaches_the_function_environment():
         "SKIP_SPOT_INTERRUPTIONS": "true",
         "RESTART_HIBERNATED": "true",
         "MAX_RETRY_ATTEMPTS": "2",
+        "SWEEP_MINUTES": "5",
+        "RULE_NAME_PREFIX": "EC2Protect-",
     }
 
 
@@ -281,6 +293,79 @@ def test_bad_restart_settings_name_the_value(settings, message):
     with pytest.raises(p.ProtectionError) as error:
         p.validate_restart_policy(settings, bypass_tag_key="StopProtectionBypass")
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("minutes", "schedule"), [(1, "rate(1 minute)"), (5, "rate(5 minutes)"), (1440, "rate(1440 minutes)")]
+)
+def test_sweep_rule_follows_the_setting(minutes, schedule):
+    plan = plan_for(["i-0123456789abcdef0"], restart_policy={"sweep_minutes": minutes})
+    (sweep,) = [rule for rule in plan["regions"][0]["rules"] if rule["kind"] == "sweep"]
+    assert (sweep["name"], sweep["schedule"]) == ("EC2Protect-sweep", schedule)
+
+
+def test_no_sweep_means_no_rule_no_rule_reading_and_no_prefix():
+    plan = plan_for(["i-0123456789abcdef0"], restart_policy={"sweep_minutes": 0})
+    assert [rule["kind"] for rule in plan["regions"][0]["rules"]] == ["instances"]
+    document, _scope = build_policy(plan, "123456789012")
+    assert "ReadOwnRules" not in {s["Sid"] for s in document["Statement"]}
+    env = p.lambda_environment(plan, None, None, "B", None, False)
+    assert env["SWEEP_MINUTES"] == "0" and "RULE_NAME_PREFIX" not in env
+
+
+def test_sweep_in_tag_mode_finds_instances_by_tag_not_by_rules():
+    plan = p.build_plan(
+        "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
+    )
+    document, _scope = build_policy(plan, "123456789012", tag_key="K", tag_value="V")
+    assert "ReadOwnRules" not in {s["Sid"] for s in document["Statement"]}
+    assert "RULE_NAME_PREFIX" not in p.lambda_environment(plan, "K", "V", "B", None, False)
+
+
+@pytest.mark.parametrize("minutes", [-1, 1441, True, "5"])
+def test_bad_sweep_minutes_name_the_value(minutes):
+    with pytest.raises(
+        p.ProtectionError,
+        match=f"stop_protection_sweep_minutes must be 0 \\(no sweep\\) to 1440, got {minutes!r}",
+    ):
+        p.validate_restart_policy({"sweep_minutes": minutes})
+
+
+def test_alarm_counts_failed_and_suspended_and_notifies_the_topic():
+    topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
+    plan = plan_for(["i-0123456789abcdef0"], notification_topic_arn=topic)
+    assert plan["alarm"] == {
+        "name": "EC2Protect-attention",
+        "log_group": "/aws/lambda/EC2Protect",
+        "pattern": '{ ($.action = "failed") || ($.action = "suspended") }',
+        "namespace": "guardrails.ec2",
+        "period": 300,
+        "actions": [topic],
+    }
+    assert plan_for(["i-0123456789abcdef0"])["alarm"]["actions"] == []
+    assert plan_for(["i-0123456789abcdef0"], restart_policy={"alarm_period_seconds": 0})["alarm"] is None
+
+
+@pytest.mark.parametrize("period", [5, 45, 90, 86460, -60, True])
+def test_bad_alarm_period_names_the_value(period):
+    with pytest.raises(
+        p.ProtectionError, match=f"stop_protection_alarm_period_seconds must be .* got {period!r}"
+    ):
+        p.validate_restart_policy({"alarm_period_seconds": period})
+
+
+@pytest.mark.parametrize(
+    ("variable", "arn"),
+    [
+        ("notification_topic_arn", "arn:aws:sns:us-east-1:123456789012:restarts"),
+        ("failure_destination_arn", "arn:aws:sqs:us-east-1:123456789012:failed"),
+    ],
+)
+def test_topic_or_queue_of_another_region_fails_early(variable, arn):
+    with pytest.raises(p.ProtectionError) as error:
+        plan_for(["i-0123456789abcdef0"], region="eu-west-1", **{variable: arn})
+    message = str(error.value)
+    assert f"stop_protection_{variable} {arn} is in us-east-1" in message and "eu-west-1" in message
 
 
 def test_policy_falls_back_to_region_scope_when_too_long_but_never_star():
@@ -390,6 +475,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
         "TagOnlyTheRestartBudget",
         "ReadInstanceState",
         "WriteOwnLogs",
+        "ReadOwnRules",  # the sweep reads the instance ids from the rules
     }
 
 
@@ -463,11 +549,12 @@ def test_environment_carries_only_what_the_function_needs():
     plan = plan_for(["i-0123456789abcdef0"])
     env = p.lambda_environment(plan, "K", "V", "B", None, False)
     restart_settings = {
-        key for key in env if key.startswith(("RESTART_", "SKIP_", "SUSPENDED_", "MAX_RETRY"))
+        key for key in env if key.startswith(("RESTART_", "SKIP_", "SUSPENDED_", "MAX_RETRY", "SWEEP_"))
     }
     assert {key: env[key] for key in set(env) - restart_settings} == {
         "PROTECTION_MODE": "instance_ids",
         "BYPASS_TAG_KEY": "B",
+        "RULE_NAME_PREFIX": "EC2Protect-",  # the sweep reads the instance ids from the rules
     }
     tag_plan = p.build_plan(
         "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"

@@ -13,6 +13,9 @@ RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-1"
 ID = "i-0123456789abcdef0"
 
 
+SWEEP_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-sweep"
+
+
 def deployment(mode="instance_ids", **overrides):
     rule = {
         "name": "EC2Protect-1",
@@ -24,10 +27,19 @@ def deployment(mode="instance_ids", **overrides):
         "targets_function": True,
     }
     rule.update(overrides.pop("rule", {}))
+    sweep = {
+        "name": "EC2Protect-sweep",
+        "arn": SWEEP_ARN,
+        "state": "ENABLED",
+        "targets_function": True,
+        "kind": "sweep",
+    }
+    sweep.update(overrides.pop("sweep", {}))
     env = {
         "PROTECTION_MODE": mode,
         "BYPASS_TAG_KEY": "StopProtectionBypass",
         "SUSPENDED_TAG_KEY": "StopProtectionSuspended",
+        "SWEEP_MINUTES": "5",
     }
     if mode == "tag":
         env.update(PROTECTION_TAG_KEY="StopProtection", PROTECTION_TAG_VALUE="enabled")
@@ -35,9 +47,10 @@ def deployment(mode="instance_ids", **overrides):
         "function": {"State": "Active", "LastUpdateStatus": "Successful"},
         "mode": mode,
         "env": env,
-        "policy_sources": {RULE_ARN},
+        "policy_sources": {RULE_ARN, SWEEP_ARN},
         "invoke_config": {"MaximumRetryAttempts": 2},
         "rules": [rule],
+        "sweep_rule": sweep,
         "function_arn": FUNCTION_ARN,
     }
     base.update(overrides)
@@ -88,6 +101,14 @@ def test_a_fully_wired_instance_is_protected():
         (instance("stopped"), deployment(), "Instance is stopped: the protection has not started it again"),
         (instance("stopping"), deployment(), "Instance is stopping"),
         (instance(), deployment(reserved_concurrency=0), "reserved concurrency is 0"),
+        (instance(), deployment(sweep_rule=None), "The sweep rule is missing: a lost stop event"),
+        (instance(), deployment(sweep={"state": "DISABLED"}), "Sweep rule EC2Protect-sweep is DISABLED"),
+        (instance(), deployment(sweep={"targets_function": False}), "does not target the function"),
+        (
+            instance(),
+            deployment(policy_sources={RULE_ARN}),
+            "does not let sweep rule EC2Protect-sweep invoke it",
+        ),
         (
             instance(tags={"StopProtectionSuspended": "2026-11-27T10:00:00Z 3 restarts within 3600 s"}),
             deployment(),
@@ -99,6 +120,12 @@ def test_each_gap_makes_the_instance_unprotected_and_says_why(inst, dep, expecte
     entry = v.audit_instance(ID, inst, dep, "eu-west-1")
     assert entry["protected"] is False
     assert any(expected in problem for problem in entry["problems"]), entry["problems"]
+
+
+def test_no_sweep_expected_means_none_checked():
+    dep = deployment(sweep_rule=None)
+    dep["env"]["SWEEP_MINUTES"] = "0"
+    assert v.audit_instance(ID, instance(), dep, "eu-west-1")["protected"] is True
 
 
 def test_reserved_concurrency_above_zero_or_unset_is_fine():
