@@ -38,6 +38,7 @@ def stop_protection_plan(
     require_instances=True,
     kms_key_arns=None,
     restart_policy=None,
+    inventory_group="stop_protected",
 ):
     known = _known_regions()
     try:
@@ -67,6 +68,7 @@ def stop_protection_plan(
             known_regions=known,
             kms_key_arns=kms_key_arns or [],
             restart_policy=restart_policy,
+            inventory_group=inventory_group,
         )
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc

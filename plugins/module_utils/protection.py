@@ -382,6 +382,7 @@ def build_plan(
     known_regions=None,
     kms_key_arns=(),
     restart_policy=None,
+    inventory_group="stop_protected",
 ):
     """What to deploy, per region: validated, sharded, ready for the role's tasks.
 
@@ -415,7 +416,8 @@ def build_plan(
         by_region.setdefault(region, [])
     if mode == MODE_INSTANCE_IDS and require_instances and not any(by_region.values()):
         raise ProtectionError(
-            "no instances selected: the inventory group is empty or missing and stop_protection_instance_ids is empty"
+            f"no instances selected: the inventory group {inventory_group!r} (stop_protection_inventory_group) "
+            "is empty or missing and stop_protection_instance_ids is empty"
         )
 
     for arn, variable in (

@@ -277,12 +277,19 @@ class RolePermissions:
                     continue
                 tag = tags.get(key.split("/", 1)[1])
                 values = [str(value) for value in _as_list(values)]
+                if op.endswith("ifexists"):
+                    if tag is None:
+                        continue  # IAM: ...IfExists on a missing key is met
+                    op = op.removesuffix("ifexists")
+                # IAM: on a missing key the positive operators fail and the negated ones hold.
                 if op == "stringequals":
                     met = tag in values
                 elif op == "stringnotequals":
-                    met = tag is not None and tag not in values
+                    met = tag is None or tag not in values
                 elif op == "stringlike":
                     met = tag is not None and any(fnmatchcase(tag, value) for value in values)
+                elif op == "stringnotlike":
+                    met = tag is None or not any(fnmatchcase(tag, value) for value in values)
                 elif op == "stringequalsignorecase":
                     met = tag is not None and tag.lower() in [value.lower() for value in values]
                 else:

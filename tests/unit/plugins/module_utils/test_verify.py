@@ -693,3 +693,36 @@ def test_describe_filtered_batches_by_200_and_follows_next_token():
     pages = list(v.describe_filtered(describe, "volume-id", [f"vol-{n}" for n in range(250)]))
     assert calls == [(200, None), (200, "second"), (50, None), (50, "second")]
     assert [page["Page"] for page in pages] == [None, "second", None, "second"]
+
+
+NEGATED_DENIES = [
+    ("StringNotEquals", "ops", {}, "denied"),  # IAM: a negated operator on a missing key is met
+    ("StringNotEquals", "ops", {"Owner": "ops"}, "allowed"),
+    ("StringNotEquals", "ops", {"Owner": "dev"}, "denied"),
+    ("StringNotLike", "op*", {}, "denied"),
+    ("StringNotLike", "op*", {"Owner": "ops"}, "allowed"),
+    ("StringEqualsIfExists", "dev", {}, "denied"),  # ...IfExists on a missing key is met
+    ("StringEqualsIfExists", "dev", {"Owner": "ops"}, "allowed"),
+    ("StringNotEqualsIfExists", "ops", {}, "denied"),
+    ("StringEquals", "dev", {}, "allowed"),  # a positive operator on a missing key fails
+]
+
+
+@pytest.mark.parametrize(("operator", "value", "tags", "expected"), NEGATED_DENIES)
+def test_deny_conditions_on_missing_tags_follow_iam(operator, value, tags, expected):
+    documents = [
+        {"Statement": [{"Effect": "Allow", "Action": "ec2:StartInstances", "Resource": "*"}]},
+        {
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Action": "ec2:StartInstances",
+                    "Resource": "*",
+                    "Condition": {operator: {"ec2:ResourceTag/Owner": value}},
+                }
+            ]
+        },
+    ]
+    assert (
+        v.RolePermissions(ROLE_ARN, documents).check("ec2:StartInstances", ARN_PREFIX + ID, tags) == expected
+    )
