@@ -65,14 +65,26 @@ def describe_instances(ec2, instance_ids):
     }
 
 
-def stop_protection_attributes(ec2, instance_ids):
-    """``{instance_id: bool}``: AWS's own stop protection (DisableApiStop); no batch API exists."""
+def instance_attributes(ec2, instance_ids):
+    """``{instance_id: {"disable_api_stop": bool, "shutdown_behavior": "stop" | "terminate"}}``.
+
+    AWS's own stop protection, and what a shutdown inside the OS does. DescribeInstanceAttribute
+    has no batch form and reads one attribute per call: two calls per instance, in parallel.
+    """
 
     def one(instance_id):
-        reply = ec2.describe_instance_attribute(
+        stop = ec2.describe_instance_attribute(
             aws_retry=True, InstanceId=instance_id, Attribute="disableApiStop"
         )
-        return instance_id, bool((reply.get("DisableApiStop") or {}).get("Value"))
+        behavior = ec2.describe_instance_attribute(
+            aws_retry=True, InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior"
+        )
+        return instance_id, {
+            "disable_api_stop": bool((stop.get("DisableApiStop") or {}).get("Value")),
+            "shutdown_behavior": (behavior.get("InstanceInitiatedShutdownBehavior") or {}).get(
+                "Value", "stop"
+            ),
+        }
 
     with ThreadPoolExecutor(max_workers=ATTRIBUTE_WORKERS) as pool:
         return dict(pool.map(one, instance_ids))
@@ -391,7 +403,9 @@ def invoke_sources(policy):
 # --- audit ---------------------------------------------------------------------------------------
 
 
-def audit_instance(instance_id, instance, deployment, region, attribute=None, volumes=None):
+def audit_instance(
+    instance_id, instance, deployment, region, attribute=None, volumes=None, shutdown_behavior=None
+):
     """One instance's entry: state, protected, problems (plain sentences)."""
     entry = {"instance_id": instance_id, "region": region, "state": None, "protected": False, "problems": []}
     problems = entry["problems"]
@@ -406,6 +420,11 @@ def audit_instance(instance_id, instance, deployment, region, attribute=None, vo
     elif state in ("stopped", "stopping"):
         problems.append(
             f"Instance is {state}: the protection has not started it again (see the function's decision log)."
+        )
+    if shutdown_behavior == "terminate":
+        problems.append(
+            "Its InstanceInitiatedShutdownBehavior is terminate: a shutdown inside the OS terminates it, "
+            "which no restart can undo (set it to stop)."
         )
 
     function = deployment["function"]
@@ -534,7 +553,7 @@ def audit(clients, name, instance_ids, region, account, partition, check_attribu
     warnings.extend(deployment["warnings"])
     instances = describe_instances(clients["ec2"], list(instance_ids))
     existing = [i for i in instance_ids if i in instances]
-    attributes = stop_protection_attributes(clients["ec2"], existing) if check_attribute else {}
+    attributes = instance_attributes(clients["ec2"], existing) if check_attribute else {}
     volumes = volume_keys(clients["ec2"], clients["kms"], instances, warnings) if "kms" in clients else {}
     entries = [
         audit_instance(
@@ -542,8 +561,9 @@ def audit(clients, name, instance_ids, region, account, partition, check_attribu
             instances.get(i),
             deployment,
             region,
-            attributes.get(i) if check_attribute else None,
+            attributes.get(i, {}).get("disable_api_stop") if check_attribute else None,
             volumes=volumes.get(i),
+            shutdown_behavior=attributes.get(i, {}).get("shutdown_behavior"),
         )
         for i in instance_ids
     ]

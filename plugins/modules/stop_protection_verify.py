@@ -75,7 +75,9 @@ options:
     default: false
   check_stop_protection_attribute:
     description:
-      - Read each instance's C(DisableApiStop) attribute (one call per instance; AWS has no batch form).
+      - Read each instance's C(DisableApiStop) and C(InstanceInitiatedShutdownBehavior) attributes
+        (two calls per instance; AWS has no batch form). An instance whose OS shutdown
+        terminates it is reported unprotected; a drill skips instances with C(DisableApiStop).
     type: bool
     default: true
 notes:

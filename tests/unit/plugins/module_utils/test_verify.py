@@ -2,8 +2,10 @@
 
 import json
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import verify as v
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
@@ -726,3 +728,41 @@ def test_deny_conditions_on_missing_tags_follow_iam(operator, value, tags, expec
     assert (
         v.RolePermissions(ROLE_ARN, documents).check("ec2:StartInstances", ARN_PREFIX + ID, tags) == expected
     )
+
+
+def test_an_instance_whose_shutdown_terminates_it_is_not_protected():
+    entry = v.audit_instance(ID, instance(), deployment(), "eu-west-1", shutdown_behavior="terminate")
+    assert entry["protected"] is False
+    assert "InstanceInitiatedShutdownBehavior is terminate" in entry["problems"][0]
+    assert v.audit_instance(ID, instance(), deployment(), "eu-west-1", shutdown_behavior="stop")["protected"]
+
+
+class RetryingClient:
+    """A boto3 client as AnsibleAWSModule hands it out: every call accepts ``aws_retry``."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        return lambda aws_retry=False, **kwargs: method(**kwargs)
+
+
+def test_instance_attributes_reads_stop_protection_and_shutdown_behavior():
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        plain, guarded = (
+            ec2.run_instances(
+                ImageId="ami-12345678",
+                MinCount=1,
+                MaxCount=1,
+                InstanceInitiatedShutdownBehavior=behavior,
+                **extra,
+            )["Instances"][0]["InstanceId"]
+            for behavior, extra in (("terminate", {}), ("stop", {"DisableApiStop": True}))
+        )
+        found = v.instance_attributes(RetryingClient(ec2), [plain, guarded])
+    assert found == {
+        plain: {"disable_api_stop": False, "shutdown_behavior": "terminate"},
+        guarded: {"disable_api_stop": True, "shutdown_behavior": "stop"},
+    }
