@@ -135,6 +135,32 @@ def make_function(aws):
 
 
 @pytest.fixture
+def rule_to_function(aws):
+    """A rule with an event pattern that invokes a function, as the role wires them; removed after."""
+    events, lam = aws("events"), aws("lambda")
+    made = []
+
+    def wire(pattern: str, function_name: str, function_arn: str) -> str:
+        rule = unique("harness-rule")
+        rule_arn = events.put_rule(Name=rule, EventPattern=pattern)["RuleArn"]
+        events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": function_arn}])
+        lam.add_permission(
+            FunctionName=function_name,
+            StatementId="events",
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=rule_arn,
+        )
+        made.append(rule)
+        return rule
+
+    yield wire
+    for rule in made:
+        events.remove_targets(Rule=rule, Ids=["fn"])
+        events.delete_rule(Name=rule)
+
+
+@pytest.fixture
 def instances(aws):
     """Run instances on demand; terminated at the end of the test."""
     ec2 = aws("ec2")

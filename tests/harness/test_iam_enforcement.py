@@ -103,9 +103,11 @@ def principals(aws, endpoint):
             iam.delete_policy(PolicyArn=name[1])
 
 
-def test_function_role_without_start_permission_cannot_restart(aws, make_function, instances):
+def test_function_role_without_start_permission_cannot_restart(
+    aws, make_function, instances, rule_to_function
+):
     """The executor signs the function's calls as its role session; IAM then decides."""
-    ec2, events, lam, sqs = aws("ec2"), aws("events"), aws("lambda"), aws("sqs")
+    ec2, lam, sqs = aws("ec2"), aws("lambda"), aws("sqs")
     allowed, forbidden = instances(2)
     name, arn = make_function(
         RESTART_SOURCE,
@@ -120,16 +122,7 @@ def test_function_role_without_start_permission_cannot_restart(aws, make_functio
         MaximumRetryAttempts=0,
         DestinationConfig={"OnFailure": {"Destination": queue_arn}},
     )
-    rule = unique("harness-rule")
-    rule_arn = events.put_rule(Name=rule, EventPattern=state_pattern([allowed, forbidden]))["RuleArn"]
-    events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": arn}])
-    lam.add_permission(
-        FunctionName=name,
-        StatementId="events",
-        Action="lambda:InvokeFunction",
-        Principal="events.amazonaws.com",
-        SourceArn=rule_arn,
-    )
+    rule_to_function(state_pattern([allowed, forbidden]), name, arn)
     try:
         ec2.stop_instances(InstanceIds=[allowed, forbidden])
         assert wait_for(lambda: instance_states(ec2, [allowed])[allowed] == "running", timeout=30)
@@ -144,8 +137,6 @@ def test_function_role_without_start_permission_cannot_restart(aws, make_functio
         assert "UnauthorizedOperation" in record["responsePayload"]["errorMessage"]
         assert instance_states(ec2, [forbidden])[forbidden] == "stopped"
     finally:
-        events.remove_targets(Rule=rule, Ids=["fn"])
-        events.delete_rule(Name=rule)
         sqs.delete_queue(QueueUrl=queue_url)
 
 

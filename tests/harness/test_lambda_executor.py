@@ -4,7 +4,7 @@ import json
 import time
 
 import pytest
-from conftest import allow, instance_arn, instance_states, state_pattern, unique, wait_for
+from conftest import allow, instance_arn, instance_states, state_pattern, wait_for
 
 RESTART_SOURCE = """
 import boto3
@@ -46,29 +46,18 @@ def log_text(aws, name, must_contain: str, timeout: float = 15.0) -> str:
     return wait_for(read, timeout=timeout, interval=0.3)
 
 
-def test_rule_restarts_the_instance_in_its_pattern_and_no_other(aws, make_function, instances):
-    ec2, events, lam = aws("ec2"), aws("events"), aws("lambda")
+def test_rule_restarts_the_instance_in_its_pattern_and_no_other(
+    aws, make_function, instances, rule_to_function
+):
+    ec2 = aws("ec2")
     protected, bystander = instances(2)
     name, arn = make_function(RESTART_SOURCE, policy=allow(("ec2:StartInstances", instance_arn(protected))))
-    rule = unique("harness-rule")
-    rule_arn = events.put_rule(Name=rule, EventPattern=state_pattern([protected]))["RuleArn"]
-    events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": arn}])
-    lam.add_permission(
-        FunctionName=name,
-        StatementId="events",
-        Action="lambda:InvokeFunction",
-        Principal="events.amazonaws.com",
-        SourceArn=rule_arn,
-    )
-    try:
-        ec2.stop_instances(InstanceIds=[protected, bystander])
-        assert wait_for(lambda: instance_states(ec2, [protected])[protected] == "running", timeout=30)
-        time.sleep(2)  # give a wrong restart of the bystander every chance to happen
-        assert instance_states(ec2, [bystander])[bystander] == "stopped"
-        assert f"restarted {protected}" in log_text(aws, name, f"restarted {protected}")
-    finally:
-        events.remove_targets(Rule=rule, Ids=["fn"])
-        events.delete_rule(Name=rule)
+    rule_to_function(state_pattern([protected]), name, arn)
+    ec2.stop_instances(InstanceIds=[protected, bystander])
+    assert wait_for(lambda: instance_states(ec2, [protected])[protected] == "running", timeout=30)
+    time.sleep(2)  # give a wrong restart of the bystander every chance to happen
+    assert instance_states(ec2, [bystander])[bystander] == "stopped"
+    assert f"restarted {protected}" in log_text(aws, name, f"restarted {protected}")
 
 
 def test_logs_are_framed_like_aws(aws, make_function):

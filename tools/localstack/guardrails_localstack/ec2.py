@@ -80,78 +80,51 @@ SHUTDOWN_REASONS = {"Client.InstanceInitiatedShutdown", "Server.SpotInstanceShut
 FALLBACK_REASONS = {"Client.InternalError", "Server.InternalError", "Server.InsufficientInstanceCapacity"}
 
 
-class FaultRegistry:
-    """Faults armed by tests: an operation fails for chosen instance ids with a chosen code.
+class Switch:
+    """Entries that tests arm through one endpoint; subclasses validate and match them.
 
-    A fault is ``{"operation": "StartInstances", "instance_ids": ["i-..."] or ["*"],
-    "error_code": "InsufficientInstanceCapacity", "count": N}``; ``count`` (optional) is
-    how many calls fail before the fault clears itself. AWS fails the whole call when one
-    of its instances cannot be handled, and so does this.
+    An entry with a ``count`` applies that many times, then clears itself.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._faults: list[dict] = []
+        self._items: list[dict] = []
 
-    @staticmethod
-    def validate(fault: dict) -> dict:
-        if fault.get("operation") not in FAULTABLE_OPERATIONS:
-            raise ValueError(
-                f"operation must be one of {sorted(FAULTABLE_OPERATIONS)}, got {fault.get('operation')!r}"
-            )
-        ids = fault.get("instance_ids")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-            raise ValueError(f"instance_ids must be a non-empty list of strings, got {ids!r}")
-        if not isinstance(fault.get("error_code"), str) or not fault["error_code"]:
-            raise ValueError(f"error_code must be a non-empty string, got {fault.get('error_code')!r}")
-        count = fault.get("count")
-        if count is not None and (not isinstance(count, int) or count < 1):
-            raise ValueError(f"count must be a positive integer, got {count!r}")
-        return {
-            "operation": fault["operation"],
-            "instance_ids": list(ids),
-            "error_code": fault["error_code"],
-            "count": count,
-            "message": fault.get("message"),
-        }
+    def validate(self, item: dict) -> dict:
+        raise NotImplementedError
 
-    def replace(self, faults: list[dict]) -> list[dict]:
-        checked = [self.validate(fault) for fault in faults]
+    def replace(self, items: list[dict]) -> list[dict]:
+        checked = [self.validate(item) for item in items]
         with self._lock:
-            self._faults = checked
-            return list(self._faults)
+            self._items = checked
+        return self.list()
 
-    def add(self, fault: dict) -> list[dict]:
-        checked = self.validate(fault)
+    def add(self, item: dict) -> list[dict]:
+        checked = self.validate(item)
         with self._lock:
-            self._faults.append(checked)
-            return list(self._faults)
+            self._items.append(checked)
+        return self.list()
 
     def list(self) -> list[dict]:
         with self._lock:
-            return [dict(fault) for fault in self._faults]
+            return [dict(item) for item in self._items]
 
     def clear(self) -> None:
         with self._lock:
-            self._faults = []
+            self._items = []
 
-    def take(self, operation: str, instance_ids: list[str]) -> dict | None:
-        """The fault that applies to this call, counting it against the fault's budget."""
+    def _take(self, applies) -> dict | None:
+        """The first entry for which ``applies(entry)``, counting it against its budget."""
         with self._lock:
-            for fault in self._faults:
-                if fault["operation"] != operation:
+            for item in self._items:
+                if not applies(item):
                     continue
-                if "*" not in fault["instance_ids"] and not set(fault["instance_ids"]) & set(instance_ids):
-                    continue
-                if fault["count"] is not None:
-                    fault["count"] -= 1
-                    if fault["count"] <= 0:
-                        self._faults.remove(fault)
-                return fault
+                if item["count"] is not None:
+                    item["count"] -= 1
+                    if item["count"] <= 0:
+                        self._items.remove(item)
+                return dict(item)
         return None
-
-
-FAULTS = FaultRegistry()
 
 
 def _ids(value) -> list[str]:
@@ -166,7 +139,48 @@ def _positive(value, name: str, kind=(int, float)):
     return value
 
 
-class BehaviourRegistry:
+def _count(value):
+    return None if value is None else _positive(value, "count", int)
+
+
+class FaultRegistry(Switch):
+    """Faults armed by tests: an operation fails for chosen instance ids with a chosen code.
+
+    A fault is ``{"operation": "StartInstances", "instance_ids": ["i-..."] or ["*"],
+    "error_code": "InsufficientInstanceCapacity", "count": N}``; ``count`` (optional) is
+    how many calls fail before the fault clears itself. AWS fails the whole call when one
+    of its instances cannot be handled, and so does this.
+    """
+
+    def validate(self, fault: dict) -> dict:
+        if fault.get("operation") not in FAULTABLE_OPERATIONS:
+            raise ValueError(
+                f"operation must be one of {sorted(FAULTABLE_OPERATIONS)}, got {fault.get('operation')!r}"
+            )
+        if not isinstance(fault.get("error_code"), str) or not fault["error_code"]:
+            raise ValueError(f"error_code must be a non-empty string, got {fault.get('error_code')!r}")
+        return {
+            "operation": fault["operation"],
+            "instance_ids": _ids(fault.get("instance_ids")),
+            "error_code": fault["error_code"],
+            "count": _count(fault.get("count")),
+            "message": fault.get("message"),
+        }
+
+    def take(self, operation: str, instance_ids: list[str]) -> dict | None:
+        """The fault that applies to this call, counting it against the fault's budget."""
+        return self._take(
+            lambda fault: (
+                fault["operation"] == operation
+                and ("*" in fault["instance_ids"] or bool(set(fault["instance_ids"]) & set(instance_ids)))
+            )
+        )
+
+
+FAULTS = FaultRegistry()
+
+
+class BehaviourRegistry(Switch):
     """EC2 and EventBridge behaviours armed by tests, each for chosen instances (or ``*``).
 
     ``{"kind": "stopping-dwell", "instance_ids": [...], "seconds": 2}``
@@ -190,18 +204,15 @@ class BehaviourRegistry:
     EVENT_KINDS = {"drop-events", "duplicate-events", "reorder-events"}
     KINDS = {"stopping-dwell", "start-falls-back", "stops-after-boot"} | EVENT_KINDS
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list[dict] = []
-
-    @classmethod
-    def validate(cls, item: dict) -> dict:
+    def validate(self, item: dict) -> dict:
         kind = item.get("kind")
-        if kind not in cls.KINDS:
-            raise ValueError(f"kind must be one of {sorted(cls.KINDS)}, got {kind!r}")
-        checked = {"kind": kind, "instance_ids": _ids(item.get("instance_ids")), "count": item.get("count")}
-        if checked["count"] is not None:
-            _positive(checked["count"], "count", int)
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {sorted(self.KINDS)}, got {kind!r}")
+        checked = {
+            "kind": kind,
+            "instance_ids": _ids(item.get("instance_ids")),
+            "count": _count(item.get("count")),
+        }
         if kind in ("stopping-dwell", "stops-after-boot"):
             checked["seconds"] = _positive(item.get("seconds"), "seconds")
         if kind == "start-falls-back":
@@ -209,49 +220,22 @@ class BehaviourRegistry:
             if code not in FALLBACK_REASONS:
                 raise ValueError(f"reason_code must be one of {sorted(FALLBACK_REASONS)}, got {code!r}")
             checked["reason_code"] = code
-        if kind in cls.EVENT_KINDS:
+        if kind in self.EVENT_KINDS:
             states = item.get("states", list(STATE_CODES))
             if not isinstance(states, list) or not set(states) <= set(STATE_CODES) or not states:
                 raise ValueError(f"states must be a non-empty list of {sorted(STATE_CODES)}, got {states!r}")
             checked["states"] = states
         return checked
 
-    def replace(self, items: list[dict]) -> list[dict]:
-        checked = [self.validate(item) for item in items]
-        with self._lock:
-            self._items = checked
-            return self.list()
-
-    def add(self, item: dict) -> list[dict]:
-        checked = self.validate(item)
-        with self._lock:
-            self._items.append(checked)
-        return self.list()
-
-    def list(self) -> list[dict]:
-        with self._lock:
-            return [dict(item) for item in self._items]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items = []
-
     def take(self, kind: str, instance_id: str, state: str | None = None) -> dict | None:
         """The behaviour of this kind that applies, counting it against its budget."""
-        with self._lock:
-            for item in self._items:
-                if item["kind"] != kind:
-                    continue
-                if "*" not in item["instance_ids"] and instance_id not in item["instance_ids"]:
-                    continue
-                if state is not None and state not in item.get("states", [state]):
-                    continue
-                if item["count"] is not None:
-                    item["count"] -= 1
-                    if item["count"] <= 0:
-                        self._items.remove(item)
-                return dict(item)
-        return None
+        return self._take(
+            lambda item: (
+                item["kind"] == kind
+                and ("*" in item["instance_ids"] or instance_id in item["instance_ids"])
+                and (state is None or state in item.get("states", [state]))
+            )
+        )
 
 
 BEHAVIOURS = BehaviourRegistry()
