@@ -18,14 +18,17 @@ description:
     lets that rule invoke it, and its asynchronous invocation settings exist; the policies of
     the function's role allow C(ec2:StartInstances) on the instance and no policy of the
     role denies it; each encrypted EBS volume's KMS key is enabled and, when customer-managed,
-    the role may C(kms:CreateGrant) on it; no bypass tag is set. It also reports whether
-    AWS's own stop protection (C(DisableApiStop)) is on.
+    the role may C(kms:CreateGrant) on it; no bypass or suspended tag is set; the instance is
+    not stopped and its OS shutdown does not terminate it; the function's reserved
+    concurrency is not 0; the sweep rule the function expects is in place. It also reports
+    whether AWS's own stop protection (C(DisableApiStop)) is on.
   - Fails when any listed instance is unprotected, naming each one and why.
-  - In C(drill) mode it then stops the listed running instances at once, waits until each
-    is running again, and times both halves. Instances the audit finds unprotected are
-    refused unless O(force=true). Instances not running at the start are reported, not
-    stopped. Fails when any drilled instance the audit found protected has not recovered
-    within O(timeout).
+  - In C(drill) mode it then stops the listed running instances in batches of
+    O(max_concurrent), waits until each is running again, and times both halves.
+    Instances the audit finds unprotected are refused unless O(force=true). Instances not
+    running at the start, or with C(DisableApiStop), are reported, not stopped. Fails when
+    any drilled instance the audit found protected has not recovered within O(timeout);
+    the drill then starts it again itself and stops drilling unless O(continue_on_failure=true).
   - The protection mode, tags and bypass tag are read from the deployed function, so the
     module needs only the base name.
   - Works on the instances of one region (O(region)); run it once per region.
