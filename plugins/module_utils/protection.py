@@ -228,6 +228,11 @@ def validate_tag(key, value=None, variable="stop_protection_tag_key"):
     return key
 
 
+def _whole(value):
+    """An int, and not a bool (which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate_restart_policy(settings, protection_tag_key=None, bypass_tag_key=None):
     """The restart budget and skip rules, with every value checked; defaults filled in."""
     policy = dict(DEFAULT_RESTART_POLICY)
@@ -236,29 +241,25 @@ def validate_restart_policy(settings, protection_tag_key=None, bypass_tag_key=No
     if unknown:
         raise ProtectionError(f"unknown restart settings: {', '.join(unknown)}")
     limit = policy["restart_limit"]
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RESTART_LIMIT:
+    if not _whole(limit) or not 1 <= limit <= MAX_RESTART_LIMIT:
         raise ProtectionError(f"stop_protection_restart_limit must be 1-{MAX_RESTART_LIMIT}, got {limit!r}")
     window = policy["restart_window_seconds"]
     low, high = RESTART_WINDOW_SECONDS
-    if isinstance(window, bool) or not isinstance(window, int) or not low <= window <= high:
+    if not _whole(window) or not low <= window <= high:
         raise ProtectionError(f"stop_protection_restart_window_seconds must be {low}-{high}, got {window!r}")
     minutes = policy["sweep_minutes"]
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 <= minutes <= MAX_SWEEP_MINUTES:
+    if not _whole(minutes) or not 0 <= minutes <= MAX_SWEEP_MINUTES:
         raise ProtectionError(
             f"stop_protection_sweep_minutes must be 0 (no sweep) to {MAX_SWEEP_MINUTES}, got {minutes!r}"
         )
     period = policy["alarm_period_seconds"]
-    if (
-        isinstance(period, bool)
-        or not isinstance(period, int)
-        or not (period in (0, 10, 30) or (period % 60 == 0 and 60 <= period <= 86400))
-    ):
+    if not _whole(period) or not (period in (0, 10, 30) or (period % 60 == 0 and 60 <= period <= 86400)):
         raise ProtectionError(
             "stop_protection_alarm_period_seconds must be 0 (no alarm), 10, 30 or a multiple of 60 "
             f"up to 86400, got {period!r}"
         )
     attempts = policy["retry_attempts"]
-    if isinstance(attempts, bool) or attempts not in (0, 1, 2):
+    if not _whole(attempts) or attempts not in (0, 1, 2):
         raise ProtectionError(f"stop_protection_retry_attempts must be 0, 1 or 2, got {attempts!r}")
     for key, variable in (
         ("history_tag_key", "stop_protection_restart_history_tag_key"),
@@ -424,10 +425,11 @@ def build_plan(
         (notification_topic_arn, "stop_protection_notification_topic_arn"),
         (failure_destination_arn, "stop_protection_failure_destination_arn"),
     ):
-        elsewhere = sorted(set(by_region) - {ARN.fullmatch(arn).group("region")}) if arn else []
+        home = ARN.fullmatch(arn).group("region") if arn else None
+        elsewhere = sorted(set(by_region) - {home}) if arn else []
         if elsewhere:
             raise ProtectionError(
-                f"{variable} {arn} is in {ARN.fullmatch(arn).group('region')}, but instances are protected in "
+                f"{variable} {arn} is in {home}, but instances are protected in "
                 f"{', '.join(elsewhere)}: each region's function and alarm can only use a topic or queue of "
                 "their own region (deploy one region per run, or leave it empty)"
             )
@@ -628,8 +630,7 @@ def build_policies(
                 "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
             }
         )
-    sweeps = bool((plan.get("restart_policy") or DEFAULT_RESTART_POLICY)["sweep_minutes"])
-    if (attribution or sweeps) and plan["mode"] == MODE_INSTANCE_IDS:
+    if (attribution or budget["sweep_minutes"]) and plan["mode"] == MODE_INSTANCE_IDS:
         # Attribution and the sweep read the instance ids from the deployment's own rules.
         statements.append(
             {

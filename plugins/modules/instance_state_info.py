@@ -70,7 +70,7 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.verify import describe_instances
+from ansible_collections.guardrails.ec2.plugins.module_utils.verify import describe_instances, tags_of
 
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
 
@@ -90,11 +90,9 @@ def main():
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg="Couldn't describe the instances")
     groups = {
-        instance_id: tags[AUTO_SCALING_TAG]
+        instance_id: group
         for instance_id in ids
-        if instance_id in found
-        and AUTO_SCALING_TAG
-        in (tags := {t["Key"]: t.get("Value", "") for t in found[instance_id].get("Tags", [])})
+        if instance_id in found and (group := tags_of(found[instance_id]).get(AUTO_SCALING_TAG)) is not None
     }
     if module.params["warn_managed"]:
         for instance_id, group in groups.items():
