@@ -766,3 +766,23 @@ def test_instance_attributes_reads_stop_protection_and_shutdown_behavior():
         plain: {"disable_api_stop": False, "shutdown_behavior": "terminate"},
         guarded: {"disable_api_stop": True, "shutdown_behavior": "stop"},
     }
+
+
+class FleetThatCannotStart(Fleet):
+    """The drill's own StartInstances fails (no capacity); stops work."""
+
+    def start_instances(self, aws_retry, InstanceIds):
+        raise ClientError(
+            {"Error": {"Code": "InsufficientInstanceCapacity", "Message": "no capacity"}}, "StartInstances"
+        )
+
+
+def test_a_restore_that_fails_is_reported_with_what_to_do():
+    a, b = ids_of(2)
+    fleet = FleetThatCannotStart({a: None, b: None})
+    first, second = run_drill(fleet, fleet_entries(2), continue_on_failure=True)
+    for entry in (first, second):  # every batch is restored, even after an earlier failure
+        assert entry["restored_by_drill"] is False
+        assert "could not start it again" in entry["problems"][-1]
+        assert "InsufficientInstanceCapacity" in entry["problems"][-1]
+        assert "start it by hand" in entry["problems"][-1]
