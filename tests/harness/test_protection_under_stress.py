@@ -60,10 +60,13 @@ def changed_count(result):
 
 
 def protect_vars(name, ids, **extra):
+    """Variables for protect.yml. No sweep unless a test asks for one: a sweep firing on its
+    own schedule in the middle of a test would add decision lines the test counts."""
     return {
         "stop_protection_name": name,
         "stop_protection_region": "us-east-1",
         "stop_protection_instance_ids": ids,
+        "stop_protection_sweep_minutes": 0,
     } | extra
 
 
