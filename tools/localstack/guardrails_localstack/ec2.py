@@ -46,8 +46,8 @@ LOG = logging.getLogger(__name__)
 
 DETAIL_TYPE = "EC2 Instance State-change Notification"
 # EventBridge delivers each event on its own thread; without a gap the final state can
-# overtake the intermediate one.
-INTERMEDIATE_STATE_GAP_SECONDS = 0.1
+# overtake the intermediate one (0.1 s was seen to be too little on a loaded 2-core machine).
+INTERMEDIATE_STATE_GAP_SECONDS = 0.3
 # How long an instance whose start falls back stays "pending" before it is "stopped".
 FALLBACK_PENDING_SECONDS = 0.5
 # How long a held (reordered) event waits for the event it should follow.
