@@ -10,7 +10,17 @@ import json
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REGION, allow, instance_arn, instance_states, state_pattern, unique, wait_for
+from conftest import (
+    ASSUME_LAMBDA,
+    REGION,
+    allow,
+    instance_arn,
+    instance_states,
+    state_pattern,
+    unique,
+    wait_for,
+    zip_source,
+)
 from test_lambda_executor import RESTART_SOURCE
 
 README_DENY = {
@@ -269,3 +279,50 @@ def test_what_cannot_be_evaluated_fails_safe(principals, instances):
     for policy in (allow_with_unknown, deny_with_unknown):
         ec2 = principals.client(principals.user(policy), "ec2")
         assert refused(ec2.stop_instances, InstanceIds=[instance_id])[0] == "UnauthorizedOperation"
+
+
+@pytest.mark.parametrize(
+    ("pass_role", "expected"),
+    [
+        (None, "iam:PassRole"),
+        ({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}, "iam:PassRole"),
+        ({"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}, None),
+    ],
+)
+def test_handing_a_role_to_a_function_needs_pass_role(aws, principals, pass_role, expected):
+    """CreateFunction also checks iam:PassRole on the function's role, for Lambda only."""
+    iam, name = aws("iam"), unique("passed")
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(ASSUME_LAMBDA))["Role"]["Arn"]
+    statements = [
+        {
+            "Effect": "Allow",
+            "Action": ["lambda:CreateFunction", "lambda:TagResource"],
+            "Resource": f"arn:aws:lambda:{REGION}:000000000000:function:{name}",
+            # Lambda takes its tags as a map: the condition sees them like EC2's list.
+            "Condition": {"StringEquals": {"aws:RequestTag/ManagedBy": "guardrails.ec2"}},
+        }
+    ]
+    if pass_role is not None:
+        statements.append(
+            {"Effect": "Allow", "Action": "iam:PassRole", "Resource": role, "Condition": pass_role}
+        )
+    deployer = principals.client(principals.user(document(*statements)), "lambda")
+    try:
+        answer = refused(
+            deployer.create_function,
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": zip_source("def handler(event, context):\n    return None\n")},
+            Tags={"ManagedBy": "guardrails.ec2"},
+        )
+        if expected is None:
+            assert answer is None
+        else:
+            assert answer[0] == "AccessDeniedException"
+            assert expected in answer[1]
+    finally:
+        if expected is None:
+            aws("lambda").delete_function(FunctionName=name)
+        iam.delete_role(RoleName=name)

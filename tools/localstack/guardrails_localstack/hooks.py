@@ -19,6 +19,14 @@ def match_log_patterns():
     install()
 
 
+@hooks.on_infra_start()
+def forget_tags_of_deleted_log_groups():
+    """A deleted log group takes its tags with it (LocalStack keeps them for the next one)."""
+    from guardrails_localstack.logs import install
+
+    install()
+
+
 @hooks.on_infra_shutdown()
 def stop_lambda_processes():
     """Stop every local Lambda process before LocalStack exits.

@@ -66,6 +66,12 @@ KNOWN_KEYS = {
     "aws:requestedregion",
     "ec2:region",
     "kms:grantisforawsresource",
+    "iam:passedtoservice",
+}
+# Calls that hand a role to a service: AWS also checks iam:PassRole on it for the caller.
+PASSES_ROLE = {
+    ("lambda", "CreateFunction"): "lambda.amazonaws.com",
+    ("lambda", "UpdateFunctionConfiguration"): "lambda.amazonaws.com",
 }
 
 
@@ -275,7 +281,12 @@ def _tag_context(tags: dict[str, str], prefix: str) -> dict[str, list[str]]:
 
 
 def _request_tags(request: dict) -> dict[str, str]:
-    tags = {tag["Key"]: tag.get("Value", "") for tag in request.get("Tags") or []}
+    """Tags a request sets: a list of ``{Key, Value}`` (EC2, IAM) or a map (Lambda, Logs)."""
+    given = request.get("Tags") or request.get("tags") or []
+    if isinstance(given, dict):
+        tags = {str(key): str(value) for key, value in given.items()}
+    else:
+        tags = {tag["Key"]: tag.get("Value", "") for tag in given}
     for spec in request.get("TagSpecifications") or []:
         tags.update({tag["Key"]: tag.get("Value", "") for tag in spec.get("Tags") or []})
     return tags
@@ -315,6 +326,10 @@ def resources(context: RequestContext) -> list[tuple[str, dict[str, list[str]]]]
             if function.startswith("arn:")
             else f"arn:aws:lambda:{region}:{account}:function:{function}"
         )
+    elif service == "lambda" and request.get("Resource"):  # ListTags, TagResource, UntagResource
+        name = request["Resource"]
+    elif service == "logs" and request.get("resourceArn"):  # tags by ARN
+        name = request["resourceArn"].removesuffix(":*")
     elif service == "logs" and request.get("logGroupName"):
         name = f"arn:aws:logs:{region}:{account}:log-group:{request['logGroupName']}"
         if request.get("logStreamName"):
@@ -330,12 +345,18 @@ def resources(context: RequestContext) -> list[tuple[str, dict[str, list[str]]]]
             name = f"arn:aws:iam::{account}:role/{request['RoleName']}"
         elif request.get("PolicyArn"):
             name = request["PolicyArn"]
+        elif request.get("PolicyName") and operation == "CreatePolicy":
+            name = f"arn:aws:iam::{account}:policy{request.get('Path') or '/'}{request['PolicyName']}"
         elif request.get("UserName"):
             name = f"arn:aws:iam::{account}:user/{request['UserName']}"
     elif service == "sts" and request.get("RoleArn"):
         name = request["RoleArn"]
     elif service == "cloudwatch" and request.get("AlarmName"):
         name = f"arn:aws:cloudwatch:{region}:{account}:alarm:{request['AlarmName']}"
+    elif service == "cloudwatch" and operation == "DeleteAlarms" and request.get("AlarmNames"):
+        return [
+            (f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm}", {}) for alarm in request["AlarmNames"]
+        ]
     return [(name or "*", {})]
 
 
@@ -397,14 +418,19 @@ def enforce_iam(chain: HandlerChain, context: RequestContext, response: Response
     if action.lower() in ALWAYS_ALLOWED:
         return
     service = context.service.service_name
-    authorize(
-        principal,
-        action,
-        resources(context),
-        request_context(context, principal),
-        service,
-        context.service.protocol,
-    )
+    keys = request_context(context, principal)
+    authorize(principal, action, resources(context), keys, service, context.service.protocol)
+    passed_to = PASSES_ROLE.get((service, context.operation.name))
+    role = (context.service_request or {}).get("Role") if passed_to else None
+    if role:
+        authorize(
+            principal,
+            "iam:PassRole",
+            [(role, {"iam:passedtoservice": [passed_to]})],
+            keys,
+            service,
+            context.service.protocol,
+        )
 
 
 def install() -> None:
