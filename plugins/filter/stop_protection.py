@@ -39,6 +39,7 @@ def stop_protection_plan(
     kms_key_arns=None,
     restart_policy=None,
     inventory_group="stop_protected",
+    resource_tags=None,
 ):
     known = _known_regions()
     try:
@@ -69,6 +70,7 @@ def stop_protection_plan(
             kms_key_arns=kms_key_arns or [],
             restart_policy=restart_policy,
             inventory_group=inventory_group,
+            resource_tags=resource_tags,
         )
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc
@@ -85,17 +87,22 @@ def stop_protection_policy(plan, account, partition="aws", **settings):
     return {"policies": policies, "scope": scope}
 
 
-def stop_protection_stale_policies(attached, name, keep):
-    """Names of the deployment's managed policies in ``attached`` (iam_role_info's
-    ``managed_policies``) that are not in ``keep``: left by an earlier, larger deployment."""
-    return sorted(
-        (
-            policy["policy_name"]
-            for policy in attached or []
-            if protection.policy_index(name, policy["policy_name"]) and policy["policy_name"] not in keep
-        ),
-        key=lambda found: protection.policy_index(name, found),
-    )
+def stop_protection_policies(plan, account, partition="aws", **settings):
+    """``{region: {policies, scope}}``: each region's managed policies, for its own role;
+    settings as in ``protection.build_policies``."""
+    return {
+        entry["region"]: stop_protection_policy(plan, account, partition, region=entry["region"], **settings)
+        for entry in plan["regions"]
+    }
+
+
+def stop_protection_reshard(entry, plan, deployed_rules):
+    """``{rules, stale}`` of one plan region against its deployed rules: shards kept stable
+    (``protection.reshard_region``)."""
+    try:
+        return protection.reshard_region(plan, entry, deployed_rules)
+    except protection.ProtectionError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
 
 
 def stop_protection_environment(plan, **settings):
@@ -103,16 +110,16 @@ def stop_protection_environment(plan, **settings):
     return protection.lambda_environment(plan, **_unset_empty(settings))
 
 
-def stop_protection_summary(plan, account, partition, policy_scope, policies=None):
-    """What the role deployed, per region: the role's ``stop_protection_summary`` output."""
+def stop_protection_summary(plan, account, partition, iam, rules=None):
+    """What the role deployed, per region: the role's ``stop_protection_summary`` output.
+
+    ``iam`` maps each region to ``{"scope", "policies"}`` (``stop_protection_policies``);
+    ``rules`` maps each region to the names of its rules as deployed (default: as planned).
+    """
     return {
         "name": plan["name"],
         "state": "present",
         "mode": plan["mode"],
-        "policy_scope": policy_scope,
-        "role": plan["names"]["role"],
-        "policy": plan["names"]["policy"],
-        "policies": list(policies or [plan["names"]["policy"]]),
         "regions": [
             {
                 "region": entry["region"],
@@ -120,7 +127,10 @@ def stop_protection_summary(plan, account, partition, policy_scope, policies=Non
                 "function_arn": protection.function_arn(
                     partition, entry["region"], account, plan["names"]["function"]
                 ),
-                "rules": [rule["name"] for rule in entry["rules"]],
+                "role": entry["role"],
+                "policies": [policy["name"] for policy in iam[entry["region"]]["policies"]],
+                "policy_scope": iam[entry["region"]]["scope"],
+                "rules": (rules or {}).get(entry["region"]) or [rule["name"] for rule in entry["rules"]],
             }
             for entry in plan["regions"]
         ],
@@ -206,9 +216,10 @@ class FilterModule:
         return {
             "stop_protection_plan": stop_protection_plan,
             "stop_protection_policy": stop_protection_policy,
+            "stop_protection_policies": stop_protection_policies,
+            "stop_protection_reshard": stop_protection_reshard,
             "stop_protection_environment": stop_protection_environment,
             "stop_protection_summary": stop_protection_summary,
             "stop_protection_verify_report": stop_protection_verify_report,
             "stop_protection_rule_changes": stop_protection_rule_changes,
-            "stop_protection_stale_policies": stop_protection_stale_policies,
         }

@@ -29,8 +29,9 @@ MAX_RULES_PER_BUS = 300
 # The longest suffix added to the base name: the attribution rule "<name>-attribution".
 ATTRIBUTION_SUFFIX = "-attribution"
 SWEEP_SUFFIX = "-sweep"
-# Lambda function names and rule names allow at most 64 characters.
-MAX_NAME_CHARS = 64 - len(ATTRIBUTION_SUFFIX)
+# Lambda function, rule and IAM role names allow at most 64 characters.
+MAX_RESOURCE_NAME_CHARS = 64
+MAX_NAME_CHARS = MAX_RESOURCE_NAME_CHARS - len(ATTRIBUTION_SUFFIX)
 MAX_TAG_KEY_CHARS = 128
 MAX_TAG_VALUE_CHARS = 256
 # The restart history tag holds one 10-digit time per restart in the window: 256 characters
@@ -50,6 +51,10 @@ DEFAULT_RESTART_POLICY = {
     "sweep_minutes": 5,
     "alarm_period_seconds": 300,
 }
+# Every resource the role creates carries this tag; protect and unprotect change only
+# resources that carry it (see ownership.py).
+OWNER_TAG_KEY = "ManagedBy"
+OWNER_TAG_VALUE = "guardrails.ec2"
 # Decisions that need a person: one metric filter counts them, one alarm fires on any.
 ATTENTION_PATTERN = '{ ($.action = "failed") || ($.action = "suspended") }'
 METRIC_NAMESPACE = "guardrails.ec2"
@@ -76,10 +81,12 @@ class ProtectionError(ValueError):
 
 
 def resource_names(name):
-    """Every resource name derived from the one base name."""
+    """Every resource name derived from the one base name that is the same in each region.
+
+    IAM is global, but each region has its own role and policies (``regional_names``):
+    a run over some regions never changes what another region's function may do.
+    """
     return {
-        "policy": name,
-        "role": f"{name}Role",
         "function": name,
         "log_group": f"/aws/lambda/{name}",
         "rule_prefix": f"{name}-",
@@ -88,6 +95,15 @@ def resource_names(name):
         # Metric filter, metric and alarm for decisions that need a person.
         "attention": f"{name}-attention",
     }
+
+
+def regional_names(name, region):
+    """The IAM role and the first managed policy of one region: ``<name>-<region>``.
+
+    Region names contain no dot and end in a digit, so neither collides with another
+    deployment's role or policies (``policy_name`` adds ``.<n>``).
+    """
+    return {"role": f"{name}-{region}", "policy": f"{name}-{region}"}
 
 
 def rule_name(name, index):
@@ -176,9 +192,35 @@ def pack_json_array(items, empty_length, limit):
     return groups
 
 
-def shard_instance_ids(instance_ids, limit=MAX_EVENT_PATTERN_CHARS):
-    """Split sorted instance ids into as few groups as keep every pattern within ``limit``."""
-    return pack_json_array(sorted(instance_ids), len(state_change_pattern([])), limit)
+def shard_instance_ids(instance_ids, limit=MAX_EVENT_PATTERN_CHARS, current=()):
+    """Split instance ids into as few groups as keep every pattern within ``limit``.
+
+    ``current`` is the deployed sharding (lists of ids, in rule order). Ids keep their order
+    from it, new ids (sorted) come last, and the groups are packed greedily in that order:
+    no id ever lands in a later group than the one it is in now (greedy packing of a
+    sequence puts every item in the earliest group any packing in that order can), new ids
+    join the last group or new ones. The role writes rules in group order and removes
+    stale rules last, so an id that moves is always covered by its new rule before its old
+    rule lets it go: a reshard never leaves a listed id uncovered.
+    """
+    wanted = set(instance_ids)
+    ordered, seen = [], set()
+    for group in current:
+        for instance_id in group:
+            if instance_id in wanted and instance_id not in seen:
+                ordered.append(instance_id)
+                seen.add(instance_id)
+    ordered.extend(sorted(wanted - seen))
+    return pack_json_array(ordered, len(state_change_pattern([])), limit)
+
+
+def pattern_instance_ids(pattern):
+    """The instance ids a state-change pattern names (``[]`` for none or a pattern of another shape)."""
+    try:
+        listed = (json.loads(pattern or "{}").get("detail") or {}).get("instance-id")
+    except (ValueError, AttributeError):
+        return []
+    return [item for item in listed if isinstance(item, str)] if isinstance(listed, list) else []
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -212,6 +254,24 @@ def validate_instance_id(instance_id, source="instance id"):
             f"{source} {instance_id!r} is not an EC2 instance id (i- followed by 8 or 17 hex digits)"
         )
     return instance_id
+
+
+def validate_resource_tags(tags, variable="stop_protection_resource_tags"):
+    """The tags for every resource, with the owner tag added; it may not be changed."""
+    if tags is None:
+        tags = {}
+    if not isinstance(tags, dict):
+        raise ProtectionError(f"{variable} must be a mapping of tag keys to values, got {tags!r}")
+    for key, value in tags.items():
+        if not isinstance(value, str):
+            raise ProtectionError(f"{variable}[{key!r}] must be a string, got {value!r}")
+        validate_tag(key, value, variable=f"{variable} key")
+    if tags.get(OWNER_TAG_KEY, OWNER_TAG_VALUE) != OWNER_TAG_VALUE:
+        raise ProtectionError(
+            f"{variable}[{OWNER_TAG_KEY!r}] is {tags[OWNER_TAG_KEY]!r}; it must be {OWNER_TAG_VALUE!r} (or left out): "
+            "protect and unprotect change only resources that carry it"
+        )
+    return dict(tags, **{OWNER_TAG_KEY: OWNER_TAG_VALUE})
 
 
 def validate_tag(key, value=None, variable="stop_protection_tag_key"):
@@ -384,6 +444,7 @@ def build_plan(
     kms_key_arns=(),
     restart_policy=None,
     inventory_group="stop_protected",
+    resource_tags=None,
 ):
     """What to deploy, per region: validated, sharded, ready for the role's tasks.
 
@@ -409,6 +470,7 @@ def build_plan(
     )
     for region in regions:
         validate_region(region, known_regions, source="stop_protection_regions entry")
+    tags = validate_resource_tags(resource_tags)
 
     by_region = {}
     for instance_id, region, _source in instances:
@@ -438,25 +500,14 @@ def build_plan(
     plan_regions = []
     for region in sorted(by_region):
         ids = sorted(by_region[region])
-        if mode == MODE_TAG:
-            rules = [
-                {
-                    "name": rule_name(name, 1),
-                    "pattern": state_change_pattern(),
-                    "instance_ids": [],
-                    "kind": "tagged instances",
-                }
-            ]
-        else:
-            rules = [
-                {
-                    "name": rule_name(name, index),
-                    "pattern": state_change_pattern(shard),
-                    "instance_ids": shard,
-                    "kind": "instances",
-                }
-                for index, shard in enumerate(shard_instance_ids(ids), start=1)
-            ]
+        iam_names = regional_names(name, region)
+        if len(iam_names["role"]) > MAX_RESOURCE_NAME_CHARS:
+            raise ProtectionError(
+                f"stop_protection_name {name!r} is too long for region {region}: its role "
+                f"'{iam_names['role']}' would have {len(iam_names['role'])} characters, IAM allows "
+                f"{MAX_RESOURCE_NAME_CHARS}"
+            )
+        rules = shard_rules(name, mode, ids)
         extra_rules = (1 if attribution else 0) + (1 if restart_policy["sweep_minutes"] else 0)
         if len(rules) + extra_rules > MAX_RULES_PER_BUS:
             raise ProtectionError(
@@ -482,15 +533,66 @@ def build_plan(
                     "kind": "sweep",
                 }
             )
-        plan_regions.append({"region": region, "instance_ids": ids, "rules": rules})
+        plan_regions.append({"region": region, "instance_ids": ids, "rules": rules, **iam_names})
     return {
         "name": name,
         "mode": mode,
         "names": names,
         "regions": plan_regions,
         "restart_policy": restart_policy,
+        "tags": tags,
         "alarm": alarm_settings(names, restart_policy["alarm_period_seconds"], notification_topic_arn),
     }
+
+
+def shard_rules(name, mode, instance_ids, current=()):
+    """The rules that match ``stopped`` events of a region: one for all (tag mode) or one
+    per shard of ``instance_ids``, numbered from 1; ``current`` as in ``shard_instance_ids``."""
+    if mode == MODE_TAG:
+        return [
+            {
+                "name": rule_name(name, 1),
+                "pattern": state_change_pattern(),
+                "instance_ids": [],
+                "kind": "tagged instances",
+            }
+        ]
+    return [
+        {
+            "name": rule_name(name, index),
+            "pattern": state_change_pattern(shard),
+            "instance_ids": shard,
+            "kind": "instances",
+        }
+        for index, shard in enumerate(shard_instance_ids(instance_ids, current=current), start=1)
+    ]
+
+
+def reshard_region(plan, entry, deployed_rules):
+    """The region's planned rules with the shards kept stable against ``deployed_rules``
+    (``rules.list_deployment_rules`` output), and the deployed rules no longer needed.
+
+    Returns ``{"rules", "stale"}``.
+    """
+    current = [
+        pattern_instance_ids(rule.get("event_pattern"))
+        for rule in sorted(
+            (rule for rule in deployed_rules or [] if rule.get("kind") == "state_change"),
+            key=lambda rule: rule.get("index") or 0,
+        )
+    ]
+    shards = shard_rules(plan["name"], plan["mode"], entry["instance_ids"], current=current)
+    rules = shards + [
+        rule for rule in entry["rules"] if rule["kind"] not in ("instances", "tagged instances")
+    ]
+    if len(rules) > MAX_RULES_PER_BUS:
+        raise ProtectionError(
+            f"{len(entry['instance_ids'])} instances in {entry['region']} need {len(shards)} rules, more than the "
+            f"{MAX_RULES_PER_BUS} an event bus holds by default; use stop_protection_selector: tag"
+        )
+    names = {rule["name"] for rule in rules}
+    stale = [rule for rule in deployed_rules or [] if rule["name"] not in names]
+    return {"rules": rules, "stale": stale}
 
 
 def alarm_settings(names, period, topic_arn):
@@ -519,6 +621,7 @@ def build_policies(
     plan,
     account,
     partition="aws",
+    region=None,
     tag_key=None,
     tag_value=None,
     notification_topic_arn=None,
@@ -526,18 +629,26 @@ def build_policies(
     attribution=False,
     kms_key_arns=(),
 ):
-    """The least-privilege managed policies for a plan from ``build_plan``.
+    """The least-privilege managed policies of one region (``region``, or the plan's only one)
+    of a plan from ``build_plan``: they go to that region's own role.
 
     Returns ``(policies, scope)``: ``policies`` is a list of ``{"name", "document"}``, the
-    first named like the deployment and holding every statement, the others (``<name>.2``
-    ...) only more instance ARNs for ``ec2:StartInstances`` when one policy cannot hold
-    them all. ``scope`` is ``instances`` (StartInstances on each protected instance ARN),
+    first named like the region's role and holding every statement, the others
+    (``<name>-<region>.2`` ...) only more instance ARNs for ``ec2:StartInstances`` when one
+    policy cannot hold them all. ``scope`` is ``instances`` (StartInstances on each protected instance ARN),
     ``region`` (on every instance ARN of the protected regions, when the ARNs would not
     fit in the policies a role can hold) or ``tag`` (on instances carrying the tag).
     StartInstances is never allowed on ``*``.
     """
+    entries = [entry for entry in plan["regions"] if region is None or entry["region"] == region]
+    if len(entries) != 1:
+        raise ProtectionError(
+            f"no region {region!r} in the plan" if region else "name the region: the plan has several"
+        )
+    plan = dict(plan, regions=entries)
     name = plan["names"]["function"]
-    regions = [entry["region"] for entry in plan["regions"]]
+    base = entries[0]["policy"]
+    regions = [entries[0]["region"]]
     statements = []
 
     def instance_arn(region, instance_id):
@@ -642,7 +753,7 @@ def build_policies(
         )
     first = document(statements)
     if scope != "instances" or policy_length(first) <= MAX_MANAGED_POLICY_CHARS:
-        return [{"name": policy_name(name, 1), "document": first}], scope
+        return [{"name": policy_name(base, 1), "document": first}], scope
 
     # Too many instance ARNs for one policy: the first policy takes what fits beside the
     # other statements, further policies hold only StartInstances on the rest.
@@ -656,9 +767,9 @@ def build_policies(
         start["Resource"] = head
         if not head:
             statements.remove(start)
-        policies = [{"name": policy_name(name, 1), "document": first}]
+        policies = [{"name": policy_name(base, 1), "document": first}]
         policies.extend(
-            {"name": policy_name(name, index), "document": document([start_statement(group)])}
+            {"name": policy_name(base, index), "document": document([start_statement(group)])}
             for index, group in enumerate(rest, start=2)
         )
         return policies, "instances"
@@ -666,7 +777,7 @@ def build_policies(
     # More ARNs than a role's policies can hold: allow the protected regions' instances of
     # this account instead (still never "*").
     start["Resource"] = [instance_arn(region, "*") for region in regions]
-    return [{"name": policy_name(name, 1), "document": first}], "region"
+    return [{"name": policy_name(base, 1), "document": first}], "region"
 
 
 def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn, attribution):

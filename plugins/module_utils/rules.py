@@ -34,6 +34,7 @@ def list_deployment_rules(client, name, with_targets=True):
                 "name": rule["Name"],
                 "arn": rule["Arn"],
                 "state": rule.get("State"),
+                "description": rule.get("Description"),
                 "event_pattern": rule.get("EventPattern"),
                 "schedule_expression": rule.get("ScheduleExpression"),
                 "index": index,

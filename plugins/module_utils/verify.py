@@ -65,26 +65,50 @@ def describe_instances(ec2, instance_ids):
     }
 
 
-def instance_attributes(ec2, instance_ids):
+def tagged_instance_ids(ec2, key, value):
+    """Ids of the instances of the client's region that carry tag ``key=value`` and are not
+    terminated, sorted."""
+    found = set()
+    kwargs = {
+        "Filters": [
+            {"Name": f"tag:{key}", "Values": [value]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+    }
+    while True:
+        reply = ec2.describe_instances(aws_retry=True, **kwargs)
+        found.update(
+            instance["InstanceId"]
+            for reservation in reply.get("Reservations", [])
+            for instance in reservation.get("Instances", [])
+        )
+        if not reply.get("NextToken"):
+            return sorted(found)
+        kwargs["NextToken"] = reply["NextToken"]
+
+
+def instance_attributes(ec2, instance_ids, stop_protection=True):
     """``{instance_id: {"disable_api_stop": bool, "shutdown_behavior": "stop" | "terminate"}}``.
 
-    AWS's own stop protection, and what a shutdown inside the OS does. DescribeInstanceAttribute
-    has no batch form and reads one attribute per call: two calls per instance, in parallel.
+    AWS's own stop protection (unless ``stop_protection`` is false), and what a shutdown
+    inside the OS does. DescribeInstanceAttribute has no batch form and reads one attribute
+    per call: one or two calls per instance, in parallel.
     """
 
     def one(instance_id):
-        stop = ec2.describe_instance_attribute(
-            aws_retry=True, InstanceId=instance_id, Attribute="disableApiStop"
-        )
+        found = {}
+        if stop_protection:
+            stop = ec2.describe_instance_attribute(
+                aws_retry=True, InstanceId=instance_id, Attribute="disableApiStop"
+            )
+            found["disable_api_stop"] = bool((stop.get("DisableApiStop") or {}).get("Value"))
         behavior = ec2.describe_instance_attribute(
             aws_retry=True, InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior"
         )
-        return instance_id, {
-            "disable_api_stop": bool((stop.get("DisableApiStop") or {}).get("Value")),
-            "shutdown_behavior": (behavior.get("InstanceInitiatedShutdownBehavior") or {}).get(
-                "Value", "stop"
-            ),
-        }
+        found["shutdown_behavior"] = (behavior.get("InstanceInitiatedShutdownBehavior") or {}).get(
+            "Value", "stop"
+        )
+        return instance_id, found
 
     with ThreadPoolExecutor(max_workers=ATTRIBUTE_WORKERS) as pool:
         return dict(pool.map(one, instance_ids))
@@ -200,7 +224,7 @@ def _decoded(document):
     return document
 
 
-def _marker_pages(call, **kwargs):
+def marker_pages(call, **kwargs):
     """Every reply page of an IAM list call (Marker / IsTruncated paging)."""
     while True:
         reply = call(aws_retry=True, **kwargs)
@@ -215,14 +239,14 @@ def role_policy_documents(iam, role_arn):
     versions) and its inline policies."""
     role = role_arn.rsplit("/", 1)[-1]
     documents = []
-    for reply in _marker_pages(iam.list_attached_role_policies, RoleName=role):
+    for reply in marker_pages(iam.list_attached_role_policies, RoleName=role):
         for attached in reply.get("AttachedPolicies", []):
             policy = iam.get_policy(aws_retry=True, PolicyArn=attached["PolicyArn"])["Policy"]
             version = iam.get_policy_version(
                 aws_retry=True, PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"]
             )
             documents.append(_decoded(version["PolicyVersion"]["Document"]))
-    for reply in _marker_pages(iam.list_role_policies, RoleName=role):
+    for reply in marker_pages(iam.list_role_policies, RoleName=role):
         for policy_name in reply.get("PolicyNames", []):
             inline = iam.get_role_policy(aws_retry=True, RoleName=role, PolicyName=policy_name)
             documents.append(_decoded(inline["PolicyDocument"]))
@@ -437,6 +461,12 @@ def audit_instance(
             problems.append("The function's last update failed.")
         if deployment.get("reserved_concurrency") == 0:
             problems.append("The function's reserved concurrency is 0: it cannot run at all.")
+        expected_code = deployment.get("expected_code_sha256")
+        if expected_code and function.get("CodeSha256") != expected_code:
+            problems.append(
+                f"The function's code (CodeSha256 {function.get('CodeSha256')}) is not the code this collection "
+                f"deploys ({expected_code}): it was changed, or protect has not run since an upgrade."
+            )
         if deployment["invoke_config"] is None:
             problems.append(
                 "The function has no asynchronous invocation settings (retries, failure destination)."
@@ -546,11 +576,47 @@ def _sentence(text):
     return text if text.endswith(".") else text + "."
 
 
-def audit(clients, name, instance_ids, region, account, partition, check_attribute=True, warnings=None):
-    """One entry per instance; what could not be checked is appended to ``warnings``."""
+def audit(
+    clients,
+    name,
+    instance_ids,
+    region,
+    account,
+    partition,
+    check_attribute=True,
+    warnings=None,
+    code_sha256=None,
+):
+    """One entry per instance; what could not be checked is appended to ``warnings``.
+
+    No ``instance_ids``: in tag mode, every instance of the region that carries the
+    deployment's protection tag; otherwise ``ProtectionError``, as when none is found, so
+    that an audit never passes over nothing. ``code_sha256`` is the hash of the package the
+    role deploys: a function with other code protects nothing this collection vouches for.
+    """
     warnings = [] if warnings is None else warnings
     deployment = read_deployment(clients, name, region, account, partition)
+    deployment["expected_code_sha256"] = code_sha256
     warnings.extend(deployment["warnings"])
+    if not instance_ids:
+        if deployment["function"] is None:
+            raise ProtectionError(
+                f"No instances to audit: name them, or deploy {name} in {region} in tag mode "
+                "(its tagged instances are then found)"
+            )
+        if deployment["mode"] != MODE_TAG:
+            raise ProtectionError(
+                f"No instances to audit: {name} in {region} protects the instances its rules list; name them"
+            )
+        key, value = (
+            deployment["env"].get("PROTECTION_TAG_KEY"),
+            deployment["env"].get("PROTECTION_TAG_VALUE"),
+        )
+        instance_ids = tagged_instance_ids(clients["ec2"], key, value)
+        if not instance_ids:
+            raise ProtectionError(
+                f"No instance in {region} carries the protection tag {key}={value}: {name} protects nothing there"
+            )
     instances = describe_instances(clients["ec2"], list(instance_ids))
     existing = [i for i in instance_ids if i in instances]
     attributes = instance_attributes(clients["ec2"], existing) if check_attribute else {}

@@ -28,6 +28,14 @@ options:
         C(aws:autoscaling:groupName)), since stop protection leaves those stopped by default.
     type: bool
     default: false
+  warn_shutdown_terminate:
+    description:
+      - Warn, naming each, about instances whose C(InstanceInitiatedShutdownBehavior) is
+        C(terminate) - a shutdown inside the OS terminates them, which no restart undoes.
+      - Costs one C(DescribeInstanceAttribute) call per instance (AWS has no batch form),
+        made in parallel.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -54,6 +62,12 @@ auto_scaling_groups:
   returned: always
   type: dict
   sample: {"i-0123456789abcdef0": "web"}
+shutdown_terminates:
+  description: Listed instances whose OS shutdown terminates them (only with O(warn_shutdown_terminate)).
+  returned: always
+  type: list
+  elements: str
+  sample: [i-0123456789abcdef0]
 missing:
   description: Listed instances that do not exist in the region.
   returned: always
@@ -70,7 +84,11 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.verify import describe_instances, tags_of
+from ansible_collections.guardrails.ec2.plugins.module_utils.verify import (
+    describe_instances,
+    instance_attributes,
+    tags_of,
+)
 
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
 
@@ -80,6 +98,7 @@ def main():
         argument_spec=dict(
             instance_ids=dict(type="list", elements="str", required=True),
             warn_managed=dict(type="bool", default=False),
+            warn_shutdown_terminate=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -89,6 +108,21 @@ def main():
         found = describe_instances(client, ids)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg="Couldn't describe the instances")
+    terminating = []
+    if module.params["warn_shutdown_terminate"]:
+        live = [
+            i for i in ids if i in found and found[i]["State"]["Name"] not in ("terminated", "shutting-down")
+        ]
+        try:
+            behaviors = instance_attributes(client, live, stop_protection=False)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+            module.fail_json_aws(e, msg="Couldn't read the instances' shutdown behavior")
+        terminating = [i for i in live if behaviors[i]["shutdown_behavior"] == "terminate"]
+        for instance_id in terminating:
+            module.warn(
+                f"{instance_id} has InstanceInitiatedShutdownBehavior terminate: a shutdown inside its OS terminates "
+                "it, which no restart can undo (set it to stop)"
+            )
     groups = {
         instance_id: group
         for instance_id in ids
@@ -107,6 +141,7 @@ def main():
             instance_id: found[instance_id]["State"]["Name"] for instance_id in ids if instance_id in found
         },
         missing=[instance_id for instance_id in ids if instance_id not in found],
+        shutdown_terminates=terminating,
     )
 
 

@@ -43,9 +43,18 @@ options:
   instance_ids:
     description:
       - Instances to audit or drill, all in O(region).
+      - Empty, for a deployment in tag mode - every instance of O(region) that carries its
+        protection tag and is not terminated. The module fails when it finds none, and for
+        a deployment in instance-id mode, so that an audit never passes over nothing.
     type: list
     elements: str
-    required: true
+    default: []
+  code_sha256:
+    description:
+      - CodeSha256 of the package the role deploys (M(guardrails.ec2.lambda_package)
+        returns it). When set, a function whose code differs makes every instance
+        unprotected - someone changed it, or protect has not run since an upgrade.
+    type: str
   mode:
     description:
       - C(audit) changes nothing; C(drill) stops the instances and watches them come back.
@@ -291,8 +300,6 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.verify import (
 
 def validate(module):
     ids = module.params["instance_ids"]
-    if not ids:
-        module.fail_json(msg="instance_ids is empty: name at least one instance")
     try:
         for position, instance_id in enumerate(ids):
             validate_instance_id(instance_id, source=f"instance_ids[{position}]")
@@ -304,7 +311,7 @@ def validate(module):
     if module.params["timeout"] < 1:
         module.fail_json(msg=f"timeout must be at least 1 second, got {module.params['timeout']}")
     try:
-        concurrency(module.params["max_concurrent"], len(ids))
+        concurrency(module.params["max_concurrent"], max(len(ids), 1))
     except ProtectionError as exc:
         module.fail_json(msg=str(exc))
 
@@ -317,7 +324,8 @@ def main():
     module = AnsibleAWSModule(
         argument_spec=dict(
             name=dict(type="str", default="EC2Protect"),
-            instance_ids=dict(type="list", elements="str", required=True),
+            instance_ids=dict(type="list", elements="str", default=[]),
+            code_sha256=dict(type="str"),
             mode=dict(type="str", choices=["audit", "drill"], default="audit"),
             timeout=dict(type="int", default=600),
             force=dict(type="bool", default=False),
@@ -348,7 +356,10 @@ def main():
             partition,
             check_attribute=params["check_stop_protection_attribute"],
             warnings=warnings,
+            code_sha256=params["code_sha256"],
         )
+    except ProtectionError as exc:
+        module.fail_json(msg=str(exc), passed=False)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Couldn't audit stop protection {params['name']} in {region}")
     for warning in warnings:

@@ -3,7 +3,7 @@
     aws_probe.py leftovers --name EC2Protect --regions us-east-1,eu-west-1
     aws_probe.py receive --queue-name NAME --region us-east-1 --expect 1 --timeout 60
     aws_probe.py decisions --name EC2Protect --region us-east-1
-    aws_probe.py policy --name EC2Protect
+    aws_probe.py policy --name EC2Protect --region us-east-1
 
 Talks to AWS_ENDPOINT_URL with the usual AWS credentials; prints one JSON document.
 """
@@ -22,19 +22,16 @@ def leftovers(name, regions):
     """Every resource with the deployment's names that still exists."""
     found = []
     iam = boto3.client("iam", region_name=regions[0])
-    if any(
-        r["RoleName"] == f"{name}Role"
-        for page in iam.get_paginator("list_roles").paginate()
-        for r in page["Roles"]
-    ):
-        found.append(f"role {name}Role")
-    found.extend(
-        f"policy {p['PolicyName']}"
+    roles = {r["RoleName"] for page in iam.get_paginator("list_roles").paginate() for r in page["Roles"]}
+    policies = [
+        p["PolicyName"]
         for page in iam.get_paginator("list_policies").paginate(Scope="Local")
         for p in page["Policies"]
-        if ours(name, p["PolicyName"])
-    )
+    ]
     for region in regions:
+        if f"{name}-{region}" in roles:
+            found.append(f"role {name}-{region}")
+        found.extend(f"policy {policy}" for policy in policies if ours(f"{name}-{region}", policy))
         lam = boto3.client("lambda", region_name=region)
         if any(
             f["FunctionName"] == name
@@ -87,18 +84,20 @@ def decisions(name, region):
     return {"decisions": [entry[1] for entry in sorted(lines, key=lambda item: item[0])]}
 
 
-def ours(name, policy_name):
-    """Whether ``policy_name`` is a managed policy of deployment ``name``: ``<name>``, ``<name>.<n>``."""
-    return re.fullmatch(re.escape(name) + r"(\.[2-9]|\.[1-9][0-9]+)?", policy_name) is not None
+def ours(base, policy_name):
+    """Whether ``policy_name`` is a managed policy of one region's role ``base``: ``<base>``, ``<base>.<n>``."""
+    return re.fullmatch(re.escape(base) + r"(\.[2-9]|\.[1-9][0-9]+)?", policy_name) is not None
 
 
-def policy(name):
-    """The deployment's managed policies (name -> document) and those attached to its role."""
-    iam = boto3.client("iam", region_name="us-east-1")
+def policy(name, region):
+    """One region's managed policies (name -> document) and those attached to its role
+    ``<name>-<region>``."""
+    base = f"{name}-{region}"
+    iam = boto3.client("iam", region_name=region)
     documents = {}
     for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
         for found in page["Policies"]:
-            if not ours(name, found["PolicyName"]):
+            if not ours(base, found["PolicyName"]):
                 continue
             version = iam.get_policy_version(PolicyArn=found["Arn"], VersionId=found["DefaultVersionId"])
             document = version["PolicyVersion"]["Document"]
@@ -108,12 +107,12 @@ def policy(name):
     try:
         attached = [
             p["PolicyName"]
-            for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=f"{name}Role")
+            for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=base)
             for p in page["AttachedPolicies"]
         ]
     except iam.exceptions.NoSuchEntityException:
         attached = []
-    return {"policies": documents, "attached": sorted(attached)}
+    return {"role": base, "policies": documents, "attached": sorted(attached)}
 
 
 def main():
@@ -132,6 +131,7 @@ def main():
     dec.add_argument("--region", required=True)
     pol = commands.add_parser("policy")
     pol.add_argument("--name", required=True)
+    pol.add_argument("--region", default="us-east-1")
     args = parser.parse_args()
     if args.command == "leftovers":
         result = leftovers(args.name, args.regions.split(","))
@@ -140,7 +140,7 @@ def main():
     elif args.command == "decisions":
         result = decisions(args.name, args.region)
     else:
-        result = policy(args.name)
+        result = policy(args.name, args.region)
     json.dump(result, sys.stdout)
 
 

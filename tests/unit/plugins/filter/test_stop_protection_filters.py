@@ -53,49 +53,64 @@ def test_absent_needs_no_instances_and_keeps_the_region():
     assert [r["region"] for r in plan["regions"]] == ["eu-west-1"]
 
 
-def test_summary_names_what_was_deployed():
-    plan = f.stop_protection_plan([], instance_ids=["i-0000000000000000a"], region="eu-west-1")
-    summary = f.stop_protection_summary(plan, "123456789012", "aws", "instances")
+def test_summary_names_what_was_deployed_per_region():
+    plan = f.stop_protection_plan(
+        [],
+        instance_ids=["i-0000000000000000a", {"instance_id": "i-0000000000000000b", "region": "us-east-1"}],
+        region="eu-west-1",
+    )
+    iam = f.stop_protection_policies(plan, "123456789012", "aws", kms_key_arns=[], notification_topic_arn="")
+    summary = f.stop_protection_summary(
+        plan, "123456789012", "aws", iam, {"us-east-1": ["EC2Protect-2", "EC2Protect-sweep"]}
+    )
     assert summary["regions"] == [
         {
             "region": "eu-west-1",
             "instances": 1,
             "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect",
+            "role": "EC2Protect-eu-west-1",
+            "policies": ["EC2Protect-eu-west-1"],
+            "policy_scope": "instances",
             "rules": ["EC2Protect-1", "EC2Protect-sweep"],
-        }
+        },
+        {
+            "region": "us-east-1",
+            "instances": 1,
+            "function_arn": "arn:aws:lambda:us-east-1:123456789012:function:EC2Protect",
+            "role": "EC2Protect-us-east-1",
+            "policies": ["EC2Protect-us-east-1"],
+            "policy_scope": "instances",
+            "rules": ["EC2Protect-2", "EC2Protect-sweep"],
+        },
     ]
 
 
-def test_stale_policies_are_only_ours_and_not_kept():
-    attached = [
-        {"policy_name": name, "policy_arn": f"arn:aws:iam::123456789012:policy/{name}"}
-        for name in (
-            "EC2Protect",
-            "EC2Protect.3",
-            "EC2Protect.2",
-            "EC2Protect.10",
-            "ReadOnly",
-            "EC2Protect-2",
-        )
-    ]
-    assert f.stop_protection_stale_policies(attached, "EC2Protect", ["EC2Protect", "EC2Protect.2"]) == [
-        "EC2Protect.3",
-        "EC2Protect.10",
-    ]
-    assert f.stop_protection_stale_policies([], "EC2Protect", ["EC2Protect"]) == []
-
-
-def test_policy_filter_names_every_policy():
+def test_policies_filter_gives_each_region_its_own_policies():
     plan = f.stop_protection_plan(
-        [], instance_ids=[f"i-{index:017x}" for index in range(200)], region="eu-west-1"
+        [],
+        instance_ids=[f"i-{index:017x}" for index in range(200)]
+        + [{"instance_id": "i-1000000000000000b", "region": "us-east-1"}],
+        region="eu-west-1",
     )
-    result = f.stop_protection_policy(plan, "123456789012", "aws", kms_key_arns=[], notification_topic_arn="")
-    assert result["scope"] == "instances"
-    assert [policy["name"] for policy in result["policies"]] == ["EC2Protect", "EC2Protect.2", "EC2Protect.3"]
-    summary = f.stop_protection_summary(
-        plan, "123456789012", "aws", result["scope"], [policy["name"] for policy in result["policies"]]
+    result = f.stop_protection_policies(
+        plan, "123456789012", "aws", kms_key_arns=[], notification_topic_arn=""
     )
-    assert summary["policies"] == ["EC2Protect", "EC2Protect.2", "EC2Protect.3"]
+    assert result["eu-west-1"]["scope"] == "instances"
+    assert [policy["name"] for policy in result["eu-west-1"]["policies"]] == [
+        "EC2Protect-eu-west-1",
+        "EC2Protect-eu-west-1.2",
+        "EC2Protect-eu-west-1.3",
+    ]
+    east = result["us-east-1"]["policies"]
+    assert [policy["name"] for policy in east] == ["EC2Protect-us-east-1"]
+    assert "eu-west-1" not in str(east[0]["document"])
+
+
+def test_reshard_filter_names_the_bad_value():
+    plan = f.stop_protection_plan([], instance_ids=["i-0000000000000000a"], region="eu-west-1")
+    entry = dict(plan["regions"][0], instance_ids=[f"i-{index:017x}" for index in range(40000)])
+    with pytest.raises(AnsibleFilterError, match="40000 instances in eu-west-1"):
+        f.stop_protection_reshard(entry, plan, [])
 
 
 def test_verify_report_lines():

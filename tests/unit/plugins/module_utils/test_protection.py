@@ -19,8 +19,6 @@ def ids(count, seed=7):
 
 def test_every_name_derives_from_the_base_name():
     assert p.resource_names("EC2Protect") == {
-        "policy": "EC2Protect",
-        "role": "EC2ProtectRole",
         "function": "EC2Protect",
         "log_group": "/aws/lambda/EC2Protect",
         "rule_prefix": "EC2Protect-",
@@ -216,7 +214,7 @@ def build_policy(*args, **kwargs):
     """The one policy of a deployment that fits in one (asserted), and the scope."""
     policies, scope = p.build_policies(*args, **kwargs)
     assert len(policies) == 1
-    assert policies[0]["name"] == args[0]["name"]
+    assert policies[0]["name"] == args[0]["regions"][0]["policy"]
     return policies[0]["document"], scope
 
 
@@ -393,8 +391,8 @@ def test_long_instance_lists_spill_into_further_policies(count):
     instance_ids = ids(count)
     policies, scope = p.build_policies(plan_for(instance_ids), "123456789012", kms_key_arns=[KEY])
     assert scope == "instances"
-    assert [policy["name"] for policy in policies] == ["EC2Protect"] + [
-        f"EC2Protect.{index}" for index in range(2, len(policies) + 1)
+    assert [policy["name"] for policy in policies] == ["EC2Protect-eu-west-1"] + [
+        f"EC2Protect-eu-west-1.{index}" for index in range(2, len(policies) + 1)
     ]
     assert 1 < len(policies) <= p.MAX_POLICIES_PER_ROLE
     expected = sorted(f"arn:aws:ec2:eu-west-1:123456789012:instance/{i}" for i in instance_ids)
@@ -564,3 +562,161 @@ def test_environment_carries_only_what_the_function_needs():
     assert env["PROTECTION_TAG_KEY"] == "K"
     assert env["NOTIFICATION_TOPIC_ARN"] == "arn:aws:sns:eu-west-1:123456789012:t"
     assert env["RULE_NAME_PREFIX"] == "N-"
+
+
+# --- one role and policies per region -----------------------------------------------------
+
+
+def test_each_region_has_its_own_role_and_policies():
+    plan = p.build_plan(
+        "EC2Protect",
+        instances=[("i-0000000000000000a", "eu-west-1", "x"), ("i-0000000000000000b", "us-east-1", "y")],
+        bypass_tag_key="B",
+    )
+    assert [(entry["region"], entry["role"], entry["policy"]) for entry in plan["regions"]] == [
+        ("eu-west-1", "EC2Protect-eu-west-1", "EC2Protect-eu-west-1"),
+        ("us-east-1", "EC2Protect-us-east-1", "EC2Protect-us-east-1"),
+    ]
+    east, scope = p.build_policies(plan, "123456789012", region="us-east-1")
+    assert scope == "instances"
+    assert [policy["name"] for policy in east] == ["EC2Protect-us-east-1"]
+    document = east[0]["document"]
+    # A run over one region rewrites only that region's policies: nothing in them may
+    # name another region, and nothing of another region may depend on them.
+    assert "eu-west-1" not in json.dumps(document)
+    assert statement(document, "StartProtectedInstances")["Resource"] == [
+        "arn:aws:ec2:us-east-1:123456789012:instance/i-0000000000000000b"
+    ]
+    assert statement(document, "WriteOwnLogs")["Resource"] == [
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/EC2Protect:*"
+    ]
+    with pytest.raises(p.ProtectionError, match="name the region"):
+        p.build_policies(plan, "123456789012")
+    with pytest.raises(p.ProtectionError, match="'ap-south-2'"):
+        p.build_policies(plan, "123456789012", region="ap-south-2")
+
+
+def test_a_name_too_long_for_a_regions_role_names_both():
+    name = "N" * 52
+    assert p.build_plan(name, instances=[("i-0000000000000000a", "us-east-1", "x")], bypass_tag_key="B")
+    with pytest.raises(
+        p.ProtectionError,
+        match=r"too long for region ap-southeast-1: its role '" + name + "-ap-southeast-1' would have 67",
+    ):
+        p.build_plan(name, instances=[("i-0000000000000000a", "ap-southeast-1", "x")], bypass_tag_key="B")
+
+
+# --- tags ----------------------------------------------------------------------------------
+
+
+def test_resource_tags_always_carry_the_owner_tag():
+    assert p.validate_resource_tags({"Team": "platform"}) == {
+        "Team": "platform",
+        "ManagedBy": "guardrails.ec2",
+    }
+    assert p.validate_resource_tags(None) == {"ManagedBy": "guardrails.ec2"}
+    assert plan_for(["i-0000000000000000a"], resource_tags={"CostCenter": "42"})["tags"] == {
+        "CostCenter": "42",
+        "ManagedBy": "guardrails.ec2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("tags", "message"),
+    [
+        ({"ManagedBy": "terraform"}, r"stop_protection_resource_tags\['ManagedBy'\] is 'terraform'"),
+        ({"Team": 7}, r"stop_protection_resource_tags\['Team'\] must be a string, got 7"),
+        ({"aws:x": "y"}, "reserved prefix"),
+        (["ManagedBy"], "must be a mapping"),
+    ],
+)
+def test_bad_resource_tags_are_named(tags, message):
+    with pytest.raises(p.ProtectionError, match=message):
+        p.validate_resource_tags(tags)
+
+
+# --- stable shards -------------------------------------------------------------------------
+
+
+def shard_of(shards):
+    return {instance_id: index for index, shard in enumerate(shards) for instance_id in shard}
+
+
+def test_fresh_shards_are_sorted_and_packed():
+    instance_ids = ids(300)
+    assert p.shard_instance_ids(list(reversed(instance_ids))) == p.shard_instance_ids(
+        instance_ids, current=[]
+    )
+    assert [i for shard in p.shard_instance_ids(instance_ids) for i in shard] == sorted(instance_ids)
+
+
+def test_new_ids_join_the_last_shard_and_never_move_the_others():
+    current = p.shard_instance_ids(ids(250))
+    assert len(current) > 2
+    # An id that sorts first joins at the end; a plain re-sort would shift every shard.
+    added = "i-00000000000000000"
+    grown = p.shard_instance_ids([*ids(250), added], current=current)
+    assert grown[: len(current) - 1] == current[:-1]
+    assert grown[len(current) - 1][: len(current[-1])] == current[-1]
+    assert added in grown[-1]
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_a_reshard_never_moves_an_id_to_a_later_rule(seed):
+    """The role writes rules in order and removes stale ones last: an id may move to an
+    earlier rule (covered by the new one first) but never to a later one."""
+    rng = random.Random(seed)
+    before = rng.sample(ids(2000), rng.randint(1, 600))
+    current = p.shard_instance_ids(before)
+    for _round in range(3):
+        kept = [i for i in before if rng.random() > 0.3]
+        after = kept + rng.sample([i for i in ids(2000) if i not in before], rng.randint(0, 200))
+        shards = p.shard_instance_ids(after, current=current)
+        old, new = shard_of(current), shard_of(shards)
+        assert sorted(new) == sorted(set(after))  # every listed id in exactly one rule
+        assert all(new[i] <= old[i] for i in kept)
+        for shard in shards:
+            assert len(p.state_change_pattern(shard)) <= p.MAX_EVENT_PATTERN_CHARS
+        before, current = after, shards
+
+
+def test_a_shrunk_deployment_packs_into_fewer_rules():
+    current = p.shard_instance_ids(ids(200))
+    keep = ids(200)[:20] + ids(200)[-1:]
+    assert p.shard_instance_ids(keep, current=current) == [sorted(keep)]
+
+
+def test_reshard_region_keeps_deployed_shards_and_lists_stale_rules():
+    plan = plan_for([*ids(250), "i-00000000000000000"])
+    entry = plan["regions"][0]
+    deployed_shards = p.shard_instance_ids(ids(250))
+    deployed = [
+        {
+            "name": f"EC2Protect-{index}",
+            "kind": "state_change",
+            "index": index,
+            "event_pattern": p.state_change_pattern(shard),
+        }
+        for index, shard in enumerate(deployed_shards, start=1)
+    ] + [
+        {
+            "name": "EC2Protect-9",
+            "kind": "state_change",
+            "index": 9,
+            "event_pattern": p.state_change_pattern(["i-0000000000000ffff"]),
+        },
+        {"name": "EC2Protect-attribution", "kind": "attribution", "index": None, "event_pattern": "{}"},
+    ]
+    result = p.reshard_region(plan, entry, deployed)
+    assert [rule["instance_ids"] for rule in result["rules"][: len(deployed_shards) - 1]] == deployed_shards[
+        :-1
+    ]
+    assert [rule["name"] for rule in result["rules"]][-1] == "EC2Protect-sweep"
+    assert [rule["name"] for rule in result["stale"]] == ["EC2Protect-9", "EC2Protect-attribution"]
+
+
+def test_pattern_instance_ids_reads_only_lists_of_ids():
+    assert p.pattern_instance_ids(p.state_change_pattern(["i-0000000a"])) == ["i-0000000a"]
+    assert p.pattern_instance_ids(p.state_change_pattern()) == []
+    assert p.pattern_instance_ids("not json") == []
+    assert p.pattern_instance_ids(None) == []

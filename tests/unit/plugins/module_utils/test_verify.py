@@ -54,6 +54,7 @@ def deployment(mode="instance_ids", **overrides):
         "rules": [rule],
         "sweep_rule": sweep,
         "function_arn": FUNCTION_ARN,
+        "warnings": [],
     }
     base.update(overrides)
     return base
@@ -786,3 +787,83 @@ def test_a_restore_that_fails_is_reported_with_what_to_do():
         assert "could not start it again" in entry["problems"][-1]
         assert "InsufficientInstanceCapacity" in entry["problems"][-1]
         assert "start it by hand" in entry["problems"][-1]
+
+
+def test_code_other_than_the_package_is_not_protection():
+    changed = deployment(
+        function={"State": "Active", "LastUpdateStatus": "Successful", "CodeSha256": "edited="},
+        expected_code_sha256="packaged=",
+    )
+    entry = v.audit_instance(ID, instance(), changed, "eu-west-1")
+    assert entry["protected"] is False
+    assert entry["problems"] == [
+        "The function's code (CodeSha256 edited=) is not the code this collection deploys (packaged=): "
+        "it was changed, or protect has not run since an upgrade."
+    ]
+    same = deployment(
+        function={"State": "Active", "LastUpdateStatus": "Successful", "CodeSha256": "packaged="},
+        expected_code_sha256="packaged=",
+    )
+    assert v.audit_instance(ID, instance(), same, "eu-west-1")["protected"] is True
+
+
+def launch(ec2, tags, count=1):
+    spec = (
+        [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": val} for k, val in tags.items()]}]
+        if tags
+        else []
+    )
+    reply = ec2.run_instances(ImageId="ami-12345678", MinCount=count, MaxCount=count, TagSpecifications=spec)
+    return [found["InstanceId"] for found in reply["Instances"]]
+
+
+def test_tag_mode_audit_without_ids_audits_every_tagged_instance(monkeypatch):
+    monkeypatch.setattr(v, "read_deployment", lambda *args: deployment(mode="tag"))
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        tagged = launch(ec2, {"StopProtection": "enabled"}, count=2)
+        stopped = launch(ec2, {"StopProtection": "enabled"})
+        ec2.stop_instances(InstanceIds=stopped)
+        gone = launch(ec2, {"StopProtection": "enabled"})
+        ec2.terminate_instances(InstanceIds=gone)
+        launch(ec2, {"StopProtection": "disabled"})
+        launch(ec2, None)
+        entries = v.audit(
+            {"ec2": RetryingClient(ec2)},
+            "EC2Protect",
+            [],
+            "eu-west-1",
+            "123456789012",
+            "aws",
+            check_attribute=False,
+        )
+    assert sorted(entry["instance_id"] for entry in entries) == sorted(tagged + stopped)
+    by_id = {entry["instance_id"]: entry for entry in entries}
+    assert [by_id[i]["protected"] for i in tagged] == [True, True]
+    assert by_id[stopped[0]]["protected"] is False  # found, and reported: it is stopped
+
+
+@pytest.mark.parametrize(
+    ("found", "tagged", "message"),
+    [
+        (
+            deployment(mode="tag"),
+            False,
+            "No instance in eu-west-1 carries the protection tag StopProtection=enabled",
+        ),
+        (deployment(), True, "EC2Protect in eu-west-1 protects the instances its rules list; name them"),
+        (
+            deployment(function=None),
+            True,
+            "No instances to audit: name them, or deploy EC2Protect in eu-west-1",
+        ),
+    ],
+)
+def test_an_audit_never_passes_over_nothing(monkeypatch, found, tagged, message):
+    monkeypatch.setattr(v, "read_deployment", lambda *args: found)
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        if tagged:
+            launch(ec2, {"StopProtection": "enabled"})
+        with pytest.raises(ProtectionError, match=message):
+            v.audit({"ec2": RetryingClient(ec2)}, "EC2Protect", [], "eu-west-1", "123456789012", "aws")

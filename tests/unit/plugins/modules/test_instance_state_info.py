@@ -44,3 +44,23 @@ def test_auto_scaling_members_are_reported_and_warned_about(run_module):
     assert not quiet.get("warnings")
     (warning,) = warned["warnings"]
     assert member in warning and "'web'" in warning and plain not in warning
+
+
+def test_instances_whose_shutdown_terminates_them_are_warned_about(run_module):
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        doomed, plain, gone = (
+            ec2.run_instances(
+                ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceInitiatedShutdownBehavior=behavior
+            )["Instances"][0]["InstanceId"]
+            for behavior in ("terminate", "stop", "terminate")
+        )
+        ec2.terminate_instances(InstanceIds=[gone])
+        args = {"instance_ids": [doomed, plain, gone], "region": "eu-west-1"}
+        quiet = run_module(instance_state_info, args)
+        warned = run_module(instance_state_info, {**args, "warn_shutdown_terminate": True})
+    assert quiet["shutdown_terminates"] == []
+    assert not quiet.get("warnings")
+    assert warned["shutdown_terminates"] == [doomed]
+    (warning,) = warned["warnings"]
+    assert warning.startswith(f"{doomed} has InstanceInitiatedShutdownBehavior terminate")

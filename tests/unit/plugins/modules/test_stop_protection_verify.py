@@ -10,7 +10,6 @@ from ansible_collections.guardrails.ec2.plugins.modules import stop_protection_v
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"instance_ids": []}, "instance_ids is empty"),
         ({"instance_ids": ["i-123"]}, "instance_ids[0] 'i-123' is not an EC2 instance id"),
         ({"instance_ids": ["i-0123456789abcdef0", "sg-0123"]}, "instance_ids[1] 'sg-0123'"),
         (
@@ -20,7 +19,7 @@ from ansible_collections.guardrails.ec2.plugins.modules import stop_protection_v
         ({"instance_ids": ["i-0123456789abcdef0"], "timeout": 0}, "timeout must be at least 1 second, got 0"),
         ({"instance_ids": ["i-0123456789abcdef0"], "mode": "chaos"}, "mode"),
         ({"instance_ids": ["i-0123456789abcdef0"], "force": "sometimes"}, "force"),
-        ({}, "instance_ids"),
+        ({"instance_ids": ["i-0123456789abcdef0"], "max_concurrent": "0%"}, "max_concurrent"),
     ],
 )
 def test_bad_input_fails_before_any_client_exists(run_module, args, message):

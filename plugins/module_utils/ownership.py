@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Which of the resources named like a deployment exist, and whether they are the deployment's.
+
+protect and unprotect change or delete a function, rule, alarm, role, policy or log group
+only when it is ours; a resource of that name that someone else made stops the run before
+any change, named in the error. What counts as ours:
+
+- function, role, managed policy, log group: tagged ``ManagedBy: guardrails.ec2`` (every
+  one the role creates is). The log group ``/aws/lambda/<name>`` also counts when the
+  deployment's own function exists: Lambda itself creates it, untagged, when the function
+  logs after the group was deleted.
+- rule and alarm (amazon.aws's modules cannot tag them): a description that starts with
+  ``guardrails.ec2 stop protection``, and for a rule no target but the deployment's function.
+"""
+
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+
+from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
+    OWNER_TAG_KEY,
+    OWNER_TAG_VALUE,
+    function_arn,
+    policy_index,
+    regional_names,
+    resource_names,
+)
+from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
+from ansible_collections.guardrails.ec2.plugins.module_utils.verify import marker_pages
+
+DESCRIPTION_PREFIX = "guardrails.ec2 stop protection"
+
+
+def _tagged(tags):
+    return (tags or {}).get(OWNER_TAG_KEY) == OWNER_TAG_VALUE
+
+
+def _tag_dict(tag_list):
+    return {tag["Key"]: tag["Value"] for tag in tag_list or []}
+
+
+def _missing(kind, name):
+    return {"kind": kind, "name": name, "exists": False, "ours": True, "reason": ""}
+
+
+def _found(kind, name, ours, reason):
+    return {"kind": kind, "name": name, "exists": True, "ours": ours, "reason": "" if ours else reason}
+
+
+NOT_TAGGED = f"it has no tag {OWNER_TAG_KEY}={OWNER_TAG_VALUE}"
+
+
+def read_function(lam, name):
+    """The function (``None`` when missing) and its ownership entry."""
+    try:
+        reply = lam.get_function(aws_retry=True, FunctionName=name)
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return None, _missing("function", name)
+    config = reply["Configuration"]
+    config["Tags"] = reply.get("Tags") or {}
+    return config, _found("function", name, _tagged(config["Tags"]), NOT_TAGGED)
+
+
+def read_log_group(logs, group, function_is_ours):
+    reply = logs.describe_log_groups(aws_retry=True, logGroupNamePrefix=group)
+    found = next((entry for entry in reply.get("logGroups", []) if entry["logGroupName"] == group), None)
+    if found is None:
+        return _missing("log group", group)
+    if function_is_ours:
+        return _found("log group", group, True, "")
+    arn = found["arn"][:-2] if found["arn"].endswith(":*") else found["arn"]
+    tags = logs.list_tags_for_resource(aws_retry=True, resourceArn=arn).get("tags") or {}
+    return _found("log group", group, _tagged(tags), NOT_TAGGED)
+
+
+def read_alarm(cloudwatch, alarm):
+    reply = cloudwatch.describe_alarms(aws_retry=True, AlarmNames=[alarm])
+    found = next(iter(reply.get("MetricAlarms") or []), None)
+    if found is None:
+        return _missing("alarm", alarm)
+    ours = (found.get("AlarmDescription") or "").startswith(DESCRIPTION_PREFIX)
+    return _found("alarm", alarm, ours, f"its description does not start with {DESCRIPTION_PREFIX!r}")
+
+
+def judge_rule(rule, arn):
+    """Ownership entry of a listed rule (``rules.list_deployment_rules`` with targets)."""
+    strangers = [
+        target["arn"] for target in rule.get("targets") or [] if target["arn"] not in (arn, f"{arn}:$LATEST")
+    ]
+    if not (rule.get("description") or "").startswith(DESCRIPTION_PREFIX):
+        return _found(
+            "rule", rule["name"], False, f"its description does not start with {DESCRIPTION_PREFIX!r}"
+        )
+    if strangers:
+        return _found("rule", rule["name"], False, f"it also targets {', '.join(strangers)}")
+    return _found("rule", rule["name"], True, "")
+
+
+def read_role(iam, role):
+    """The role's ownership entry and the names of its attached managed policies."""
+    try:
+        found = iam.get_role(aws_retry=True, RoleName=role)["Role"]
+    except is_boto3_error_code("NoSuchEntity"):
+        return _missing("role", role), []
+    attached = [
+        entry["PolicyName"]
+        for reply in marker_pages(iam.list_attached_role_policies, RoleName=role)
+        for entry in reply.get("AttachedPolicies", [])
+    ]
+    return _found("role", role, _tagged(_tag_dict(found.get("Tags"))), NOT_TAGGED), attached
+
+
+def read_policy(iam, arn_prefix, policy):
+    try:
+        found = iam.get_policy(aws_retry=True, PolicyArn=arn_prefix + policy)["Policy"]
+    except is_boto3_error_code("NoSuchEntity"):
+        return _missing("policy", policy)
+    return _found("policy", policy, _tagged(_tag_dict(found.get("Tags"))), NOT_TAGGED)
+
+
+def read_ownership(clients, name, region, account, partition, policies=()):
+    """What exists of deployment ``name`` in ``region`` (and of that region's IAM role and
+    policies), whether each is ours, and the deployment's rules.
+
+    ``policies`` are the managed policy names the run will write; the role's attached
+    policies of the deployment are read too. Returns ``{"resources", "foreign", "rules",
+    "function"}``; ``foreign`` holds one sentence per resource that is not ours.
+    """
+    names = resource_names(name)
+    iam_names = regional_names(name, region)
+    arn = function_arn(partition, region, account, names["function"])
+    function, function_entry = read_function(clients["lambda"], names["function"])
+    resources = [function_entry]
+    resources.append(
+        read_log_group(clients["logs"], names["log_group"], function is not None and function_entry["ours"])
+    )
+    resources.append(read_alarm(clients["cloudwatch"], names["attention"]))
+    rules = list_deployment_rules(clients["events"], name)
+    resources.extend(judge_rule(rule, arn) for rule in rules)
+    role_entry, attached = read_role(clients["iam"], iam_names["role"])
+    resources.append(role_entry)
+    arn_prefix = f"arn:{partition}:iam::{account}:policy/"
+    wanted = list(policies or [iam_names["policy"]])
+    wanted += [
+        found for found in attached if policy_index(iam_names["policy"], found) and found not in wanted
+    ]
+    resources.extend(read_policy(clients["iam"], arn_prefix, policy) for policy in wanted)
+    foreign = [
+        f"{entry['kind']} {entry['name']}"
+        + ("" if entry["kind"] in ("role", "policy") else f" in {region}")
+        + f": {entry['reason']}"
+        for entry in resources
+        if not entry["ours"]
+    ]
+    return {"resources": resources, "foreign": foreign, "rules": rules, "function": function}

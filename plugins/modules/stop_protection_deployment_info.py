@@ -1,0 +1,177 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: stop_protection_deployment_info
+short_description: Read what exists of a stop-protection deployment in one region, and whose it is
+version_added: 1.0.0
+description:
+  - Reads, in one region, every resource named like the deployment that the
+    M(guardrails.ec2.stop_protection) role creates there - function, log group, alarm,
+    rules - and that region's IAM role and managed policies, and says for each whether it
+    exists and whether it belongs to the deployment.
+  - The function, role, policies and log group belong to it when tagged
+    C(ManagedBy=guardrails.ec2); the log group also when the deployment's own function
+    exists (Lambda recreates a deleted log group without tags). Rules and the alarm, which
+    amazon.aws cannot tag, belong to it when their description starts with
+    C(guardrails.ec2 stop protection), and a rule only when it targets nothing but the
+    deployment's function.
+  - The role runs it for every region before it changes anything, and stops with
+    RV(foreign) in the error when a resource of another owner has one of the names.
+  - Read only; also in check mode.
+author:
+  - guardrails.ec2 maintainers (@guardrails-ec2)
+options:
+  name:
+    description:
+      - Base name of the deployment (C(stop_protection_name)).
+    type: str
+    default: EC2Protect
+  policies:
+    description:
+      - Names of the managed policies the run will write for this region. Empty means
+        C(<name>-<region>). Policies of the deployment attached to the region's role are
+        read as well.
+    type: list
+    elements: str
+    default: []
+  keep:
+    description:
+      - Names of the rules the deployment needs now; the others are returned in RV(stale).
+    type: list
+    elements: str
+    default: []
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Read the deployment in eu-west-1
+  guardrails.ec2.stop_protection_deployment_info:
+    name: EC2Protect
+    region: eu-west-1
+  register: deployment
+
+- name: Stop when another owner's resource has one of the names
+  ansible.builtin.assert:
+    that: deployment.foreign | length == 0
+    fail_msg: "Not ours: {{ deployment.foreign | join('; ') }}"
+"""
+
+RETURN = r"""
+account:
+  description: The caller's account.
+  returned: always
+  type: str
+  sample: "123456789012"
+partition:
+  description: The caller's partition.
+  returned: always
+  type: str
+  sample: aws
+resources:
+  description: Every resource looked for, whether it exists and whether it is the deployment's.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    kind:
+      description: C(function), C(log group), C(alarm), C(rule), C(role) or C(policy).
+      type: str
+      sample: function
+    name:
+      description: Resource name.
+      type: str
+      sample: EC2Protect
+    exists:
+      description: Whether it exists.
+      type: bool
+      sample: true
+    ours:
+      description: Whether it belongs to the deployment (true when it does not exist).
+      type: bool
+      sample: true
+    reason:
+      description: Why it is not the deployment's; empty when it is.
+      type: str
+      sample: it has no tag ManagedBy=guardrails.ec2
+foreign:
+  description: One sentence per existing resource that is not the deployment's.
+  returned: always
+  type: list
+  elements: str
+  sample: ["function EC2Protect in eu-west-1: it has no tag ManagedBy=guardrails.ec2"]
+rules:
+  description: The deployment's rules as M(guardrails.ec2.stop_protection_rule_info) returns them.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "EC2Protect-1", "kind": "state_change", "index": 1, "state": "ENABLED"}]
+stale:
+  description: The rules in RV(rules) whose names are not in O(keep).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "EC2Protect-3"}]
+function:
+  description: The function's role and code hash, or null when there is no function.
+  returned: always
+  type: dict
+  sample: {"role": "arn:aws:iam::123456789012:role/EC2Protect-eu-west-1", "code_sha256": "n0Rz..."}
+"""
+
+try:
+    import botocore
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+from ansible_collections.guardrails.ec2.plugins.module_utils.ownership import read_ownership
+
+
+def main():
+    module = AnsibleAWSModule(
+        argument_spec=dict(
+            name=dict(type="str", default="EC2Protect"),
+            policies=dict(type="list", elements="str", default=[]),
+            keep=dict(type="list", elements="str", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    retry = AWSRetry.jittered_backoff()
+    clients = {
+        service: module.client(service, retry_decorator=retry)
+        for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")
+    }
+    name = module.params["name"]
+    try:
+        identity = clients["sts"].get_caller_identity(aws_retry=True)
+        account, partition = identity["Account"], identity["Arn"].split(":")[1]
+        found = read_ownership(clients, name, module.region, account, partition, module.params["policies"])
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        module.fail_json_aws(e, msg=f"Couldn't read stop protection {name} in {module.region}")
+    keep = set(module.params["keep"])
+    function = found["function"]
+    module.exit_json(
+        changed=False,
+        account=account,
+        partition=partition,
+        resources=found["resources"],
+        foreign=found["foreign"],
+        rules=found["rules"],
+        stale=[rule for rule in found["rules"] if rule["name"] not in keep],
+        function={"role": function.get("Role"), "code_sha256": function.get("CodeSha256")}
+        if function
+        else None,
+    )
+
+
+if __name__ == "__main__":
+    main()

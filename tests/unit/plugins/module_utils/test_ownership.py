@@ -1,0 +1,207 @@
+"""protect and unprotect touch only what is theirs (module_utils/ownership.py), against moto."""
+
+import io
+import json
+import zipfile
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ansible_collections.guardrails.ec2.plugins.module_utils import ownership as o
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+OURS = {"ManagedBy": "guardrails.ec2"}
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:EC2Protect"
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+DOCUMENT = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}],
+}
+
+
+class RetryingClient:
+    """A boto3 client as AnsibleAWSModule hands it out: every call accepts ``aws_retry``."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        return lambda aws_retry=False, **kwargs: method(**kwargs)
+
+
+@pytest.fixture(name="aws")
+def fixture_aws():
+    with mock_aws():
+        yield {
+            service: boto3.client(service, region_name=REGION)
+            for service in ("lambda", "logs", "cloudwatch", "events", "iam")
+        }
+
+
+def read(aws, policies=()):
+    clients = {service: RetryingClient(client) for service, client in aws.items()}
+    return o.read_ownership(clients, "EC2Protect", REGION, ACCOUNT, "aws", policies)
+
+
+def code():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("stop_protection_handler.py", "def handler(event, context):\n    return None\n")
+    return buffer.getvalue()
+
+
+def deploy(aws, function_tags=None, role_tags=None, policy_tags=None, group_tags=None, function=True):
+    """What the role creates in one region, with the given tags (default: the owner tag)."""
+    function_tags, role_tags, policy_tags, group_tags = (
+        dict(OURS) if tags is None else tags for tags in (function_tags, role_tags, policy_tags, group_tags)
+    )
+    iam = aws["iam"]
+    role = iam.create_role(
+        RoleName=f"EC2Protect-{REGION}",
+        AssumeRolePolicyDocument=json.dumps(TRUST),
+        Tags=[{"Key": k, "Value": v} for k, v in role_tags.items()],
+    )["Role"]
+    policy = iam.create_policy(
+        PolicyName=f"EC2Protect-{REGION}",
+        PolicyDocument=json.dumps(DOCUMENT),
+        Tags=[{"Key": k, "Value": v} for k, v in policy_tags.items()],
+    )["Policy"]
+    iam.attach_role_policy(RoleName=role["RoleName"], PolicyArn=policy["Arn"])
+    aws["logs"].create_log_group(logGroupName="/aws/lambda/EC2Protect", tags=group_tags)
+    if function:
+        aws["lambda"].create_function(
+            FunctionName="EC2Protect",
+            Runtime="python3.13",
+            Role=role["Arn"],
+            Handler="stop_protection_handler.handler",
+            Code={"ZipFile": code()},
+            Tags=function_tags,
+        )
+    events = aws["events"]
+    events.put_rule(
+        Name="EC2Protect-1",
+        EventPattern=json.dumps({"source": ["aws.ec2"]}),
+        Description="guardrails.ec2 stop protection: 1 instances",
+    )
+    events.put_targets(Rule="EC2Protect-1", Targets=[{"Id": "EC2Protect", "Arn": FUNCTION_ARN}])
+    aws["cloudwatch"].put_metric_alarm(
+        AlarmName="EC2Protect-attention",
+        AlarmDescription="guardrails.ec2 stop protection EC2Protect: an instance could not be restarted",
+        MetricName="EC2Protect-attention",
+        Namespace="guardrails.ec2",
+        Statistic="Sum",
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+
+
+def test_nothing_deployed_is_nothing_foreign(aws):
+    found = read(aws)
+    assert found["foreign"] == []
+    assert found["function"] is None
+    assert {(entry["kind"], entry["exists"]) for entry in found["resources"]} == {
+        ("function", False),
+        ("log group", False),
+        ("alarm", False),
+        ("role", False),
+        ("policy", False),
+    }
+
+
+def test_what_the_role_deployed_is_ours(aws):
+    deploy(aws)
+    found = read(aws)
+    assert found["foreign"] == []
+    assert all(entry["exists"] and entry["ours"] for entry in found["resources"])
+    assert [entry["kind"] for entry in found["resources"]] == [
+        "function",
+        "log group",
+        "alarm",
+        "rule",
+        "role",
+        "policy",
+    ]
+    assert found["function"]["Role"].endswith(f":role/EC2Protect-{REGION}")
+
+
+@pytest.mark.parametrize(
+    ("untagged", "expected"),
+    [
+        ("function_tags", "function EC2Protect in eu-west-1: it has no tag ManagedBy=guardrails.ec2"),
+        ("role_tags", "role EC2Protect-eu-west-1: it has no tag ManagedBy=guardrails.ec2"),
+        ("policy_tags", "policy EC2Protect-eu-west-1: it has no tag ManagedBy=guardrails.ec2"),
+    ],
+)
+def test_an_untagged_resource_is_named(aws, untagged, expected):
+    deploy(aws, **{untagged: {"ManagedBy": "terraform"}})
+    assert read(aws)["foreign"] == [expected]
+
+
+def test_an_untagged_log_group_is_ours_only_beside_our_function(aws):
+    deploy(aws, group_tags={"Team": "x"})
+    assert read(aws)["foreign"] == []  # Lambda recreates a deleted group without tags
+    aws["lambda"].delete_function(FunctionName="EC2Protect")
+    assert read(aws)["foreign"] == [
+        "log group /aws/lambda/EC2Protect in eu-west-1: it has no tag ManagedBy=guardrails.ec2"
+    ]
+
+
+def test_a_rule_of_another_owner_is_named(aws):
+    deploy(aws)
+    aws["events"].put_rule(
+        Name="EC2Protect-2", EventPattern=json.dumps({"source": ["aws.ec2"]}), Description="team rule"
+    )
+    aws["events"].put_targets(
+        Rule="EC2Protect-1", Targets=[{"Id": "queue", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:audit"}]
+    )
+    assert read(aws)["foreign"] == [
+        f"rule EC2Protect-1 in eu-west-1: it also targets arn:aws:sqs:{REGION}:{ACCOUNT}:audit",
+        "rule EC2Protect-2 in eu-west-1: its description does not start with 'guardrails.ec2 stop protection'",
+    ]
+
+
+def test_an_alarm_of_another_owner_is_named(aws):
+    deploy(aws)
+    aws["cloudwatch"].put_metric_alarm(
+        AlarmName="EC2Protect-attention",
+        MetricName="x",
+        Namespace="y",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    assert read(aws)["foreign"] == [
+        "alarm EC2Protect-attention in eu-west-1: its description does not start with 'guardrails.ec2 stop protection'"
+    ]
+
+
+def test_planned_and_attached_policies_are_all_checked(aws):
+    deploy(aws)
+    iam = aws["iam"]
+    spare = iam.create_policy(PolicyName=f"EC2Protect-{REGION}.2", PolicyDocument=json.dumps(DOCUMENT))[
+        "Policy"
+    ]
+    iam.attach_role_policy(RoleName=f"EC2Protect-{REGION}", PolicyArn=spare["Arn"])
+    iam.create_policy(PolicyName=f"EC2Protect-{REGION}.3", PolicyDocument=json.dumps(DOCUMENT))
+    found = read(aws, policies=[f"EC2Protect-{REGION}", f"EC2Protect-{REGION}.3"])
+    assert [entry["name"] for entry in found["resources"] if entry["kind"] == "policy"] == [
+        f"EC2Protect-{REGION}",
+        f"EC2Protect-{REGION}.3",
+        f"EC2Protect-{REGION}.2",
+    ]
+    assert found["foreign"] == [
+        f"policy EC2Protect-{REGION}.3: it has no tag ManagedBy=guardrails.ec2",
+        f"policy EC2Protect-{REGION}.2: it has no tag ManagedBy=guardrails.ec2",
+    ]
