@@ -1,0 +1,90 @@
+"""docs/deployer-policy.json is enough to protect, audit, drill and unprotect, and needed.
+
+The playbooks run as an IAM user that holds only that policy, with IAM enforced by the
+harness (including iam:PassRole when the function is handed its role).
+"""
+
+import json
+import subprocess
+
+import pytest
+from conftest import ROOT, unique
+from test_protection_under_stress import playbook_command, playbook_env, protect_vars
+
+POLICY = ROOT / "docs" / "deployer-policy.json"
+
+
+@pytest.fixture
+def deployer(aws):
+    """``make(document) -> env``: an IAM user holding only ``document``, as playbook environment."""
+    iam = aws("iam")
+    made = []
+
+    def make(document):
+        name = unique("deployer")
+        iam.create_user(UserName=name)
+        arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))["Policy"]["Arn"]
+        iam.attach_user_policy(UserName=name, PolicyArn=arn)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        made.append((name, arn, key["AccessKeyId"]))
+        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+    yield make
+    for name, arn, key_id in made:
+        iam.delete_access_key(UserName=name, AccessKeyId=key_id)
+        iam.detach_user_policy(UserName=name, PolicyArn=arn)
+        iam.delete_user(UserName=name)
+        iam.delete_policy(PolicyArn=arn)
+
+
+def policy_for(name, drop_sid=None):
+    """The documented policy for deployment ``name`` (the document is written for EC2Protect)."""
+    document = json.loads(POLICY.read_text().replace("EC2Protect", name))
+    document["Statement"] = [s for s in document["Statement"] if s["Sid"] != drop_sid]
+    return document
+
+
+def run_as(credentials, endpoint, playbook, extra_vars):
+    env = playbook_env(endpoint) | credentials
+    return subprocess.run(
+        playbook_command(playbook, extra_vars),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoint, instances, deployer):
+    name = unique("Deployer")
+    ids = instances(1)
+    credentials = deployer(policy_for(name))
+    settings = protect_vars(name, ids, stop_protection_sweep_minutes=5, stop_protection_keep_logs=False)
+    steps = [
+        ("protect.yml", settings),
+        ("verify.yml", settings),
+        (
+            "verify.yml",
+            settings | {"stop_protection_verify_mode": "drill", "stop_protection_verify_timeout": 60},
+        ),
+        ("unprotect.yml", settings),
+    ]
+    for playbook, extra_vars in steps:
+        result = run_as(credentials, endpoint, playbook, extra_vars)
+        assert result.returncode == 0, f"{playbook} {extra_vars}:\n{result.stdout[-4000:]}"
+    assert name not in [function["FunctionName"] for function in aws("lambda").list_functions()["Functions"]]
+
+
+def test_without_pass_role_the_function_cannot_be_deployed(aws, endpoint, instances, deployer):
+    name = unique("NoPass")
+    ids = instances(1)
+    credentials = deployer(policy_for(name, drop_sid="HandTheRolesOnlyToTheFunction"))
+    settings = protect_vars(name, ids, stop_protection_iam_propagation_retries=0)
+    try:
+        result = run_as(credentials, endpoint, "protect.yml", settings)
+        assert result.returncode != 0
+        assert "iam:PassRole" in result.stdout, result.stdout[-3000:]
+    finally:
+        cleanup = run_as({}, endpoint, "unprotect.yml", settings | {"stop_protection_keep_logs": False})
+        assert cleanup.returncode == 0, cleanup.stdout[-3000:]
