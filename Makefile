@@ -12,6 +12,7 @@ SHELL := /bin/bash
 ROOT := $(CURDIR)
 VENV_DIR := $(ROOT)/.venv
 BUILD_DIR := $(ROOT)/.build
+VERSION := $(shell sed -n 's/^version: *//p' $(ROOT)/galaxy.yml)
 STATE_DIR := $(ROOT)/.localstack
 UV_VERSION := 0.13.9
 
@@ -108,13 +109,13 @@ emulator-stop:
 
 # --- checks ----------------------------------------------------------------------------
 
-.PHONY: test lint ruff ansible-lint sanity unit harness molecule build
+.PHONY: test lint ruff ansible-lint changelog-lint sanity unit harness molecule build
 test: lint unit build sanity
 	$(MAKE) emulator-start
 	trap '$(MAKE) --no-print-directory emulator-stop' EXIT; \
 	$(MAKE) --no-print-directory harness molecule
 
-lint: ruff ansible-lint
+lint: ruff ansible-lint changelog-lint
 
 ruff: ansible-env
 	$(BIN)/ruff check .
@@ -122,6 +123,9 @@ ruff: ansible-env
 
 ansible-lint: ansible-env
 	$(BIN)/ansible-lint --offline
+
+changelog-lint: ansible-env
+	$(BIN)/antsibull-changelog lint
 
 unit: ansible-env
 	$(BIN)/python -m pytest tests/unit
@@ -132,6 +136,7 @@ harness: ansible-env localstack-env
 build: ansible-env
 	mkdir -p $(BUILD_DIR)/dist
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD_DIR)/dist .
+	$(BIN)/python tools/check-package.py $(BUILD_DIR)/dist/guardrails-ec2-$(VERSION).tar.gz $(BUILD_DIR)/install
 
 # ansible-test runs on the built artifact, unpacked as ansible_collections/guardrails/ec2,
 # with amazon.aws beside it; HOME is kept inside the build folder.

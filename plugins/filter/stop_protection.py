@@ -81,7 +81,7 @@ def _unset_empty(settings):
     return {key: value if value not in ("", None) else None for key, value in settings.items()}
 
 
-def stop_protection_policy(plan, account, partition="aws", **settings):
+def _region_policy(plan, account, partition="aws", **settings):
     """``{policies, scope}``: the managed policies for the plan; settings as in ``protection.build_policies``."""
     policies, scope = protection.build_policies(plan, account, partition, **_unset_empty(settings))
     return {"policies": policies, "scope": scope}
@@ -91,7 +91,7 @@ def stop_protection_policies(plan, account, partition="aws", **settings):
     """``{region: {policies, scope}}``: each region's managed policies, for its own role;
     settings as in ``protection.build_policies``."""
     return {
-        entry["region"]: stop_protection_policy(plan, account, partition, region=entry["region"], **settings)
+        entry["region"]: _region_policy(plan, account, partition, region=entry["region"], **settings)
         for entry in plan["regions"]
     }
 
@@ -215,7 +215,6 @@ class FilterModule:
     def filters(self):
         return {
             "stop_protection_plan": stop_protection_plan,
-            "stop_protection_policy": stop_protection_policy,
             "stop_protection_policies": stop_protection_policies,
             "stop_protection_reshard": stop_protection_reshard,
             "stop_protection_environment": stop_protection_environment,
