@@ -109,8 +109,8 @@ emulator-stop:
 
 # --- checks ----------------------------------------------------------------------------
 
-.PHONY: test lint ruff ansible-lint changelog-lint sanity unit harness molecule build
-test: lint unit build sanity
+.PHONY: test lint ruff ansible-lint changelog-lint sanity unit harness molecule build ee
+test: lint unit build ee sanity
 	$(MAKE) emulator-start
 	trap '$(MAKE) --no-print-directory emulator-stop' EXIT; \
 	$(MAKE) --no-print-directory harness molecule
@@ -137,6 +137,18 @@ build: ansible-env
 	mkdir -p $(BUILD_DIR)/dist
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD_DIR)/dist .
 	$(BIN)/python tools/check-package.py $(BUILD_DIR)/dist/guardrails-ec2-$(VERSION).tar.gz $(BUILD_DIR)/install
+
+# The example execution environment (docs/awx): ansible-builder writes its build context
+# (no container engine needed); introspecting the installed tarball shows that the
+# collection's meta/execution-environment.yml brings boto3 and botocore.
+ee: build
+	rm -rf $(BUILD_DIR)/ee
+	$(BIN)/ansible-builder create -f docs/awx/execution-environment.yml -c $(BUILD_DIR)/ee --output-filename Containerfile
+	test -s $(BUILD_DIR)/ee/Containerfile
+	grep -q 'guardrails.ec2' $(BUILD_DIR)/ee/_build/requirements.yml
+	$(BIN)/ansible-builder introspect $(BUILD_DIR)/install > $(BUILD_DIR)/ee/introspect.txt
+	grep -q 'boto3>=1.35.0' $(BUILD_DIR)/ee/introspect.txt
+	grep -q 'botocore>=1.35.0' $(BUILD_DIR)/ee/introspect.txt
 
 # ansible-test runs on the built artifact, unpacked as ansible_collections/guardrails/ec2,
 # with amazon.aws beside it; HOME is kept inside the build folder.
