@@ -76,6 +76,31 @@ def stop_protection_plan(
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def stop_protection_deployments(
+    hosts,
+    instance_ids=None,
+    region=None,
+    selector=protection.MODE_INSTANCE_IDS,
+    assume_roles=None,
+):
+    """One deployment per account (``protection.plan_deployments``): the hosts the
+    playbooks add to run the role once per account, in parallel."""
+    known = _known_regions()
+    try:
+        pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
+        instances = (
+            protection.collect_instances(pairs, instance_ids or [], region, known)
+            if (pairs or instance_ids)
+            else []
+        )
+        accounts = protection.instance_accounts(pairs, instance_ids or [])
+        return protection.plan_deployments(
+            instances, accounts, assume_roles, tag_mode=selector == protection.MODE_TAG
+        )
+    except protection.ProtectionError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 def _unset_empty(settings):
     """Role variables default to "" where the module_utils functions expect None."""
     return {key: value if value not in ("", None) else None for key, value in settings.items()}
@@ -215,6 +240,7 @@ class FilterModule:
     def filters(self):
         return {
             "stop_protection_plan": stop_protection_plan,
+            "stop_protection_deployments": stop_protection_deployments,
             "stop_protection_policies": stop_protection_policies,
             "stop_protection_reshard": stop_protection_reshard,
             "stop_protection_environment": stop_protection_environment,

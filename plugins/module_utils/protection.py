@@ -383,6 +383,86 @@ def validate_kms_key_arns(arns, variable="stop_protection_kms_key_arns"):
     return list(arns)
 
 
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+# The inventory host that deploys with the play's own credentials; one more host per
+# account of stop_protection_assume_roles.
+OWN_ACCOUNT_HOST = "localhost"
+
+
+def validate_account_id(account, source):
+    account = str(account) if isinstance(account, int) else account
+    if not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account):
+        raise ProtectionError(f"{source} {account!r} is not an AWS account id (12 digits)")
+    return account
+
+
+def validate_assume_roles(roles, variable="stop_protection_assume_roles"):
+    """``{account id: role ARN}``: the role to assume to deploy in each account."""
+    if not roles:
+        return {}
+    if not isinstance(roles, dict):
+        raise ProtectionError(f"{variable} must map account ids to role ARNs, got {roles!r}")
+    checked = {}
+    for account, arn in roles.items():
+        account = validate_account_id(account, f"{variable} key")
+        match = ARN.fullmatch(arn) if isinstance(arn, str) else None
+        if not match or match.group("service") != "iam" or not match.group("resource").startswith("role/"):
+            raise ProtectionError(f"{variable}[{account!r}] {arn!r} is not an IAM role ARN")
+        if match.group("account") != account:
+            raise ProtectionError(
+                f"{variable}[{account!r}] {arn!r} is a role of account {match.group('account')}, not {account}"
+            )
+        checked[account] = arn
+    return checked
+
+
+def instance_accounts(hosts, explicit_ids):
+    """``{instance_id: account id}`` for the instances whose account the inventory names:
+    ``account_id`` (or the aws_ec2 plugin's ``owner_id``) of a host, ``account_id`` of an
+    explicit ``{instance_id, region, account_id}`` entry."""
+    found = {}
+    if explicit_ids:
+        for position, entry in enumerate(explicit_ids):
+            if isinstance(entry, dict) and entry.get("account_id") not in (None, ""):
+                source = f"account_id of stop_protection_instance_ids[{position}]"
+                found[entry.get("instance_id")] = validate_account_id(entry["account_id"], source)
+        return found
+    for hostname, hostvars in hosts:
+        account = hostvars.get("account_id") or hostvars.get("owner_id")
+        if account not in (None, ""):
+            found[hostvars.get("instance_id")] = validate_account_id(account, f"account of host {hostname}")
+    return found
+
+
+def plan_deployments(instances, accounts, assume_roles, tag_mode=False):
+    """One deployment per account: ``[{"host", "account_id", "assume_role_arn", "instance_ids"}]``.
+
+    ``instances`` are ``(instance_id, region, source)`` from ``collect_instances``;
+    ``accounts`` from ``instance_accounts``. Instances of an account named in
+    ``assume_roles`` go to that account's deployment (its role is assumed); all others to
+    the deployment with the play's own credentials. Tag mode also deploys in every
+    account of ``assume_roles``. The own-credentials deployment always exists, so that its
+    checks (an empty selection, for one) speak for the run.
+    """
+    assume_roles = validate_assume_roles(assume_roles)
+    deployments = {None: []}
+    for account in assume_roles if tag_mode else ():
+        deployments.setdefault(account, [])
+    for instance_id, region, _source in instances:
+        account = accounts.get(instance_id)
+        key = account if account in assume_roles else None
+        deployments.setdefault(key, []).append({"instance_id": instance_id, "region": region})
+    return [
+        {
+            "host": OWN_ACCOUNT_HOST if account is None else f"account-{account}",
+            "account_id": account or "",
+            "assume_role_arn": assume_roles.get(account, ""),
+            "instance_ids": deployments[account],
+        }
+        for account in sorted(deployments, key=lambda key: (key is not None, key or ""))
+    ]
+
+
 def collect_instances(hosts, explicit_ids, default_region, known_regions=None):
     """``[(instance_id, region, source)]`` from inventory hosts or an explicit list.
 

@@ -720,3 +720,81 @@ def test_pattern_instance_ids_reads_only_lists_of_ids():
     assert p.pattern_instance_ids(p.state_change_pattern()) == []
     assert p.pattern_instance_ids("not json") == []
     assert p.pattern_instance_ids(None) == []
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+OTHER_ROLE = "arn:aws:iam::222222222222:role/guardrails-deployer"
+
+
+def test_one_deployment_per_account_with_the_role_to_assume():
+    instances = [
+        ("i-0000000000000000a", "eu-west-1", "host a"),
+        ("i-0000000000000000b", "us-east-1", "host b"),
+        ("i-0000000000000000c", "eu-west-1", "host c"),
+        ("i-0000000000000000d", "eu-west-1", "host d"),
+    ]
+    accounts = {"i-0000000000000000b": "222222222222", "i-0000000000000000c": "333333333333"}
+    deployments = p.plan_deployments(instances, accounts, {"222222222222": OTHER_ROLE})
+    assert deployments == [
+        {
+            "host": "localhost",
+            "account_id": "",
+            "assume_role_arn": "",
+            # an account without a role to assume is deployed with the play's credentials
+            "instance_ids": [
+                {"instance_id": "i-0000000000000000a", "region": "eu-west-1"},
+                {"instance_id": "i-0000000000000000c", "region": "eu-west-1"},
+                {"instance_id": "i-0000000000000000d", "region": "eu-west-1"},
+            ],
+        },
+        {
+            "host": "account-222222222222",
+            "account_id": "222222222222",
+            "assume_role_arn": OTHER_ROLE,
+            "instance_ids": [{"instance_id": "i-0000000000000000b", "region": "us-east-1"}],
+        },
+    ]
+
+
+def test_tag_mode_deploys_in_every_listed_account_and_nothing_selected_keeps_one_deployment():
+    assert [d["host"] for d in p.plan_deployments([], {}, {"222222222222": OTHER_ROLE}, tag_mode=True)] == [
+        "localhost",
+        "account-222222222222",
+    ]
+    assert p.plan_deployments([], {}, {}) == [
+        {"host": "localhost", "account_id": "", "assume_role_arn": "", "instance_ids": []}
+    ]
+
+
+def test_instance_accounts_come_from_account_id_or_owner_id():
+    hosts = [
+        ("web", {"instance_id": "i-0000000000000000a", "account_id": "222222222222"}),
+        ("db", {"instance_id": "i-0000000000000000b", "owner_id": "333333333333"}),
+        ("plain", {"instance_id": "i-0000000000000000c"}),
+    ]
+    assert p.instance_accounts(hosts, []) == {
+        "i-0000000000000000a": "222222222222",
+        "i-0000000000000000b": "333333333333",
+    }
+    explicit = [{"instance_id": "i-0000000000000000a", "account_id": 222222222222}, "i-0000000000000000b"]
+    assert p.instance_accounts(hosts, explicit) == {"i-0000000000000000a": "222222222222"}
+
+
+@pytest.mark.parametrize(
+    ("roles", "message"),
+    [
+        ({"2222": OTHER_ROLE}, "stop_protection_assume_roles key '2222' is not an AWS account id"),
+        ({"222222222222": "arn:aws:iam::222222222222:user/x"}, "is not an IAM role ARN"),
+        ({"333333333333": OTHER_ROLE}, "is a role of account 222222222222, not 333333333333"),
+        (["222222222222"], "must map account ids to role ARNs"),
+    ],
+)
+def test_bad_assume_roles_are_named(roles, message):
+    with pytest.raises(p.ProtectionError, match=message):
+        p.validate_assume_roles(roles)
+
+
+def test_a_bad_account_of_a_host_is_named():
+    with pytest.raises(p.ProtectionError, match="account of host web 'prod' is not an AWS account id"):
+        p.instance_accounts([("web", {"instance_id": "i-0000000000000000a", "account_id": "prod"})], [])
