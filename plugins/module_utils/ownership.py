@@ -153,4 +153,18 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         for entry in resources
         if not entry["ours"]
     ]
-    return {"resources": resources, "foreign": foreign, "rules": rules, "function": function}
+    legacy = []
+    try:
+        legacy_role, _attached = read_role(clients["iam"], f"{name}Role")
+    except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
+        # The deployer's policy covers only <name>-* roles: nothing to report then.
+        legacy_role = _missing("role", f"{name}Role")
+    if legacy_role["exists"] and legacy_role["ours"]:
+        legacy.append(legacy_role["name"])
+    return {
+        "resources": resources,
+        "foreign": foreign,
+        "rules": rules,
+        "function": function,
+        "legacy": legacy,
+    }

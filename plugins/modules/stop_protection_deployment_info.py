@@ -21,6 +21,7 @@ description:
     deployment's function.
   - The role runs it for every region before it changes anything, and stops with
     RV(foreign) in the error when a resource of another owner has one of the names.
+  - Warns when the account-wide role C(<name>Role) of a pre-release deployment still exists.
   - Read only; also in check mode.
 author:
   - guardrails.ec2 maintainers (@guardrails-ec2)
@@ -157,6 +158,12 @@ def main():
         found = read_ownership(clients, name, module.region, account, partition, module.params["policies"])
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Couldn't read stop protection {name} in {module.region}")
+    for role in found["legacy"]:
+        module.warn(
+            f"The account-wide role {role} of a pre-release deployment of {name} still exists: each region now has "
+            f"its own role ({name}-<region>). Once every region has been protected again, detach and delete {role} "
+            f"and its policies {name}, {name}.2, ... by hand."
+        )
     keep = set(module.params["keep"])
     function = found["function"]
     module.exit_json(

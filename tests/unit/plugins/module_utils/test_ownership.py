@@ -205,3 +205,13 @@ def test_planned_and_attached_policies_are_all_checked(aws):
         f"policy EC2Protect-{REGION}.3: it has no tag ManagedBy=guardrails.ec2",
         f"policy EC2Protect-{REGION}.2: it has no tag ManagedBy=guardrails.ec2",
     ]
+
+
+def test_the_account_wide_role_of_a_pre_release_deployment_is_reported(aws):
+    assert read(aws)["legacy"] == []
+    aws["iam"].create_role(
+        RoleName="EC2ProtectRole",
+        AssumeRolePolicyDocument=json.dumps(TRUST),
+        Tags=[{"Key": "ManagedBy", "Value": "guardrails.ec2"}],
+    )
+    assert read(aws)["legacy"] == ["EC2ProtectRole"]
