@@ -26,6 +26,8 @@ MAX_MANAGED_POLICY_CHARS = 6144
 MAX_POLICIES_PER_ROLE = 10
 # Default quota of rules on one event bus.
 MAX_RULES_PER_BUS = 300
+# A Lambda function's resource policy holds at most 20 KB; each rule adds one statement.
+MAX_FUNCTION_POLICY_BYTES = 20480
 # The longest suffix added to the base name: the attribution rule "<name>-attribution".
 ATTRIBUTION_SUFFIX = "-attribution"
 SWEEP_SUFFIX = "-sweep"
@@ -588,12 +590,6 @@ def build_plan(
                 f"{MAX_RESOURCE_NAME_CHARS}"
             )
         rules = shard_rules(name, mode, ids)
-        extra_rules = (1 if attribution else 0) + (1 if restart_policy["sweep_minutes"] else 0)
-        if len(rules) + extra_rules > MAX_RULES_PER_BUS:
-            raise ProtectionError(
-                f"{len(ids)} instances in {region} need {len(rules)} rules, more than the {MAX_RULES_PER_BUS} "
-                "an event bus holds by default; use stop_protection_selector: tag"
-            )
         if attribution:
             rules.append(
                 {
@@ -613,6 +609,7 @@ def build_plan(
                     "kind": "sweep",
                 }
             )
+        check_rule_capacity(name, region, [rule["name"] for rule in rules], len(ids))
         plan_regions.append({"region": region, "instance_ids": ids, "rules": rules, **iam_names})
     return {
         "name": name,
@@ -648,6 +645,42 @@ def shard_rules(name, mode, instance_ids, current=()):
     ]
 
 
+def invoke_statement_bytes(name, region, rule):
+    """Bytes of the statement with which a rule may invoke the function, as Lambda stores it."""
+    account = "0" * 12
+    return len(
+        _compact(
+            {
+                "Sid": rule,
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "lambda:InvokeFunction",
+                "Resource": function_arn("aws", region, account, name),
+                "Condition": {"ArnLike": {"AWS:SourceArn": rule_arn("aws", region, account, rule)}},
+            }
+        )
+    )
+
+
+def check_rule_capacity(name, region, rules, instance_count):
+    """Fail before any change when a region's rules exceed the event bus's rule quota or,
+    with one invoke statement each, the function's 20 KB resource policy."""
+    advice = "use stop_protection_selector: tag (one rule for any number of instances)"
+    if len(rules) > MAX_RULES_PER_BUS:
+        raise ProtectionError(
+            f"{instance_count} instances in {region} need {len(rules)} rules, more than the {MAX_RULES_PER_BUS} "
+            f"an event bus holds by default; {advice}"
+        )
+    envelope = len(_compact({"Version": "2012-10-17", "Id": "default", "Statement": []}))
+    size = envelope + sum(invoke_statement_bytes(name, region, rule) + 1 for rule in rules)
+    if size > MAX_FUNCTION_POLICY_BYTES:
+        raise ProtectionError(
+            f"{instance_count} instances in {region} need {len(rules)} rules; their invoke permissions "
+            f"(about {size} bytes) exceed the {MAX_FUNCTION_POLICY_BYTES} bytes a Lambda function's resource "
+            f"policy holds; {advice}"
+        )
+
+
 def reshard_region(plan, entry, deployed_rules):
     """The region's planned rules with the shards kept stable against ``deployed_rules``
     (``rules.list_deployment_rules`` output), and the deployed rules no longer needed.
@@ -665,11 +698,9 @@ def reshard_region(plan, entry, deployed_rules):
     rules = shards + [
         rule for rule in entry["rules"] if rule["kind"] not in ("instances", "tagged instances")
     ]
-    if len(rules) > MAX_RULES_PER_BUS:
-        raise ProtectionError(
-            f"{len(entry['instance_ids'])} instances in {entry['region']} need {len(shards)} rules, more than the "
-            f"{MAX_RULES_PER_BUS} an event bus holds by default; use stop_protection_selector: tag"
-        )
+    check_rule_capacity(
+        plan["name"], entry["region"], [rule["name"] for rule in rules], len(entry["instance_ids"])
+    )
     names = {rule["name"] for rule in rules}
     stale = [rule for rule in deployed_rules or [] if rule["name"] not in names]
     return {"rules": rules, "stale": stale}

@@ -798,3 +798,31 @@ def test_bad_assume_roles_are_named(roles, message):
 def test_a_bad_account_of_a_host_is_named():
     with pytest.raises(p.ProtectionError, match="account of host web 'prod' is not an AWS account id"):
         p.instance_accounts([("web", {"instance_id": "i-0000000000000000a", "account_id": "prod"})], [])
+
+
+# --- capacity ------------------------------------------------------------------------------
+
+
+def test_the_function_policy_limit_is_checked_before_any_change():
+    """Each shard rule adds a ~290-byte invoke statement to a 20 KB resource policy: the
+    plan refuses, naming the numbers, before a run could fail half-way at lambda_policy."""
+    fits = plan_for(ids(5000))
+    rules = len(fits["regions"][0]["rules"])
+    size = sum(
+        p.invoke_statement_bytes("EC2Protect", "eu-west-1", rule["name"])
+        for rule in fits["regions"][0]["rules"]
+    )
+    assert size < p.MAX_FUNCTION_POLICY_BYTES
+    with pytest.raises(
+        p.ProtectionError, match=r"7000 instances in eu-west-1 need \d+ rules; their invoke permissions"
+    ):
+        plan_for(ids(7000))
+    assert rules < p.MAX_RULES_PER_BUS
+    # tag mode needs one rule for any number of instances
+    assert plan_for(ids(7000), mode=p.MODE_TAG, tag_key="StopProtection", tag_value="enabled")
+
+
+def test_the_rule_quota_is_checked_too(monkeypatch):
+    monkeypatch.setattr(p, "MAX_FUNCTION_POLICY_BYTES", 10**9)
+    with pytest.raises(p.ProtectionError, match=r"more than the 300 an event bus holds by default"):
+        plan_for(ids(27000))
