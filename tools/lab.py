@@ -78,8 +78,9 @@ def run_playbook(name, log, inventory="localhost,", extra=(), extra_vars=None):
         handle.write(f"\n$ {' '.join(command)[:500]}\n{result.stdout}{result.stderr}")
     if result.returncode:
         raise SystemExit(f"{name} failed (exit {result.returncode}); see {log}")
-    changed = re.findall(r"changed=(\d+)", result.stdout)
-    return seconds, int(changed[-1]) if changed else None
+    # One recap line per host (one host per account and region): count them all.
+    changed = re.findall(r"changed=(\d+)", result.stdout.rsplit("PLAY RECAP", 1)[-1])
+    return seconds, sum(int(found) for found in changed) if changed else None
 
 
 def run_instances(ec2, count, tags=None):

@@ -80,11 +80,13 @@ def stop_protection_deployments(
     hosts,
     instance_ids=None,
     region=None,
+    regions=None,
     selector=protection.MODE_INSTANCE_IDS,
     assume_roles=None,
+    require_instances=True,
 ):
-    """One deployment per account (``protection.plan_deployments``): the hosts the
-    playbooks add to run the role once per account, in parallel."""
+    """One deployment per account and region (``protection.plan_deployments``): the hosts
+    the playbooks add to run the role once per pair, in parallel."""
     known = _known_regions()
     try:
         pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
@@ -94,8 +96,14 @@ def stop_protection_deployments(
             else []
         )
         accounts = protection.instance_accounts(pairs, instance_ids or [])
+        tag_mode = selector == protection.MODE_TAG
+        extra = list(regions or [])
+        if region and (tag_mode or not require_instances):
+            extra.append(region)
+        for entry in extra:
+            protection.validate_region(entry, known, source="stop_protection_regions entry")
         return protection.plan_deployments(
-            instances, accounts, assume_roles, tag_mode=selector == protection.MODE_TAG
+            instances, accounts, assume_roles, tag_mode=tag_mode, regions=sorted(set(extra))
         )
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc

@@ -436,32 +436,50 @@ def instance_accounts(hosts, explicit_ids):
     return found
 
 
-def plan_deployments(instances, accounts, assume_roles, tag_mode=False):
-    """One deployment per account: ``[{"host", "account_id", "assume_role_arn", "instance_ids"}]``.
+def plan_deployments(instances, accounts, assume_roles, tag_mode=False, regions=()):
+    """One deployment per account and region: ``[{"host", "account_id", "assume_role_arn",
+    "region", "regions", "instance_ids"}]``, so that every pair deploys in parallel.
 
     ``instances`` are ``(instance_id, region, source)`` from ``collect_instances``;
     ``accounts`` from ``instance_accounts``. Instances of an account named in
-    ``assume_roles`` go to that account's deployment (its role is assumed); all others to
-    the deployment with the play's own credentials. Tag mode also deploys in every
-    account of ``assume_roles``. The own-credentials deployment always exists, so that its
-    checks (an empty selection, for one) speak for the run.
+    ``assume_roles`` go to that account's deployments (its role is assumed); all others to
+    those with the play's own credentials. ``regions`` (the extra regions, and the default
+    one where it counts) are deployed or cleaned in every account that tag mode covers (the
+    own one, and in tag mode each listed account). Hosts are named ``own-<region>`` and
+    ``<account>-<region>``. With nothing selected at all, one deployment ``localhost``
+    keeps the run's own settings, so that the role reports what is missing.
     """
     assume_roles = validate_assume_roles(assume_roles)
-    deployments = {None: []}
-    for account in assume_roles if tag_mode else ():
-        deployments.setdefault(account, [])
+    pairs = {}
+    covering = [None, *assume_roles] if tag_mode else [None]
+    for account in covering:
+        for region in regions:
+            pairs.setdefault((account, region), [])
     for instance_id, region, _source in instances:
         account = accounts.get(instance_id)
         key = account if account in assume_roles else None
-        deployments.setdefault(key, []).append({"instance_id": instance_id, "region": region})
+        pairs.setdefault((key, region), []).append({"instance_id": instance_id, "region": region})
+    if not pairs:
+        return [
+            {
+                "host": OWN_ACCOUNT_HOST,
+                "account_id": "",
+                "assume_role_arn": "",
+                "region": "",
+                "regions": None,
+                "instance_ids": [],
+            }
+        ]
     return [
         {
-            "host": OWN_ACCOUNT_HOST if account is None else f"account-{account}",
+            "host": f"{account or 'own'}-{region}",
             "account_id": account or "",
             "assume_role_arn": assume_roles.get(account, ""),
-            "instance_ids": deployments[account],
+            "region": region,
+            "regions": [region],
+            "instance_ids": pairs[(account, region)],
         }
-        for account in sorted(deployments, key=lambda key: (key is not None, key or ""))
+        for account, region in sorted(pairs, key=lambda key: (key[0] is not None, key[0] or "", key[1]))
     ]
 
 

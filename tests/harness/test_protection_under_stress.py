@@ -6,6 +6,7 @@ emulator the session uses; the tests that must stop an emulator start one of the
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,10 +54,9 @@ def run_playbook(name, endpoint, extra_vars, timeout=300):
 
 
 def changed_count(result):
-    recap = [
-        line for line in result.stdout.splitlines() if line.startswith("localhost") and "changed=" in line
-    ]
-    return int(recap[-1].split("changed=")[1].split()[0])
+    """Changes over every host of the last play recap (one host per account and region)."""
+    recap = result.stdout.rsplit("PLAY RECAP", 1)[-1]
+    return sum(int(found) for found in re.findall(r"changed=(\d+)", recap))
 
 
 def protect_vars(name, ids, **extra):

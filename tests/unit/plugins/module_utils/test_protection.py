@@ -727,43 +727,46 @@ def test_pattern_instance_ids_reads_only_lists_of_ids():
 OTHER_ROLE = "arn:aws:iam::222222222222:role/guardrails-deployer"
 
 
-def test_one_deployment_per_account_with_the_role_to_assume():
+def test_one_deployment_per_account_and_region_with_the_role_to_assume():
     instances = [
         ("i-0000000000000000a", "eu-west-1", "host a"),
         ("i-0000000000000000b", "us-east-1", "host b"),
         ("i-0000000000000000c", "eu-west-1", "host c"),
-        ("i-0000000000000000d", "eu-west-1", "host d"),
+        ("i-0000000000000000d", "us-east-1", "host d"),
+        ("i-0000000000000000e", "eu-west-1", "host e"),
     ]
-    accounts = {"i-0000000000000000b": "222222222222", "i-0000000000000000c": "333333333333"}
+    accounts = {
+        "i-0000000000000000b": "222222222222",
+        "i-0000000000000000c": "333333333333",
+        "i-0000000000000000e": "222222222222",
+    }
     deployments = p.plan_deployments(instances, accounts, {"222222222222": OTHER_ROLE})
-    assert deployments == [
+    assert [(d["host"], d["assume_role_arn"], d["region"], d["regions"]) for d in deployments] == [
+        ("own-eu-west-1", "", "eu-west-1", ["eu-west-1"]),
+        ("own-us-east-1", "", "us-east-1", ["us-east-1"]),
+        ("222222222222-eu-west-1", OTHER_ROLE, "eu-west-1", ["eu-west-1"]),
+        ("222222222222-us-east-1", OTHER_ROLE, "us-east-1", ["us-east-1"]),
+    ]
+    by_host = {d["host"]: [entry["instance_id"] for entry in d["instance_ids"]] for d in deployments}
+    # an account without a role to assume is deployed with the play's credentials
+    assert by_host["own-eu-west-1"] == ["i-0000000000000000a", "i-0000000000000000c"]
+    assert by_host["222222222222-eu-west-1"] == ["i-0000000000000000e"]
+
+
+def test_tag_mode_deploys_every_region_in_every_listed_account_and_nothing_keeps_one_host():
+    deployments = p.plan_deployments(
+        [], {}, {"222222222222": OTHER_ROLE}, tag_mode=True, regions=["eu-west-1"]
+    )
+    assert [d["host"] for d in deployments] == ["own-eu-west-1", "222222222222-eu-west-1"]
+    assert p.plan_deployments([], {}, {}) == [
         {
             "host": "localhost",
             "account_id": "",
             "assume_role_arn": "",
-            # an account without a role to assume is deployed with the play's credentials
-            "instance_ids": [
-                {"instance_id": "i-0000000000000000a", "region": "eu-west-1"},
-                {"instance_id": "i-0000000000000000c", "region": "eu-west-1"},
-                {"instance_id": "i-0000000000000000d", "region": "eu-west-1"},
-            ],
-        },
-        {
-            "host": "account-222222222222",
-            "account_id": "222222222222",
-            "assume_role_arn": OTHER_ROLE,
-            "instance_ids": [{"instance_id": "i-0000000000000000b", "region": "us-east-1"}],
-        },
-    ]
-
-
-def test_tag_mode_deploys_in_every_listed_account_and_nothing_selected_keeps_one_deployment():
-    assert [d["host"] for d in p.plan_deployments([], {}, {"222222222222": OTHER_ROLE}, tag_mode=True)] == [
-        "localhost",
-        "account-222222222222",
-    ]
-    assert p.plan_deployments([], {}, {}) == [
-        {"host": "localhost", "account_id": "", "assume_role_arn": "", "instance_ids": []}
+            "region": "",
+            "regions": None,
+            "instance_ids": [],
+        }
     ]
 
 
