@@ -1,7 +1,7 @@
 """Check the built collection as a user gets it: install the tarball into an empty
 collections folder and render the documentation of every plugin and role from there.
 
-    python tools/check-package.py .build/dist/guardrails-ec2-1.0.0.tar.gz .build/install
+    python tools/check-package.py .build/dist/guardrails-ec2-1.1.0.tar.gz .build/install
 
 Exits non-zero, naming the problem, when the install fails, a plugin or role does not
 render, or the tarball ships files that cannot work from it.

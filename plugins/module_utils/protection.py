@@ -26,11 +26,18 @@ MAX_MANAGED_POLICY_CHARS = 6144
 MAX_POLICIES_PER_ROLE = 10
 # Default quota of rules on one event bus.
 MAX_RULES_PER_BUS = 300
-# A Lambda function's resource policy holds at most 20 KB; each rule adds one statement.
-MAX_FUNCTION_POLICY_BYTES = 20480
-# The longest suffix added to the base name: the attribution rule "<name>-attribution".
-ATTRIBUTION_SUFFIX = "-attribution"
-SWEEP_SUFFIX = "-sweep"
+# Rules are named "<name>.<n>", "<name>.attribution", "<name>.sweep": a base name holds no
+# dot, so the one invoke permission per region, a SourceArn pattern "rule/<name>.*", admits
+# this deployment's rules and no other deployment's ("<name>-2.1" does not match "<name>.*").
+RULE_SEPARATOR = "."
+# The longest suffix added to the base name: the attribution rule "<name>.attribution".
+ATTRIBUTION_SUFFIX = ".attribution"
+SWEEP_SUFFIX = ".sweep"
+# Rules of releases before 1.1.0 used "-" ("<name>-<n>", "<name>-sweep", ...) and one invoke
+# statement each, named like the rule; protect replaces them (see rules.py).
+LEGACY_SEPARATOR = "-"
+# The statement of the function's resource policy that lets the region's rules invoke it.
+INVOKE_STATEMENT_ID = "guardrails-ec2-rules"
 # Lambda function, rule and IAM role names allow at most 64 characters.
 MAX_RESOURCE_NAME_CHARS = 64
 MAX_NAME_CHARS = MAX_RESOURCE_NAME_CHARS - len(ATTRIBUTION_SUFFIX)
@@ -91,9 +98,10 @@ def resource_names(name):
     return {
         "function": name,
         "log_group": f"/aws/lambda/{name}",
-        "rule_prefix": f"{name}-",
+        "rule_prefix": f"{name}{RULE_SEPARATOR}",
         "attribution_rule": f"{name}{ATTRIBUTION_SUFFIX}",
         "sweep_rule": f"{name}{SWEEP_SUFFIX}",
+        "invoke_statement": INVOKE_STATEMENT_ID,
         # Metric filter, metric and alarm for decisions that need a person.
         "attention": f"{name}-attention",
     }
@@ -109,8 +117,8 @@ def regional_names(name, region):
 
 
 def rule_name(name, index):
-    """Rule ``index`` (1-based) of a deployment."""
-    return f"{name}-{index}"
+    """Rule ``index`` (1-based) of a deployment: ``<name>.<index>``."""
+    return f"{name}{RULE_SEPARATOR}{index}"
 
 
 def policy_name(name, index):
@@ -130,10 +138,35 @@ def policy_index(name, candidate):
     return int(match.group(1)) if match else None
 
 
-def rule_index(name, candidate):
-    """The shard number of ``candidate`` when it is a shard rule of deployment ``name``, else None."""
-    match = re.fullmatch(re.escape(name) + r"-([1-9][0-9]*)", candidate)
+def rule_index(name, candidate, separator=RULE_SEPARATOR):
+    """The shard number of ``candidate`` when it is a shard rule of deployment ``name``
+    (named with ``separator``), else None."""
+    match = re.fullmatch(re.escape(name + separator) + r"([1-9][0-9]*)", candidate)
     return int(match.group(1)) if match else None
+
+
+def rule_kind(name, candidate):
+    """``(kind, index, legacy)`` of a rule of deployment ``name``, or None when it is not one.
+
+    ``kind`` is ``state_change`` (``index`` its shard number), ``attribution`` or ``sweep``;
+    ``legacy`` marks the names of releases before 1.1.0 (``<name>-1``, ``<name>-sweep``, ...).
+    A deployment called ``<name>-2`` has rules ``<name>-2.1`` ... and is never mistaken for
+    ours: a base name holds no dot, and its legacy rules ``<name>-2-1`` match nothing here.
+    """
+    for separator, legacy in ((RULE_SEPARATOR, False), (LEGACY_SEPARATOR, True)):
+        index = rule_index(name, candidate, separator)
+        if index is not None:
+            return "state_change", index, legacy
+        for kind in ("attribution", "sweep"):
+            if candidate == f"{name}{separator}{kind}":
+                return kind, None, legacy
+    return None
+
+
+def rule_source_pattern(partition, region, account, name):
+    """The ``AWS:SourceArn`` pattern of the region's one invoke permission: every rule of
+    deployment ``name`` and no rule of another deployment."""
+    return rule_arn(partition, region, account, f"{name}{RULE_SEPARATOR}*")
 
 
 def function_arn(partition, region, account, name):
@@ -663,39 +696,16 @@ def shard_rules(name, mode, instance_ids, current=()):
     ]
 
 
-def invoke_statement_bytes(name, region, rule):
-    """Bytes of the statement with which a rule may invoke the function, as Lambda stores it."""
-    account = "0" * 12
-    return len(
-        _compact(
-            {
-                "Sid": rule,
-                "Effect": "Allow",
-                "Principal": {"Service": "events.amazonaws.com"},
-                "Action": "lambda:InvokeFunction",
-                "Resource": function_arn("aws", region, account, name),
-                "Condition": {"ArnLike": {"AWS:SourceArn": rule_arn("aws", region, account, rule)}},
-            }
-        )
-    )
-
-
 def check_rule_capacity(name, region, rules, instance_count):
-    """Fail before any change when a region's rules exceed the event bus's rule quota or,
-    with one invoke statement each, the function's 20 KB resource policy."""
-    advice = "use stop_protection_selector: tag (one rule for any number of instances)"
+    """Fail before any change when a region's rules exceed the event bus's rule quota.
+
+    The function's resource policy does not grow with the rules: one statement admits them
+    all (``rule_source_pattern``).
+    """
     if len(rules) > MAX_RULES_PER_BUS:
         raise ProtectionError(
             f"{instance_count} instances in {region} need {len(rules)} rules, more than the {MAX_RULES_PER_BUS} "
-            f"an event bus holds by default; {advice}"
-        )
-    envelope = len(_compact({"Version": "2012-10-17", "Id": "default", "Statement": []}))
-    size = envelope + sum(invoke_statement_bytes(name, region, rule) + 1 for rule in rules)
-    if size > MAX_FUNCTION_POLICY_BYTES:
-        raise ProtectionError(
-            f"{instance_count} instances in {region} need {len(rules)} rules; their invoke permissions "
-            f"(about {size} bytes) exceed the {MAX_FUNCTION_POLICY_BYTES} bytes a Lambda function's resource "
-            f"policy holds; {advice}"
+            "an event bus holds by default; use stop_protection_selector: tag (one rule for any number of instances)"
         )
 
 
@@ -703,14 +713,17 @@ def reshard_region(plan, entry, deployed_rules):
     """The region's planned rules with the shards kept stable against ``deployed_rules``
     (``rules.list_deployment_rules`` output), and the deployed rules no longer needed.
 
+    Rules named as before 1.1.0 (``legacy``) are always stale; their shards seed the new
+    ones unless a run already wrote new shard rules (a migration cut short).
+
     Returns ``{"rules", "stale"}``.
     """
+    shards = [rule for rule in deployed_rules or [] if rule.get("kind") == "state_change"]
+    if any(not rule.get("legacy") for rule in shards):
+        shards = [rule for rule in shards if not rule.get("legacy")]
     current = [
         pattern_instance_ids(rule.get("event_pattern"))
-        for rule in sorted(
-            (rule for rule in deployed_rules or [] if rule.get("kind") == "state_change"),
-            key=lambda rule: rule.get("index") or 0,
-        )
+        for rule in sorted(shards, key=lambda rule: rule.get("index") or 0)
     ]
     shards = shard_rules(plan["name"], plan["mode"], entry["instance_ids"], current=current)
     rules = shards + [
@@ -877,7 +890,7 @@ def build_policies(
                 "Sid": "ReadOwnRules",
                 "Effect": "Allow",
                 "Action": "events:DescribeRule",
-                "Resource": [rule_arn(partition, region, account, f"{name}-*") for region in regions],
+                "Resource": [rule_source_pattern(partition, region, account, name) for region in regions],
             }
         )
     first = document(statements)

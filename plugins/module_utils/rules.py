@@ -4,32 +4,30 @@
 
 """Reading a deployment's EventBridge rules, shared by the rule_info and verify modules."""
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
-    ATTRIBUTION_SUFFIX,
-    SWEEP_SUFFIX,
-    rule_index,
-)
+from ansible_collections.guardrails.ec2.plugins.module_utils.protection import rule_kind
 
 
 def list_deployment_rules(client, name, with_targets=True):
     """The rules of deployment ``name`` in the client's region, shard rules first by number.
 
-    Only ``<name>-<n>``, ``<name>-attribution`` and ``<name>-sweep`` count: a deployment called
-    ``<name>-2`` has rules ``<name>-2-1``... and is never mistaken for ours.
+    Only ``<name>.<n>``, ``<name>.attribution`` and ``<name>.sweep`` count, and the same
+    with ``-`` as written before 1.1.0 (returned with ``legacy: true``, so that protect
+    replaces them): a deployment called ``<name>-2`` has rules ``<name>-2.1``... and is
+    never mistaken for ours.
     ``client`` is an events client wrapped with AWSRetry (calls use ``aws_retry=True``).
     """
     rules = []
     token = None
     while True:
-        kwargs = {"NamePrefix": f"{name}-"}
+        kwargs = {"NamePrefix": name}
         if token:
             kwargs["NextToken"] = token
         reply = client.list_rules(aws_retry=True, **kwargs)
         for rule in reply.get("Rules", []):
-            index = rule_index(name, rule["Name"])
-            kinds = {f"{name}{ATTRIBUTION_SUFFIX}": "attribution", f"{name}{SWEEP_SUFFIX}": "sweep"}
-            if index is None and rule["Name"] not in kinds:
+            found = rule_kind(name, rule["Name"])
+            if found is None:
                 continue
+            kind, index, legacy = found
             entry = {
                 "name": rule["Name"],
                 "arn": rule["Arn"],
@@ -38,7 +36,8 @@ def list_deployment_rules(client, name, with_targets=True):
                 "event_pattern": rule.get("EventPattern"),
                 "schedule_expression": rule.get("ScheduleExpression"),
                 "index": index,
-                "kind": "state_change" if index is not None else kinds[rule["Name"]],
+                "kind": kind,
+                "legacy": legacy,
             }
             if with_targets:
                 entry["targets"] = list_targets(client, rule["Name"])
@@ -46,7 +45,7 @@ def list_deployment_rules(client, name, with_targets=True):
         token = reply.get("NextToken")
         if not token:
             break
-    rules.sort(key=lambda rule: (rule["index"] is None, rule["index"] or 0))
+    rules.sort(key=lambda rule: (rule["legacy"], rule["index"] is None, rule["index"] or 0, rule["name"]))
     return rules
 
 

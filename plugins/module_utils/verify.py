@@ -10,6 +10,7 @@ stand-ins with the same methods.
 
 import json
 import math
+import re
 import statistics
 import time
 import urllib.parse
@@ -406,7 +407,9 @@ def test_pattern(events, pattern, event):
 
 
 def invoke_sources(policy):
-    """Rule ARNs allowed to invoke the function (events.amazonaws.com, lambda:InvokeFunction)."""
+    """``AWS:SourceArn`` values of the statements that let EventBridge invoke the function
+    (events.amazonaws.com, lambda:InvokeFunction), as ``fnmatch`` patterns: those of
+    ``ArnLike``/``StringLike`` as written, those of ``ArnEquals``/``StringEquals`` escaped."""
     sources = set()
     for statement in policy.get("Statement", []):
         principal = statement.get("Principal")
@@ -417,11 +420,20 @@ def invoke_sources(policy):
             continue
         if not {"lambda:InvokeFunction", "lambda:*"} & set(actions):
             continue
-        for condition in (statement.get("Condition") or {}).values():
-            arn = condition.get("AWS:SourceArn") or condition.get("aws:SourceArn")
-            if arn:
-                sources.add(arn)
+        for operator, condition in (statement.get("Condition") or {}).items():
+            arns = condition.get("AWS:SourceArn") or condition.get("aws:SourceArn") or []
+            for arn in arns if isinstance(arns, list) else [arns]:
+                sources.add(arn if "like" in operator.lower() else _glob_escape(arn))
     return sources
+
+
+def _glob_escape(text):
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def invocation_admitted(sources, rule_arn):
+    """Whether one of ``invoke_sources`` admits the rule."""
+    return any(fnmatchcase(rule_arn, source) for source in sources)
 
 
 # --- audit ---------------------------------------------------------------------------------------
@@ -498,7 +510,7 @@ def audit_instance(
             reasons.append(f"the pattern of rule {rule['name']} also matches running events")
         if not rule["targets_function"]:
             reasons.append(f"rule {rule['name']} does not target the function")
-        if function is not None and rule["arn"] not in deployment["policy_sources"]:
+        if function is not None and not invocation_admitted(deployment["policy_sources"], rule["arn"]):
             reasons.append(f"the function's resource policy does not let rule {rule['name']} invoke it")
         if reasons:
             problems.append(_sentence("; ".join(reasons)))
@@ -566,7 +578,7 @@ def _sweep_problem(deployment, env):
         reasons.append(f"sweep rule {sweep['name']} is {sweep.get('state')}")
     if not sweep["targets_function"]:
         reasons.append(f"sweep rule {sweep['name']} does not target the function")
-    elif sweep["arn"] not in deployment["policy_sources"]:
+    elif not invocation_admitted(deployment["policy_sources"], sweep["arn"]):
         reasons.append(f"the function's resource policy does not let sweep rule {sweep['name']} invoke it")
     return _sentence("; ".join(reasons) + f": {lost}") if reasons else None
 

@@ -156,13 +156,13 @@ def test_drill_over_broken_protection_leaves_every_instance_running(
 
 
 def test_a_lost_stop_event_is_caught_by_the_sweep(aws, endpoint, instances, behaviours):
-    """EventBridge loses the `stopped` event: only the schedule rule <name>-sweep can save it."""
+    """EventBridge loses the `stopped` event: only the schedule rule <name>.sweep can save it."""
     ec2 = aws("ec2")
     (instance_id,) = instances(1)
     variables = protect_vars("SweepProtect", [instance_id], stop_protection_sweep_minutes=1)
     assert run_playbook("protect.yml", endpoint, variables).returncode == 0
     try:
-        rule = aws("events").describe_rule(Name="SweepProtect-sweep")
+        rule = aws("events").describe_rule(Name="SweepProtect.sweep")
         assert (rule["ScheduleExpression"], rule["State"]) == ("rate(1 minute)", "ENABLED")
         behaviours.arm("drop-events", [instance_id], states=["stopped"], count=1)
         ec2.stop_instances(InstanceIds=[instance_id])

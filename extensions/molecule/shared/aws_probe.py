@@ -40,8 +40,11 @@ def leftovers(name, regions):
         ):
             found.append(f"function {name} in {region}")
         events = boto3.client("events", region_name=region)
+        # "<name>.<n>", and "<name>-<n>" as written before 1.1.0
         found.extend(
-            f"rule {r['Name']} in {region}" for r in events.list_rules(NamePrefix=f"{name}-")["Rules"]
+            f"rule {r['Name']} in {region}"
+            for r in events.list_rules(NamePrefix=name)["Rules"]
+            if r["Name"].startswith((f"{name}.", f"{name}-"))
         )
         logs = boto3.client("logs", region_name=region)
         groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]

@@ -410,9 +410,9 @@ def test_attribution_in_instance_mode_only_for_instances_in_our_rules(fn, aws, e
     events = boto3.client("events", region_name=REGION)
     protected, other = run_instance(aws), run_instance(aws)
     pattern = {"source": ["aws.ec2"], "detail": {"state": ["stopped"], "instance-id": [protected]}}
-    events.put_rule(Name="EC2Protect-1", EventPattern=json.dumps(pattern))
-    events.put_rule(Name="EC2Protect-attribution", EventPattern=json.dumps({"source": ["aws.ec2"]}))
-    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    events.put_rule(Name="EC2Protect.1", EventPattern=json.dumps(pattern))
+    events.put_rule(Name="EC2Protect.attribution", EventPattern=json.dumps({"source": ["aws.ec2"]}))
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     result = fn.handler(api_call_event([protected, other]), None)
     assert [r["instance_id"] for r in result["attributed"]] == [protected]
 
@@ -627,14 +627,14 @@ def scheduled_event():
         "source": "aws.events",
         "account": "123456789012",
         "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:123456789012:rule/EC2Protect-sweep"],
+        "resources": [f"arn:aws:events:{REGION}:123456789012:rule/EC2Protect.sweep"],
         "detail": {},
     }
 
 
 def put_shard_rule(index, instance_ids):
     boto3.client("events", region_name=REGION).put_rule(
-        Name=f"EC2Protect-{index}",
+        Name=f"EC2Protect.{index}",
         EventPattern=json.dumps(
             {
                 "source": ["aws.ec2"],
@@ -646,7 +646,7 @@ def put_shard_rule(index, instance_ids):
 
 
 def test_sweep_restarts_the_listed_instances_left_stopped(fn, aws, env, capsys):
-    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     lost, also_lost, fine = (run_instance(aws) for _instance in range(3))
     aws.start_instances(InstanceIds=[fine])
     stranger = run_instance(aws)
@@ -664,7 +664,7 @@ def test_sweep_restarts_the_listed_instances_left_stopped(fn, aws, env, capsys):
 
 
 def test_sweep_reads_the_rules_afresh_each_time(fn, aws, env):
-    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     first, second = run_instance(aws), run_instance(aws)
     put_shard_rule(1, [first])
     assert fn.handler(scheduled_event(), FakeContext())["swept"] == 1
@@ -684,7 +684,7 @@ def test_sweep_in_tag_mode_finds_instances_by_tag(fn, aws, env):
 
 
 def test_sweep_obeys_bypass_suspension_and_budget(fn, aws, env, capsys):
-    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     env.setenv("RESTART_LIMIT", "1")
     now = int(fn.time.time())
     bypassed = run_instance(aws, tags={"StopProtectionBypass": "CHG-1"})
@@ -698,7 +698,7 @@ def test_sweep_obeys_bypass_suspension_and_budget(fn, aws, env, capsys):
 
 
 def test_sweep_goes_on_after_a_failed_restart(fn, env, capsys):
-    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     ec2 = mock.MagicMock()
     stopped = {
         "State": {"Name": "stopped"},
@@ -742,7 +742,7 @@ def test_sweep_goes_on_after_a_failed_restart(fn, env, capsys):
 
 
 def test_sweep_stops_before_the_invocation_runs_out_of_time(fn, aws, env, capsys):
-    env.setenv("RULE_NAME_PREFIX", "EC2Protect-")
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     put_shard_rule(1, [run_instance(aws), run_instance(aws)])
     result = fn.handler(scheduled_event(), FakeContext(remaining_ms=5000))
     assert result["actions"] == []

@@ -61,7 +61,7 @@ def test_summary_names_what_was_deployed_per_region():
     )
     iam = f.stop_protection_policies(plan, "123456789012", "aws", kms_key_arns=[], notification_topic_arn="")
     summary = f.stop_protection_summary(
-        plan, "123456789012", "aws", iam, {"us-east-1": ["EC2Protect-2", "EC2Protect-sweep"]}
+        plan, "123456789012", "aws", iam, {"us-east-1": ["EC2Protect.2", "EC2Protect.sweep"]}
     )
     assert summary["regions"] == [
         {
@@ -71,7 +71,7 @@ def test_summary_names_what_was_deployed_per_region():
             "role": "EC2Protect-eu-west-1",
             "policies": ["EC2Protect-eu-west-1"],
             "policy_scope": "instances",
-            "rules": ["EC2Protect-1", "EC2Protect-sweep"],
+            "rules": ["EC2Protect.1", "EC2Protect.sweep"],
         },
         {
             "region": "us-east-1",
@@ -80,7 +80,7 @@ def test_summary_names_what_was_deployed_per_region():
             "role": "EC2Protect-us-east-1",
             "policies": ["EC2Protect-us-east-1"],
             "policy_scope": "instances",
-            "rules": ["EC2Protect-2", "EC2Protect-sweep"],
+            "rules": ["EC2Protect.2", "EC2Protect.sweep"],
         },
     ]
 

@@ -1,5 +1,6 @@
 """Naming, sharding, validation and policy building (plugins/module_utils/protection.py)."""
 
+import fnmatch
 import itertools
 import json
 import random
@@ -21,20 +22,54 @@ def test_every_name_derives_from_the_base_name():
     assert p.resource_names("EC2Protect") == {
         "function": "EC2Protect",
         "log_group": "/aws/lambda/EC2Protect",
-        "rule_prefix": "EC2Protect-",
-        "attribution_rule": "EC2Protect-attribution",
-        "sweep_rule": "EC2Protect-sweep",
+        "rule_prefix": "EC2Protect.",
+        "attribution_rule": "EC2Protect.attribution",
+        "sweep_rule": "EC2Protect.sweep",
+        "invoke_statement": "guardrails-ec2-rules",
         "attention": "EC2Protect-attention",
     }
 
 
 @pytest.mark.parametrize(
     ("candidate", "expected"),
-    [("EC2Protect-1", 1), ("EC2Protect-12", 12), ("EC2Protect-0", None), ("EC2Protect-2-1", None),
-     ("EC2Protect-attribution", None), ("EC2ProtectX-1", None), ("Other-1", None)],
+    [("EC2Protect.1", 1), ("EC2Protect.12", 12), ("EC2Protect.0", None), ("EC2Protect-2.1", None),
+     ("EC2Protect.attribution", None), ("EC2ProtectX.1", None), ("Other.1", None), ("EC2Protect-1", None)],
 )  # fmt: skip
 def test_rule_index_recognises_only_our_shard_rules(candidate, expected):
     assert p.rule_index("EC2Protect", candidate) == expected
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [("EC2Protect.1", ("state_change", 1, False)), ("EC2Protect.sweep", ("sweep", None, False)),
+     ("EC2Protect.attribution", ("attribution", None, False)),
+     # names of releases before 1.1.0, replaced by the next protect run
+     ("EC2Protect-3", ("state_change", 3, True)), ("EC2Protect-sweep", ("sweep", None, True)),
+     ("EC2Protect-attribution", ("attribution", None, True)),
+     # another deployment's, new and old names
+     ("EC2Protect-2.1", None), ("EC2Protect-2-1", None), ("EC2Protect-2.sweep", None),
+     ("EC2ProtectX.1", None), ("EC2Protect.x", None), ("EC2Protect.sweep.1", None)],
+)  # fmt: skip
+def test_rule_kind_knows_new_and_legacy_names_of_one_deployment(candidate, expected):
+    assert p.rule_kind("EC2Protect", candidate) == expected
+
+
+@pytest.mark.parametrize(
+    "other", ["EC2Protect-2", "EC2Protect_x", "EC2ProtectX", "EC2Protect-attribution", "E"]
+)
+def test_the_invoke_pattern_admits_no_rule_of_another_deployment(other):
+    """The one invoke statement's SourceArn pattern admits every rule this deployment writes,
+    and none that a deployment with any other valid base name writes."""
+    pattern = p.rule_source_pattern("aws", "eu-west-1", "123456789012", "EC2Protect")
+    ours = ["EC2Protect.1", "EC2Protect.300", "EC2Protect.attribution", "EC2Protect.sweep"]
+    assert all(
+        fnmatch.fnmatchcase(p.rule_arn("aws", "eu-west-1", "123456789012", rule), pattern) for rule in ours
+    )
+    theirs = [p.rule_name(other, 1), f"{other}.attribution", f"{other}.sweep"]
+    assert p.BASE_NAME.match(other)
+    assert not any(
+        fnmatch.fnmatchcase(p.rule_arn("aws", "eu-west-1", "123456789012", rule), pattern) for rule in theirs
+    )
 
 
 def test_function_arn_is_unqualified():
@@ -175,12 +210,12 @@ def test_plan_groups_by_region_and_shards_each():
     plan = p.build_plan("EC2Protect", instances=instances, bypass_tag_key="B", attribution=True)
     regions = {entry["region"]: entry for entry in plan["regions"]}
     assert [r["name"] for r in regions["eu-west-1"]["rules"]] == [
-        "EC2Protect-1", "EC2Protect-2", "EC2Protect-3", "EC2Protect-attribution", "EC2Protect-sweep",
+        "EC2Protect.1", "EC2Protect.2", "EC2Protect.3", "EC2Protect.attribution", "EC2Protect.sweep",
     ]  # fmt: skip
     assert [r["name"] for r in regions["us-east-1"]["rules"]] == [
-        "EC2Protect-1",
-        "EC2Protect-attribution",
-        "EC2Protect-sweep",
+        "EC2Protect.1",
+        "EC2Protect.attribution",
+        "EC2Protect.sweep",
     ]
     sweep = regions["us-east-1"]["rules"][-1]
     assert (sweep["kind"], sweep["schedule"], sweep["pattern"]) == ("sweep", "rate(5 minutes)", None)
@@ -269,7 +304,7 @@ def test_restart_policy_reaches_the_function_environment():
         "RESTART_HIBERNATED": "true",
         "MAX_RETRY_ATTEMPTS": "2",
         "SWEEP_MINUTES": "5",
-        "RULE_NAME_PREFIX": "EC2Protect-",
+        "RULE_NAME_PREFIX": "EC2Protect.",
     }
 
 
@@ -300,7 +335,7 @@ def test_bad_restart_settings_name_the_value(settings, message):
 def test_sweep_rule_follows_the_setting(minutes, schedule):
     plan = plan_for(["i-0123456789abcdef0"], restart_policy={"sweep_minutes": minutes})
     (sweep,) = [rule for rule in plan["regions"][0]["rules"] if rule["kind"] == "sweep"]
-    assert (sweep["name"], sweep["schedule"]) == ("EC2Protect-sweep", schedule)
+    assert (sweep["name"], sweep["schedule"]) == ("EC2Protect.sweep", schedule)
 
 
 def test_no_sweep_means_no_rule_no_rule_reading_and_no_prefix():
@@ -553,7 +588,7 @@ def test_environment_carries_only_what_the_function_needs():
     assert {key: env[key] for key in set(env) - restart_settings} == {
         "PROTECTION_MODE": "instance_ids",
         "BYPASS_TAG_KEY": "B",
-        "RULE_NAME_PREFIX": "EC2Protect-",  # the sweep reads the instance ids from the rules
+        "RULE_NAME_PREFIX": "EC2Protect.",  # the sweep reads the instance ids from the rules
     }
     tag_plan = p.build_plan(
         "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
@@ -561,7 +596,7 @@ def test_environment_carries_only_what_the_function_needs():
     env = p.lambda_environment(tag_plan, "K", "V", "B", "arn:aws:sns:eu-west-1:123456789012:t", True)
     assert env["PROTECTION_TAG_KEY"] == "K"
     assert env["NOTIFICATION_TOPIC_ARN"] == "arn:aws:sns:eu-west-1:123456789012:t"
-    assert env["RULE_NAME_PREFIX"] == "N-"
+    assert env["RULE_NAME_PREFIX"] == "N."
 
 
 # --- one role and policies per region -----------------------------------------------------
@@ -692,7 +727,7 @@ def test_reshard_region_keeps_deployed_shards_and_lists_stale_rules():
     deployed_shards = p.shard_instance_ids(ids(250))
     deployed = [
         {
-            "name": f"EC2Protect-{index}",
+            "name": f"EC2Protect.{index}",
             "kind": "state_change",
             "index": index,
             "event_pattern": p.state_change_pattern(shard),
@@ -700,19 +735,63 @@ def test_reshard_region_keeps_deployed_shards_and_lists_stale_rules():
         for index, shard in enumerate(deployed_shards, start=1)
     ] + [
         {
-            "name": "EC2Protect-9",
+            "name": "EC2Protect.9",
             "kind": "state_change",
             "index": 9,
             "event_pattern": p.state_change_pattern(["i-0000000000000ffff"]),
         },
-        {"name": "EC2Protect-attribution", "kind": "attribution", "index": None, "event_pattern": "{}"},
+        {"name": "EC2Protect.attribution", "kind": "attribution", "index": None, "event_pattern": "{}"},
     ]
     result = p.reshard_region(plan, entry, deployed)
     assert [rule["instance_ids"] for rule in result["rules"][: len(deployed_shards) - 1]] == deployed_shards[
         :-1
     ]
-    assert [rule["name"] for rule in result["rules"]][-1] == "EC2Protect-sweep"
-    assert [rule["name"] for rule in result["stale"]] == ["EC2Protect-9", "EC2Protect-attribution"]
+    assert [rule["name"] for rule in result["rules"]][-1] == "EC2Protect.sweep"
+    assert [rule["name"] for rule in result["stale"]] == ["EC2Protect.9", "EC2Protect.attribution"]
+
+
+def legacy_rules(shards):
+    """Rules as releases before 1.1.0 named them: ``<name>-<n>``, ``<name>-sweep``."""
+    return [
+        {
+            "name": f"EC2Protect-{index}",
+            "kind": "state_change",
+            "index": index,
+            "legacy": True,
+            "event_pattern": p.state_change_pattern(shard),
+        }
+        for index, shard in enumerate(shards, start=1)
+    ] + [{"name": "EC2Protect-sweep", "kind": "sweep", "index": None, "legacy": True}]
+
+
+def test_reshard_region_replaces_legacy_rules_keeping_their_shards():
+    plan = plan_for(ids(200))
+    deployed_shards = p.shard_instance_ids(ids(200))
+    result = p.reshard_region(plan, plan["regions"][0], legacy_rules(deployed_shards))
+    assert [rule["name"] for rule in result["rules"]] == [
+        f"EC2Protect.{index}" for index in range(1, len(deployed_shards) + 1)
+    ] + ["EC2Protect.sweep"]
+    assert [rule["instance_ids"] for rule in result["rules"][:-1]] == deployed_shards
+    assert [rule["name"] for rule in result["stale"]] == [
+        f"EC2Protect-{index}" for index in range(1, len(deployed_shards) + 1)
+    ] + ["EC2Protect-sweep"]
+
+
+def test_reshard_region_after_a_cut_short_migration_follows_the_new_rules():
+    """Once new shard rules exist they are the current shards; the legacy ones only go."""
+    plan = plan_for(ids(200))
+    new = [
+        {
+            "name": "EC2Protect.1",
+            "kind": "state_change",
+            "index": 1,
+            "legacy": False,
+            "event_pattern": p.state_change_pattern(ids(200)[100:187]),
+        }
+    ]
+    result = p.reshard_region(plan, plan["regions"][0], legacy_rules([ids(200)[:87]]) + new)
+    assert result["rules"][0]["instance_ids"] == ids(200)[100:187]
+    assert {rule["name"] for rule in result["stale"]} == {"EC2Protect-1", "EC2Protect-sweep"}
 
 
 def test_pattern_instance_ids_reads_only_lists_of_ids():
@@ -806,26 +885,15 @@ def test_a_bad_account_of_a_host_is_named():
 # --- capacity ------------------------------------------------------------------------------
 
 
-def test_the_function_policy_limit_is_checked_before_any_change():
-    """Each shard rule adds a ~290-byte invoke statement to a 20 KB resource policy: the
-    plan refuses, naming the numbers, before a run could fail half-way at lambda_policy."""
-    fits = plan_for(ids(5000))
-    rules = len(fits["regions"][0]["rules"])
-    size = sum(
-        p.invoke_statement_bytes("EC2Protect", "eu-west-1", rule["name"])
-        for rule in fits["regions"][0]["rules"]
-    )
-    assert size < p.MAX_FUNCTION_POLICY_BYTES
-    with pytest.raises(
-        p.ProtectionError, match=r"7000 instances in eu-west-1 need \d+ rules; their invoke permissions"
-    ):
-        plan_for(ids(7000))
-    assert rules < p.MAX_RULES_PER_BUS
+def test_the_function_policy_does_not_grow_with_the_rules():
+    """One invoke statement per region admits every rule: 300 rules need no more policy
+    than one (the function's 20 KB resource policy once capped instance-id mode at ~69)."""
+    plan = plan_for(ids(25000))
+    assert len(plan["regions"][0]["rules"]) == 289
     # tag mode needs one rule for any number of instances
-    assert plan_for(ids(7000), mode=p.MODE_TAG, tag_key="StopProtection", tag_value="enabled")
+    assert plan_for(ids(27000), mode=p.MODE_TAG, tag_key="StopProtection", tag_value="enabled")
 
 
-def test_the_rule_quota_is_checked_too(monkeypatch):
-    monkeypatch.setattr(p, "MAX_FUNCTION_POLICY_BYTES", 10**9)
+def test_the_rule_quota_is_checked_before_any_change():
     with pytest.raises(p.ProtectionError, match=r"more than the 300 an event bus holds by default"):
         plan_for(ids(27000))

@@ -11,16 +11,16 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import verify as v
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
 
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
-RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-1"
+RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.1"
 ID = "i-0123456789abcdef0"
 
 
-SWEEP_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-sweep"
+SWEEP_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.sweep"
 
 
 def deployment(mode="instance_ids", **overrides):
     rule = {
-        "name": "EC2Protect-1",
+        "name": "EC2Protect.1",
         "arn": RULE_ARN,
         "state": "ENABLED",
         "listed_ids": {ID} if mode == "instance_ids" else None,
@@ -30,7 +30,7 @@ def deployment(mode="instance_ids", **overrides):
     }
     rule.update(overrides.pop("rule", {}))
     sweep = {
-        "name": "EC2Protect-sweep",
+        "name": "EC2Protect.sweep",
         "arn": SWEEP_ARN,
         "state": "ENABLED",
         "targets_function": True,
@@ -49,7 +49,8 @@ def deployment(mode="instance_ids", **overrides):
         "function": {"State": "Active", "LastUpdateStatus": "Successful"},
         "mode": mode,
         "env": env,
-        "policy_sources": {RULE_ARN, SWEEP_ARN},
+        # the role's one statement per region: a pattern over the deployment's rule names
+        "policy_sources": {"arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.*"},
         "invoke_config": {"MaximumRetryAttempts": 2},
         "rules": [rule],
         "sweep_rule": sweep,
@@ -76,7 +77,7 @@ def test_a_fully_wired_instance_is_protected():
         "state": "running",
         "protected": True,
         "problems": [],
-        "rules": ["EC2Protect-1"],
+        "rules": ["EC2Protect.1"],
         "aws_stop_protection": False,
     }
 
@@ -87,11 +88,11 @@ def test_a_fully_wired_instance_is_protected():
         (None, deployment(), "does not exist"),
         (instance("terminated"), deployment(), "is terminated"),
         (instance(), deployment(rules=[]), "No rule of this deployment names the instance"),
-        (instance(), deployment(rule={"state": "DISABLED"}), "Rule EC2Protect-1 is DISABLED"),
+        (instance(), deployment(rule={"state": "DISABLED"}), "Rule EC2Protect.1 is DISABLED"),
         (instance(), deployment(rule={"matches_stopped": False}), "does not match a stopped event"),
         (instance(), deployment(rule={"matches_running": True}), "also matches running events"),
         (instance(), deployment(rule={"targets_function": False}), "does not target the function"),
-        (instance(), deployment(policy_sources=set()), "resource policy does not let rule EC2Protect-1"),
+        (instance(), deployment(policy_sources=set()), "resource policy does not let rule EC2Protect.1"),
         (instance(), deployment(invoke_config=None), "no asynchronous invocation settings"),
         (instance(), deployment(function=None), f"Function {FUNCTION_ARN} does not exist"),
         (instance(), deployment(function={"State": "Failed"}), "Function is Failed"),
@@ -105,12 +106,12 @@ def test_a_fully_wired_instance_is_protected():
         (instance("stopping"), deployment(), "Instance is stopping"),
         (instance(), deployment(reserved_concurrency=0), "reserved concurrency is 0"),
         (instance(), deployment(sweep_rule=None), "The sweep rule is missing: a lost stop event"),
-        (instance(), deployment(sweep={"state": "DISABLED"}), "Sweep rule EC2Protect-sweep is DISABLED"),
+        (instance(), deployment(sweep={"state": "DISABLED"}), "Sweep rule EC2Protect.sweep is DISABLED"),
         (instance(), deployment(sweep={"targets_function": False}), "does not target the function"),
         (
             instance(),
             deployment(policy_sources={RULE_ARN}),
-            "does not let sweep rule EC2Protect-sweep invoke it",
+            "does not let sweep rule EC2Protect.sweep invoke it",
         ),
         (
             instance(tags={"StopProtectionSuspended": "2026-11-27T10:00:00Z 3 restarts within 3600 s"}),
@@ -168,6 +169,33 @@ def test_invoke_sources_reads_events_statements_only():
         ]
     }
     assert v.invoke_sources(policy) == {RULE_ARN}
+
+
+@pytest.mark.parametrize(
+    ("operator", "source", "rule", "admitted"),
+    [
+        ("ArnLike", "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.*", RULE_ARN, True),
+        ("ArnLike", "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.*", SWEEP_ARN, True),
+        # another deployment's pattern, or the pre-1.1.0 names: not this rule
+        ("ArnLike", "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-*", RULE_ARN, False),
+        ("ArnLike", "arn:aws:events:us-east-1:123456789012:rule/EC2Protect.*", RULE_ARN, False),
+        ("ArnEquals", RULE_ARN, RULE_ARN, True),
+        # Equals takes "*" literally
+        ("ArnEquals", "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.*", RULE_ARN, False),
+    ],
+)
+def test_invocation_admitted_follows_the_condition_operator(operator, source, rule, admitted):
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "lambda:InvokeFunction",
+                "Condition": {operator: {"AWS:SourceArn": source}},
+            }
+        ]
+    }
+    assert v.invocation_admitted(v.invoke_sources(policy), rule) is admitted
 
 
 def test_sample_event_is_a_stopped_state_change():
