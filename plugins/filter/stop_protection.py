@@ -6,7 +6,7 @@
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import protection
+from ansible_collections.guardrails.ec2.plugins.module_utils import protection, sync
 
 
 def _known_regions():
@@ -129,13 +129,30 @@ def stop_protection_policies(plan, account, partition="aws", **settings):
     }
 
 
-def stop_protection_reshard(entry, plan, deployed_rules):
+def stop_protection_reshard(entry, plan, deployed_rules, function_arn=None):
     """``{rules, stale}`` of one plan region against its deployed rules: shards kept stable
-    (``protection.reshard_region``)."""
+    (``protection.reshard_region``). With ``function_arn`` also ``write``: the rules that
+    differ from the deployed ones (``sync.rules_to_write``), each with its ``drift``."""
     try:
-        return protection.reshard_region(plan, entry, deployed_rules)
+        result = protection.reshard_region(plan, entry, deployed_rules)
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc
+    if function_arn:
+        result["write"] = sync.rules_to_write(
+            result["rules"], deployed_rules, plan["names"]["function"], function_arn
+        )
+    return result
+
+
+def stop_protection_desired(plan, region, account, partition, **settings):
+    """What the role writes in one region besides IAM, function, alarm and rules
+    (``sync.desired_state``)."""
+    return sync.desired_state(plan, region, account, partition, **settings)
+
+
+def stop_protection_drift(state, desired):
+    """Per resource of ``desired``, what differs in the read ``state`` (``sync.region_drift``)."""
+    return sync.region_drift(state, desired)
 
 
 def stop_protection_environment(plan, **settings):
@@ -171,24 +188,12 @@ def stop_protection_summary(plan, account, partition, iam, rules=None):
 
 
 def stop_protection_rule_changes(planned, existing, function_arn):
-    """Names of planned rules that are missing or differ (pattern, schedule, state, target) from ``existing``.
-
-    amazon.aws.cloudwatchevent_rule has no check mode; this lets the role say in check mode
-    which rules, with their permissions, a real run would create or update.
-    """
-    current = {rule["name"]: rule for rule in existing or []}
-    changes = []
-    for rule in planned:
-        found = current.get(rule["name"])
-        if (
-            found is None
-            or found.get("event_pattern") != rule["pattern"]
-            or found.get("schedule_expression") != rule.get("schedule")
-            or found.get("state") != "ENABLED"
-            or function_arn not in [target.get("arn") for target in found.get("targets") or []]
-        ):
-            changes.append(rule["name"])
-    return changes
+    """Names of planned rules that are missing or differ from ``existing`` (``sync.rule_drift``:
+    description, pattern, schedule, role, state, targets)."""
+    return [
+        rule["name"]
+        for rule in sync.rules_to_write(planned, existing, function_arn.split(":")[6], function_arn)
+    ]
 
 
 def _seconds(value):
@@ -255,4 +260,6 @@ class FilterModule:
             "stop_protection_summary": stop_protection_summary,
             "stop_protection_verify_report": stop_protection_verify_report,
             "stop_protection_rule_changes": stop_protection_rule_changes,
+            "stop_protection_desired": stop_protection_desired,
+            "stop_protection_drift": stop_protection_drift,
         }

@@ -27,6 +27,12 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     resource_names,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
+from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
+    read_invoke_config,
+    read_metric_filter,
+    read_metric_filter_missing,
+    read_statement,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.verify import marker_pages
 
 DESCRIPTION_PREFIX = "guardrails.ec2 stop protection"
@@ -63,15 +69,17 @@ def read_function(lam, name):
 
 
 def read_log_group(logs, group, function_is_ours):
+    """The log group's ownership entry and its state ``{"exists", "retention", "tags"}``."""
     reply = logs.describe_log_groups(aws_retry=True, logGroupNamePrefix=group)
     found = next((entry for entry in reply.get("logGroups", []) if entry["logGroupName"] == group), None)
     if found is None:
-        return _missing("log group", group)
-    if function_is_ours:
-        return _found("log group", group, True, "")
+        return _missing("log group", group), {"exists": False, "retention": None, "tags": {}}
     arn = found["arn"][:-2] if found["arn"].endswith(":*") else found["arn"]
     tags = logs.list_tags_for_resource(aws_retry=True, resourceArn=arn).get("tags") or {}
-    return _found("log group", group, _tagged(tags), NOT_TAGGED)
+    state = {"exists": True, "retention": found.get("retentionInDays"), "tags": tags}
+    if function_is_ours:
+        return _found("log group", group, True, ""), state
+    return _found("log group", group, _tagged(tags), NOT_TAGGED), state
 
 
 def read_alarm(cloudwatch, alarm):
@@ -132,9 +140,23 @@ def read_ownership(clients, name, region, account, partition, policies=()):
     arn = function_arn(partition, region, account, names["function"])
     function, function_entry = read_function(clients["lambda"], names["function"])
     resources = [function_entry]
-    resources.append(
-        read_log_group(clients["logs"], names["log_group"], function is not None and function_entry["ours"])
+    log_group_entry, log_group = read_log_group(
+        clients["logs"], names["log_group"], function is not None and function_entry["ours"]
     )
+    resources.append(log_group_entry)
+    # What the read-once rollout compares with the plan (sync.py); rules are read below.
+    state = {
+        "log_group": log_group,
+        "metric_filter": read_metric_filter(clients["logs"], names["log_group"], names["attention"])
+        if log_group["exists"]
+        else read_metric_filter_missing(),
+        "statement": read_statement(clients["lambda"], names["function"], names["invoke_statement"])
+        if function is not None
+        else None,
+        "invoke_config": read_invoke_config(clients["lambda"], names["function"])
+        if function is not None
+        else None,
+    }
     resources.append(read_alarm(clients["cloudwatch"], names["attention"]))
     rules = list_deployment_rules(clients["events"], name)
     resources.extend(judge_rule(rule, arn) for rule in rules)
@@ -167,4 +189,5 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         "rules": rules,
         "function": function,
         "legacy": legacy,
+        "state": state,
     }

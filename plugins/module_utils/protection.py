@@ -648,6 +648,7 @@ def build_plan(
                     "pattern": attribution_pattern(),
                     "instance_ids": [],
                     "kind": "StopInstances callers",
+                    "description": rule_description([], "StopInstances callers"),
                 }
             )
         if restart_policy["sweep_minutes"]:
@@ -658,6 +659,7 @@ def build_plan(
                     "schedule": sweep_schedule(restart_policy["sweep_minutes"]),
                     "instance_ids": [],
                     "kind": "sweep",
+                    "description": rule_description([], "sweep"),
                 }
             )
         check_rule_capacity(name, region, [rule["name"] for rule in rules], len(ids))
@@ -673,6 +675,15 @@ def build_plan(
     }
 
 
+RULE_DESCRIPTION = "guardrails.ec2 stop protection: {}"
+
+
+def rule_description(instance_ids, kind):
+    """What a rule's description says: how many instances it names, else its kind. Rules
+    count as the deployment's when it starts with ``guardrails.ec2 stop protection``."""
+    return RULE_DESCRIPTION.format(f"{len(instance_ids)} instances" if instance_ids else kind)
+
+
 def shard_rules(name, mode, instance_ids, current=()):
     """The rules that match ``stopped`` events of a region: one for all (tag mode) or one
     per shard of ``instance_ids``, numbered from 1; ``current`` as in ``shard_instance_ids``."""
@@ -683,6 +694,7 @@ def shard_rules(name, mode, instance_ids, current=()):
                 "pattern": state_change_pattern(),
                 "instance_ids": [],
                 "kind": "tagged instances",
+                "description": rule_description([], "tagged instances"),
             }
         ]
     return [
@@ -691,6 +703,7 @@ def shard_rules(name, mode, instance_ids, current=()):
             "pattern": state_change_pattern(shard),
             "instance_ids": shard,
             "kind": "instances",
+            "description": rule_description(shard, "instances"),
         }
         for index, shard in enumerate(shard_instance_ids(instance_ids, current=current), start=1)
     ]

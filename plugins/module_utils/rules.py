@@ -35,6 +35,7 @@ def list_deployment_rules(client, name, with_targets=True):
                 "description": rule.get("Description"),
                 "event_pattern": rule.get("EventPattern"),
                 "schedule_expression": rule.get("ScheduleExpression"),
+                "role_arn": rule.get("RoleArn"),
                 "index": index,
                 "kind": kind,
                 "legacy": legacy,
@@ -57,7 +58,15 @@ def list_targets(client, rule):
         if token:
             kwargs["NextToken"] = token
         reply = client.list_targets_by_rule(aws_retry=True, **kwargs)
-        targets.extend({"id": target["Id"], "arn": target["Arn"]} for target in reply.get("Targets", []))
+        # "extra": every other field (input, retry policy, ...): the role's targets have none.
+        targets.extend(
+            {
+                "id": target["Id"],
+                "arn": target["Arn"],
+                "extra": {key: value for key, value in target.items() if key not in ("Id", "Arn")},
+            }
+            for target in reply.get("Targets", [])
+        )
         token = reply.get("NextToken")
         if not token:
             return targets

@@ -99,24 +99,10 @@ from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-
-def describe_config(client, function_name, qualifier=None):
-    """The current settings in the module's return shape, or None when there are none."""
-    kwargs = {"FunctionName": function_name}
-    if qualifier:
-        kwargs["Qualifier"] = qualifier
-    try:
-        reply = client.get_function_event_invoke_config(aws_retry=True, **kwargs)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return None
-    return {
-        "function_arn": reply.get("FunctionArn"),
-        "maximum_retry_attempts": reply.get("MaximumRetryAttempts"),
-        "maximum_event_age_in_seconds": reply.get("MaximumEventAgeInSeconds"),
-        "on_failure_destination_arn": ((reply.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
-            "Destination"
-        ),
-    }
+from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
+    invoke_config_drift,
+    read_invoke_config,
+)
 
 
 def desired_config(params):
@@ -125,12 +111,6 @@ def desired_config(params):
         "maximum_event_age_in_seconds": params["maximum_event_age_in_seconds"],
         "on_failure_destination_arn": params["on_failure_destination_arn"] or None,
     }
-
-
-def differs(current, desired):
-    if current is None:
-        return True
-    return any(current.get(key) != value for key, value in desired.items())
 
 
 def put_config(client, function_name, qualifier, desired):
@@ -186,7 +166,7 @@ def main():
     client = module.client("lambda", retry_decorator=AWSRetry.jittered_backoff())
     name, qualifier = module.params["function_name"], module.params["qualifier"]
     try:
-        current = describe_config(client, name, qualifier)
+        current = read_invoke_config(client, name, qualifier)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Couldn't read the asynchronous invocation settings of {name}")
 
@@ -201,13 +181,13 @@ def main():
         module.exit_json(changed=True, event_invoke_config={}, diff={"before": current, "after": {}})
 
     desired = desired_config(module.params)
-    if not differs(current, desired):
+    if not invoke_config_drift(current, desired):
         module.exit_json(changed=False, event_invoke_config=current)
     after = dict(current or {}, **desired)
     if not module.check_mode:
         try:
             put_config(client, name, qualifier, desired)
-            after = describe_config(client, name, qualifier) or after
+            after = read_invoke_config(client, name, qualifier) or after
         except is_boto3_error_code("ResourceNotFoundException") as e:
             module.fail_json_aws(e, msg=f"Function {name} does not exist")
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except

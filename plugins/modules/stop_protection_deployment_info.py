@@ -113,6 +113,19 @@ rules:
   type: list
   elements: dict
   sample: [{"name": "EC2Protect-1", "kind": "state_change", "index": 1, "state": "ENABLED"}]
+state:
+  description:
+    - What the read-once rollout compares with the plan (see the M(guardrails.ec2.stop_protection)
+      role) - the log group's retention and tags, the metric filter(s) named like the
+      deployment's, the function's invoke statement for its rules and its asynchronous
+      invocation settings (null when there is no function).
+  returned: always
+  type: dict
+  sample:
+    log_group: {"exists": true, "retention": 30, "tags": {"ManagedBy": "guardrails.ec2"}}
+    metric_filter: {"count": 1, "name": "EC2Protect-attention", "pattern": "{ ($.action = \"failed\") }", "transformation": {}}
+    statement: {"Sid": "guardrails-ec2-rules", "Effect": "Allow"}
+    invoke_config: {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 21600, "on_failure_destination_arn": null}
 stale:
   description: The rules in RV(rules) whose names are not in O(keep).
   returned: always
@@ -173,6 +186,7 @@ def main():
         resources=found["resources"],
         foreign=found["foreign"],
         rules=found["rules"],
+        state=found["state"],
         stale=[rule for rule in found["rules"] if rule["name"] not in keep],
         function={"role": function.get("Role"), "code_sha256": function.get("CodeSha256")}
         if function

@@ -192,15 +192,17 @@ def test_verify_report_names_instances_the_drill_restored():
 
 def test_rule_changes_lists_missing_and_differing_rules():
     arn = "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
-    planned = [{"name": f"EC2Protect-{n}", "pattern": f"p{n}"} for n in (1, 2, 3, 4)]
-    existing = [
-        {"name": "EC2Protect-1", "event_pattern": "p1", "state": "ENABLED", "targets": [{"arn": arn}]},
-        {"name": "EC2Protect-2", "event_pattern": "old", "state": "ENABLED", "targets": [{"arn": arn}]},
-        {"name": "EC2Protect-3", "event_pattern": "p3", "state": "DISABLED", "targets": [{"arn": arn}]},
-    ]
+    planned = [{"name": f"EC2Protect.{n}", "pattern": f"p{n}", "description": "d"} for n in (1, 2, 3, 4)]
+    target = [{"id": "EC2Protect", "arn": arn, "extra": {}}]
+
+    def deployed(n, pattern, state="ENABLED"):
+        return {"name": f"EC2Protect.{n}", "event_pattern": pattern, "description": "d", "state": state,
+                "targets": target}  # fmt: skip
+
+    existing = [deployed(1, "p1"), deployed(2, "old"), deployed(3, "p3", "DISABLED")]
     assert f.stop_protection_rule_changes(planned, existing, arn) == [
-        "EC2Protect-2",
-        "EC2Protect-3",
-        "EC2Protect-4",
+        "EC2Protect.2",
+        "EC2Protect.3",
+        "EC2Protect.4",
     ]
-    assert f.stop_protection_rule_changes(planned[:1], existing, arn + ":1") == ["EC2Protect-1"]
+    assert f.stop_protection_rule_changes(planned[:1], existing, arn + ":1") == ["EC2Protect.1"]

@@ -5,6 +5,7 @@ from unittest import mock
 import pytest
 from botocore.exceptions import ClientError
 
+from ansible_collections.guardrails.ec2.plugins.module_utils import sync
 from ansible_collections.guardrails.ec2.plugins.modules import lambda_event_invoke_config as m
 
 
@@ -30,13 +31,13 @@ def test_describe_maps_the_reply():
             "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:eu-west-1:123456789012:q"}},
         }
     )
-    assert m.describe_config(client, "f") == {
+    assert sync.read_invoke_config(client, "f") == {
         "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
         "maximum_retry_attempts": 1,
         "maximum_event_age_in_seconds": 600,
         "on_failure_destination_arn": "arn:aws:sqs:eu-west-1:123456789012:q",
     }
-    assert m.describe_config(client_with(None), "f") is None
+    assert sync.read_invoke_config(client_with(None), "f") is None
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_differs(current, changed):
     desired = m.desired_config(
         {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600, "on_failure_destination_arn": ""}
     )
-    assert m.differs(current, desired) is changed
+    assert bool(sync.invoke_config_drift(current, desired)) is changed
 
 
 def test_put_sends_the_destination_or_clears_it():

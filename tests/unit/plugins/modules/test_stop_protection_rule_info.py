@@ -40,7 +40,7 @@ def test_lists_only_our_rules_in_shard_order_and_the_stale_ones(events, run_modu
     assert [r["name"] for r in result["stale"]] == ["EC2Protect-2", "EC2Protect-10", "EC2Protect-attribution"]
     first = result["rules"][0]
     assert first["targets"] == [
-        {"id": "EC2Protect", "arn": "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"}
+        {"id": "EC2Protect", "arn": "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect", "extra": {}}
     ]
     assert (first["index"], first["kind"], first["state"]) == (1, "state_change", "ENABLED")
     assert result["rules"][-1]["kind"] == "attribution"

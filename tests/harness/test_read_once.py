@@ -1,0 +1,73 @@
+"""The read-once rollout on the emulator: a rerun that finds nothing to change skips the
+tasks of resources in sync, and a drifted resource is found and repaired."""
+
+import json
+import re
+
+from conftest import unique
+from test_protection_under_stress import changed_count, protect_vars, run_playbook
+
+SKIPPED_WHEN_IN_SYNC = [
+    "Ensure the log group with retention",
+    "Count failed and suspended restarts",
+    "Ensure retries and the failure destination",
+    "Allow the deployment's rules to invoke the function",
+    "Ensure the rules",
+    "Show what differs",
+]
+
+
+def task_results(stdout):
+    """``{task title (without the role prefix and region): first result line}``."""
+    results = {}
+    for match in re.finditer(r"^TASK \[(?:[\w.]+ : )?(.+?)\] \**\n(\S+)", stdout, re.M):
+        title = re.sub(r" in [a-z]{2}(-gov)?-[a-z]+-\d$", "", match.group(1))
+        results.setdefault(title, match.group(2))
+    return results
+
+
+def test_a_rerun_skips_what_is_in_sync_and_repairs_what_drifted(aws, endpoint, instances):
+    events, lam, logs = aws("events"), aws("lambda"), aws("logs")
+    name = unique("ReadOnce")
+    settings = protect_vars(
+        name, instances(1), stop_protection_sweep_minutes=5, stop_protection_keep_logs=False
+    )
+    group = f"/aws/lambda/{name}"
+    try:
+        first = run_playbook("protect.yml", endpoint, settings)
+        assert first.returncode == 0, first.stdout[-3000:]
+        assert all(task_results(first.stdout)[task] != "skipping:" for task in SKIPPED_WHEN_IN_SYNC[:-1])
+
+        again = run_playbook("protect.yml", endpoint, settings)
+        assert again.returncode == 0 and changed_count(again) == 0, again.stdout[-3000:]
+        results = task_results(again.stdout)
+        assert {task: results[task] for task in SKIPPED_WHEN_IN_SYNC} == dict.fromkeys(
+            SKIPPED_WHEN_IN_SYNC, "skipping:"
+        )
+
+        # Drift in every resource the reader compares.
+        events.disable_rule(Name=f"{name}.1")
+        # a second target on the function (a foreign target would make the rule not ours)
+        function_arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        events.put_targets(Rule=f"{name}.sweep", Targets=[{"Id": "twice", "Arn": function_arn}])
+        logs.put_retention_policy(logGroupName=group, retentionInDays=7)
+        lam.remove_permission(FunctionName=name, StatementId="guardrails-ec2-rules")
+        lam.put_function_event_invoke_config(
+            FunctionName=name, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=60
+        )
+
+        repair = run_playbook("protect.yml", endpoint, settings)
+        assert repair.returncode == 0, repair.stdout[-3000:]
+        assert task_results(repair.stdout)["Show what differs"] == "ok:"
+        assert events.describe_rule(Name=f"{name}.1")["State"] == "ENABLED"
+        assert [target["Id"] for target in events.list_targets_by_rule(Rule=f"{name}.sweep")["Targets"]] == [
+            name
+        ]
+        assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["retentionInDays"] == 30
+        statements = json.loads(lam.get_policy(FunctionName=name)["Policy"])["Statement"]
+        assert [statement["Sid"] for statement in statements] == ["guardrails-ec2-rules"]
+        config = lam.get_function_event_invoke_config(FunctionName=name)
+        assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (2, 3600)
+        assert changed_count(run_playbook("protect.yml", endpoint, settings)) == 0
+    finally:
+        run_playbook("unprotect.yml", endpoint, settings)
