@@ -28,9 +28,12 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
+    alarm_state,
+    function_state,
     read_invoke_config,
     read_metric_filter,
     read_metric_filter_missing,
+    read_policy_versions,
     read_statement,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.verify import marker_pages
@@ -83,12 +86,13 @@ def read_log_group(logs, group, function_is_ours):
 
 
 def read_alarm(cloudwatch, alarm):
+    """The alarm's ownership entry and the alarm as described (None when missing)."""
     reply = cloudwatch.describe_alarms(aws_retry=True, AlarmNames=[alarm])
     found = next(iter(reply.get("MetricAlarms") or []), None)
     if found is None:
-        return _missing("alarm", alarm)
+        return _missing("alarm", alarm), None
     ours = (found.get("AlarmDescription") or "").startswith(DESCRIPTION_PREFIX)
-    return _found("alarm", alarm, ours, f"its description does not start with {DESCRIPTION_PREFIX!r}")
+    return _found("alarm", alarm, ours, f"its description does not start with {DESCRIPTION_PREFIX!r}"), found
 
 
 def judge_rule(rule, arn):
@@ -106,25 +110,43 @@ def judge_rule(rule, arn):
 
 
 def read_role(iam, role):
-    """The role's ownership entry and the names of its attached managed policies."""
+    """The role's ownership entry, the names of its attached managed policies, and its state
+    ``{"exists", "trust", "description", "attached" (ARNs), "tags"}``."""
     try:
         found = iam.get_role(aws_retry=True, RoleName=role)["Role"]
     except is_boto3_error_code("NoSuchEntity"):
-        return _missing("role", role), []
+        return _missing("role", role), [], {"exists": False}
     attached = [
-        entry["PolicyName"]
+        entry
         for reply in marker_pages(iam.list_attached_role_policies, RoleName=role)
         for entry in reply.get("AttachedPolicies", [])
     ]
-    return _found("role", role, _tagged(_tag_dict(found.get("Tags"))), NOT_TAGGED), attached
+    tags = _tag_dict(found.get("Tags"))
+    state = {
+        "exists": True,
+        "trust": found.get("AssumeRolePolicyDocument"),
+        "description": found.get("Description"),
+        "attached": [entry["PolicyArn"] for entry in attached],
+        "tags": tags,
+    }
+    names = [entry["PolicyName"] for entry in attached]
+    return _found("role", role, _tagged(tags), NOT_TAGGED), names, state
 
 
 def read_policy(iam, arn_prefix, policy):
+    """The policy's ownership entry and its state ``{"exists", "default_version", "versions", "tags"}``."""
     try:
         found = iam.get_policy(aws_retry=True, PolicyArn=arn_prefix + policy)["Policy"]
     except is_boto3_error_code("NoSuchEntity"):
-        return _missing("policy", policy)
-    return _found("policy", policy, _tagged(_tag_dict(found.get("Tags"))), NOT_TAGGED)
+        return _missing("policy", policy), {"exists": False}
+    tags = _tag_dict(found.get("Tags"))
+    state = {
+        "exists": True,
+        "default_version": found.get("DefaultVersionId"),
+        "versions": read_policy_versions(iam, arn_prefix + policy),
+        "tags": tags,
+    }
+    return _found("policy", policy, _tagged(tags), NOT_TAGGED), state
 
 
 def read_ownership(clients, name, region, account, partition, policies=()):
@@ -157,17 +179,23 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         if function is not None
         else None,
     }
-    resources.append(read_alarm(clients["cloudwatch"], names["attention"]))
+    alarm_entry, alarm = read_alarm(clients["cloudwatch"], names["attention"])
+    resources.append(alarm_entry)
+    state["alarm"] = alarm_state(alarm)
+    state["function"] = function_state(function, (function or {}).get("Tags"))
     rules = list_deployment_rules(clients["events"], name)
     resources.extend(judge_rule(rule, arn) for rule in rules)
-    role_entry, attached = read_role(clients["iam"], iam_names["role"])
+    role_entry, attached, state["role"] = read_role(clients["iam"], iam_names["role"])
     resources.append(role_entry)
     arn_prefix = f"arn:{partition}:iam::{account}:policy/"
     wanted = list(policies or [iam_names["policy"]])
     wanted += [
         found for found in attached if policy_index(iam_names["policy"], found) and found not in wanted
     ]
-    resources.extend(read_policy(clients["iam"], arn_prefix, policy) for policy in wanted)
+    state["policies"] = {}
+    for policy in wanted:
+        policy_entry, state["policies"][policy] = read_policy(clients["iam"], arn_prefix, policy)
+        resources.append(policy_entry)
     foreign = [
         f"{entry['kind']} {entry['name']}"
         + ("" if entry["kind"] in ("role", "policy") else f" in {region}")
@@ -177,7 +205,7 @@ def read_ownership(clients, name, region, account, partition, policies=()):
     ]
     legacy = []
     try:
-        legacy_role, _attached = read_role(clients["iam"], f"{name}Role")
+        legacy_role, _attached, _state = read_role(clients["iam"], f"{name}Role")
     except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
         # The deployer's policy covers only <name>-* roles: nothing to report then.
         legacy_role = _missing("role", f"{name}Role")

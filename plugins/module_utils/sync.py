@@ -16,13 +16,16 @@ Stricter is safe (the module then runs and finds nothing to do); laxer would lea
 """
 
 import json
+from urllib.parse import unquote
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     function_arn,
     rule_source_pattern,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils.verify import marker_pages
 
 EVENTS_PRINCIPAL = "events.amazonaws.com"
 
@@ -187,6 +190,9 @@ def rule_drift(planned, deployed, target_id, target_arn):
 # --- the desired state of a region, and what differs ---------------------------------------------
 
 
+HANDLER = "stop_protection_handler.handler"
+
+
 def desired_state(
     plan,
     region,
@@ -196,12 +202,69 @@ def desired_state(
     retry_attempts,
     max_event_age_seconds,
     failure_destination_arn=None,
+    policies=None,
+    trust_policy=None,
+    environment=None,
+    code_sha256=None,
+    runtime=None,
+    timeout=None,
+    memory_size=None,
 ):
-    """What the role writes in ``region`` besides IAM, function, alarm and rules: the values
-    its tasks pass to the modules, and the comparisons of ``region_drift`` use."""
+    """What the role writes in ``region`` besides the rules: the values its tasks pass to the
+    modules, and that ``region_drift`` compares. ``policies`` are the region's managed
+    policies (``[{"name", "document"}]``, ``protection.build_policies``)."""
     names = plan["names"]
     alarm = plan.get("alarm")
+    entry = next(item for item in plan["regions"] if item["region"] == region)
+    policy_arn_prefix = f"arn:{partition}:iam::{account}:policy/"
     return {
+        "policies": [
+            {
+                "name": policy["name"],
+                "document": policy["document"],
+                "description": f"guardrails.ec2 stop protection in {region} - start protected instances, write own logs",
+            }
+            for policy in policies or []
+        ],
+        "role": {
+            "name": entry["role"],
+            "arn": f"arn:{partition}:iam::{account}:role/{entry['role']}",
+            "trust": trust_policy,
+            "description": f"guardrails.ec2 stop protection - restart function in {region}",
+            "policy_arns": [policy_arn_prefix + policy["name"] for policy in policies or []],
+        },
+        "function": {
+            "Role": f"arn:{partition}:iam::{account}:role/{entry['role']}",
+            "Handler": HANDLER,
+            "Description": "guardrails.ec2 stop protection - restarts protected instances that stop",
+            "Timeout": int(timeout) if timeout is not None else None,
+            "MemorySize": int(memory_size) if memory_size is not None else None,
+            "Runtime": runtime,
+            "Environment": environment,
+            "VpcId": None,
+            "Tags": plan["tags"],
+            "CodeSha256": code_sha256,
+        },
+        "alarm": {
+            "AlarmName": names["attention"],
+            "AlarmDescription": (
+                f"guardrails.ec2 stop protection {plan['name']}: an instance could not be restarted, "
+                "or was suspended after too many restarts; see the function's log"
+            ),
+            "MetricName": alarm["name"],
+            "Namespace": alarm["namespace"],
+            "Statistic": "Sum",
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "Threshold": 1.0,
+            "Period": alarm["period"],
+            "EvaluationPeriods": 1,
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": list(alarm["actions"]),
+            "InsufficientDataActions": [],
+            "OKActions": [],
+        }
+        if alarm
+        else None,
         "function_arn": function_arn(partition, region, account, names["function"]),
         "rule_target_id": names["function"],
         "statement": {
@@ -230,9 +293,26 @@ def desired_state(
 
 def region_drift(state, desired):
     """Per resource of ``desired_state``, what differs in ``state`` (the ``state`` that
-    ``stop_protection_deployment_info`` returns); an empty list means in sync."""
+    ``stop_protection_deployment_info`` returns); an empty list means in sync. Keys:
+    ``policy <name>`` for each managed policy, ``role``, ``function``, ``alarm``,
+    ``statement``, ``log_group``, ``metric_filter``, ``invoke_config``."""
     metric_filter = desired["metric_filter"]
+    role = desired["role"]
+    tags = desired["log_group"]["tags"]
     return {
+        **{
+            f"policy {policy['name']}": policy_drift(
+                (state.get("policies") or {}).get(policy["name"]), policy["document"], tags
+            )
+            for policy in desired["policies"]
+        },
+        "role": role_drift(state.get("role"), role["trust"], role["description"], role["policy_arns"], tags)
+        if role["trust"] is not None
+        else ["not compared: no trust policy given"],
+        "function": function_drift(state.get("function"), desired["function"])
+        if all(value is not None for key, value in desired["function"].items() if key != "VpcId")
+        else ["not compared: the function's settings were not all given"],
+        "alarm": alarm_drift(state.get("alarm"), desired["alarm"]),
         "statement": statement_drift(
             state.get("statement"),
             desired["statement"]["statement_id"],
@@ -259,3 +339,127 @@ def rules_to_write(planned, deployed, target_id, target_arn):
         if drift:
             changed.append(dict(rule, drift=drift))
     return changed
+
+
+# --- IAM, function and alarm ------------------------------------------------------------------
+
+# What amazon.aws.cloudwatch_metric_alarm leaves out when it compares an alarm.
+ALARM_IGNORED_KEYS = (
+    "ActionsEnabled",
+    "StateValue",
+    "StateReason",
+    "StateReasonData",
+    "StateUpdatedTimestamp",
+    "StateTransitionedTimestamp",
+    "AlarmArn",
+    "AlarmConfigurationUpdatedTimestamp",
+    "Metrics",
+)
+
+
+def alarm_state(found):
+    """A described alarm as amazon.aws.cloudwatch_metric_alarm compares it, or None."""
+    if found is None:
+        return None
+    alarm = {key: value for key, value in found.items() if key not in ALARM_IGNORED_KEYS}
+    alarm.setdefault("TreatMissingData", "missing")
+    if not alarm.get("Dimensions"):
+        alarm.pop("Dimensions", None)
+    return json.loads(json.dumps(alarm, default=str))
+
+
+def alarm_drift(current, want):
+    """``want``: the module's request (``PutMetricAlarm`` parameters), or None for no alarm.
+    The module rewrites the alarm unless every compared field is equal."""
+    if want is None:
+        return ["the alarm exists"] if current else []
+    if current is None:
+        return ["missing"]
+    return [
+        f"{key}: {current.get(key)!r} -> {want.get(key)!r}"
+        for key in sorted(set(current) | set(want))
+        if current.get(key) != want.get(key)
+    ]
+
+
+def read_policy_versions(iam, arn):
+    """The versions of a managed policy in the order IAM lists them: ``[{"id", "document"}]``."""
+    versions = []
+    for page in marker_pages(iam.list_policy_versions, PolicyArn=arn):
+        for version in page.get("Versions", []):
+            document = iam.get_policy_version(aws_retry=True, PolicyArn=arn, VersionId=version["VersionId"])[
+                "PolicyVersion"
+            ]["Document"]
+            versions.append({"id": version["VersionId"], "document": _policy_document(document)})
+    return versions
+
+
+def _policy_document(document):
+    if isinstance(document, str):
+        return json.loads(unquote(document))
+    return document
+
+
+def policy_drift(current, document, tags):
+    """``current``: ``{"exists", "default_version", "versions", "tags"}``.
+    amazon.aws.iam_managed_policy takes the first version (in IAM's order) whose document
+    equals ``document`` by amazon.aws's ``compare_policies``, creates one when none does,
+    makes it the default, and sets the tags exactly (purge_tags)."""
+    if not current or not current.get("exists"):
+        return ["missing"]
+    match = next(
+        (
+            version
+            for version in current.get("versions") or []
+            if not compare_policies(version["document"], document)
+        ),
+        None,
+    )
+    drift = []
+    if match is None:
+        drift.append("no version has the planned document")
+    elif match["id"] != current.get("default_version"):
+        drift.append(f"version {match['id']} has the planned document but is not the default")
+    return drift + _differs("tags", current.get("tags") or {}, tags or {})
+
+
+def role_drift(current, trust, description, policy_arns, tags):
+    """``current``: ``{"exists", "trust", "description", "attached", "tags"}``.
+    amazon.aws.iam_role updates the trust policy when ``compare_policies`` finds a
+    difference, the description when it differs, the tags exactly, and attaches and (with
+    purge_policies, its default) detaches managed policies until they are ``policy_arns``."""
+    if not current or not current.get("exists"):
+        return ["missing"]
+    drift = ["trust policy differs"] if compare_policies(current.get("trust") or {}, trust) else []
+    drift += _differs("description", current.get("description"), description)
+    drift += _differs("managed policies", sorted(current.get("attached") or []), sorted(policy_arns))
+    return drift + _differs("tags", current.get("tags") or {}, tags or {})
+
+
+FUNCTION_FIELDS = ("Role", "Handler", "Description", "Timeout", "MemorySize", "Runtime")
+
+
+def function_state(config, tags):
+    """The function as amazon.aws.lambda compares it (configuration, VPC, tags, code hash), or None."""
+    if config is None:
+        return None
+    return {
+        **{field: config.get(field) for field in FUNCTION_FIELDS},
+        "Environment": (config.get("Environment") or {}).get("Variables") or {},
+        "VpcId": (config.get("VpcConfig") or {}).get("VpcId") or None,
+        "Tags": tags or {},
+        "CodeSha256": config.get("CodeSha256"),
+    }
+
+
+def function_drift(current, want):
+    """``want``: the fields of ``function_state`` as planned (``VpcId`` None). amazon.aws.lambda
+    updates the configuration when one of these differs, the code when its SHA-256 differs,
+    the tags exactly (purge_tags), and removes a VPC configuration nobody asked for."""
+    if current is None:
+        return ["missing"]
+    return [
+        f"{key}: {current.get(key)!r} -> {value!r}"
+        for key, value in want.items()
+        if current.get(key) != value
+    ]

@@ -8,6 +8,10 @@ from conftest import unique
 from test_protection_under_stress import changed_count, protect_vars, run_playbook
 
 SKIPPED_WHEN_IN_SYNC = [
+    "Ensure the least-privilege managed policies",
+    "Ensure the execution role",
+    "Alarm on failed and suspended restarts",
+    "Ensure the restart function",
     "Ensure the log group with retention",
     "Count failed and suspended restarts",
     "Ensure retries and the failure destination",
@@ -21,7 +25,7 @@ def task_results(stdout):
     """``{task title (without the role prefix and region): first result line}``."""
     results = {}
     for match in re.finditer(r"^TASK \[(?:[\w.]+ : )?(.+?)\] \**\n(\S+)", stdout, re.M):
-        title = re.sub(r" in [a-z]{2}(-gov)?-[a-z]+-\d$", "", match.group(1))
+        title = re.sub(r" (in|of) [a-z]{2}(-gov)?-[a-z]+-\d$", "", match.group(1))
         results.setdefault(title, match.group(2))
     return results
 
@@ -52,6 +56,9 @@ def test_a_rerun_skips_what_is_in_sync_and_repairs_what_drifted(aws, endpoint, i
         events.put_targets(Rule=f"{name}.sweep", Targets=[{"Id": "twice", "Arn": function_arn}])
         logs.put_retention_policy(logGroupName=group, retentionInDays=7)
         lam.remove_permission(FunctionName=name, StatementId="guardrails-ec2-rules")
+        lam.update_function_configuration(FunctionName=name, Timeout=3)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+        aws("iam").tag_role(RoleName=f"{name}-us-east-1", Tags=[{"Key": "team", "Value": "x"}])
         lam.put_function_event_invoke_config(
             FunctionName=name, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=60
         )
@@ -60,6 +67,10 @@ def test_a_rerun_skips_what_is_in_sync_and_repairs_what_drifted(aws, endpoint, i
         assert repair.returncode == 0, repair.stdout[-3000:]
         assert task_results(repair.stdout)["Show what differs"] == "ok:"
         assert events.describe_rule(Name=f"{name}.1")["State"] == "ENABLED"
+        assert lam.get_function_configuration(FunctionName=name)["Timeout"] == 60
+        assert "team" not in {
+            tag["Key"] for tag in aws("iam").list_role_tags(RoleName=f"{name}-us-east-1")["Tags"]
+        }
         assert [target["Id"] for target in events.list_targets_by_rule(Rule=f"{name}.sweep")["Targets"]] == [
             name
         ]

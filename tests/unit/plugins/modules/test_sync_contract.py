@@ -12,16 +12,21 @@ So "in sync" is never laxer than the module's own comparison, which is what lets
 skip the module.
 """
 
+import importlib
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import boto3
 import pytest
 from ansible_collections.amazon.aws.plugins.modules import (
+    cloudwatch_metric_alarm,
     cloudwatchevent_rule,
     cloudwatchlogs_log_group,
     cloudwatchlogs_log_group_metric_filter,
+    iam_managed_policy,
+    iam_role,
     lambda_policy,
 )
 from moto import mock_aws
@@ -30,7 +35,17 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import protection a
 from ansible_collections.guardrails.ec2.plugins.module_utils import sync
 from ansible_collections.guardrails.ec2.plugins.module_utils.ownership import read_ownership
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
-from ansible_collections.guardrails.ec2.plugins.modules import lambda_event_invoke_config
+from ansible_collections.guardrails.ec2.plugins.modules import lambda_event_invoke_config, lambda_package
+
+aws_lambda = importlib.import_module("ansible_collections.amazon.aws.plugins.modules.lambda")
+TRUST = json.loads(
+    (Path(__file__).resolve().parents[4] / "roles/stop_protection/files/assume_role_policy.json").read_text()
+)
+EXTRA_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}],
+}
+ENVIRONMENT = {"PROTECTION_MODE": "instance_ids", "BYPASS_TAG_KEY": "B"}
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -71,9 +86,39 @@ def plan():
     )
 
 
+def package(directory, text="def handler(event, context):\n    return None\n"):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("stop_protection_handler.py", text)
+    path = directory / f"package-{len(text)}.zip"
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
 @pytest.fixture
-def desired(plan):
-    return sync.desired_state(plan, REGION, ACCOUNT, "aws", 30, 2, 3600)
+def zip_file(tmp_path):
+    return package(tmp_path)
+
+
+@pytest.fixture
+def desired(plan, zip_file):
+    policies, _scope = p.build_policies(plan, ACCOUNT, "aws")
+    return sync.desired_state(
+        plan,
+        REGION,
+        ACCOUNT,
+        "aws",
+        30,
+        2,
+        3600,
+        policies=policies,
+        trust_policy=TRUST,
+        environment=ENVIRONMENT,
+        code_sha256=lambda_package.code_sha256(zip_file.read_bytes()),
+        runtime="python3.13",
+        timeout=30,
+        memory_size=128,
+    )
 
 
 @pytest.fixture
@@ -432,3 +477,230 @@ def test_the_reader_reads_nothing_of_a_missing_function(aws, plan, desired):
     drift = sync.region_drift(found, desired)
     assert all(drift[key] for key in ("statement", "log_group", "metric_filter", "invoke_config"))
     assert json.dumps(drift)  # plain data for the role's "what differs" line
+
+
+# --- managed policies and role ------------------------------------------------------------------
+
+
+def policy_args(desired):
+    policy = desired["policies"][0]
+    return {
+        "name": policy["name"],
+        "description": policy["description"],
+        "policy": json.dumps(policy["document"]),
+        "tags": desired["log_group"]["tags"],
+        "state": "present",
+    }
+
+
+def role_args(desired):
+    role = desired["role"]
+    return {
+        "name": role["name"],
+        "description": role["description"],
+        "assume_role_policy_document": json.dumps(role["trust"]),
+        "managed_policies": role["policy_arns"],
+        "create_instance_profile": False,
+        "delete_instance_profile": False,
+        "tags": desired["log_group"]["tags"],
+        "state": "present",
+    }
+
+
+def iam_drift(aws, plan, desired, key):
+    clients = {
+        service: Retrying(aws(service))
+        for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")
+    }
+    policies = [policy["name"] for policy in desired["policies"]]
+    found = read_ownership(clients, NAME, REGION, ACCOUNT, "aws", policies)["state"]
+    return sync.region_drift(found, desired)[key]
+
+
+def policy_key(desired):
+    return f"policy {desired['policies'][0]['name']}"
+
+
+def test_policy_and_role_written_by_the_modules_are_in_sync(aws, run_module, plan, desired):
+    assert iam_drift(aws, plan, desired, policy_key(desired)) == ["missing"]
+    assert run_module(iam_managed_policy, policy_args(desired))["changed"] is True
+    assert iam_drift(aws, plan, desired, policy_key(desired)) == []
+    assert run_module(iam_managed_policy, policy_args(desired))["changed"] is False
+
+    assert iam_drift(aws, plan, desired, "role") == ["missing"]
+    assert run_module(iam_role, role_args(desired))["changed"] is True
+    assert iam_drift(aws, plan, desired, "role") == []
+    assert run_module(iam_role, role_args(desired))["changed"] is False
+
+
+def _new_default_version(iam, desired):
+    arn = desired["role"]["policy_arns"][0]
+    document = json.loads(json.dumps(desired["policies"][0]["document"]))
+    document["Statement"][0]["Resource"] = ["arn:aws:ec2:eu-west-1:123456789012:instance/*"]
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(document), SetAsDefault=True)
+
+
+def _policy_tag(iam, desired):
+    iam.tag_policy(PolicyArn=desired["role"]["policy_arns"][0], Tags=[{"Key": "team", "Value": "x"}])
+
+
+@pytest.mark.parametrize(("drift", "reason"), [(_new_default_version, "version"), (_policy_tag, "tags")])
+def test_a_drifted_policy_is_found_and_the_module_would_repair_it(
+    aws, run_module, plan, desired, drift, reason
+):
+    run_module(iam_managed_policy, policy_args(desired))
+    drift(aws("iam"), desired)
+    found = iam_drift(aws, plan, desired, policy_key(desired))
+    assert found and (reason in found[0] or found[0].startswith(reason)), found
+    assert run_module(iam_managed_policy, policy_args(desired))["changed"] is True
+    assert iam_drift(aws, plan, desired, policy_key(desired)) == []
+
+
+def _trust(iam, desired):
+    other = {
+        "Version": "2012-10-17",
+        "Statement": [dict(TRUST["Statement"][0], Principal={"Service": "ec2.amazonaws.com"})],
+    }
+    iam.update_assume_role_policy(RoleName=desired["role"]["name"], PolicyDocument=json.dumps(other))
+
+
+def _role_description(iam, desired):
+    iam.update_role(RoleName=desired["role"]["name"], Description="someone else's")
+
+
+def _detached(iam, desired):
+    iam.detach_role_policy(RoleName=desired["role"]["name"], PolicyArn=desired["role"]["policy_arns"][0])
+
+
+def _extra_policy(iam, desired):
+    arn = iam.create_policy(PolicyName="extra", PolicyDocument=json.dumps(EXTRA_POLICY))
+    iam.attach_role_policy(RoleName=desired["role"]["name"], PolicyArn=arn["Policy"]["Arn"])
+
+
+def _role_tag(iam, desired):
+    iam.tag_role(RoleName=desired["role"]["name"], Tags=[{"Key": "team", "Value": "x"}])
+
+
+@pytest.mark.parametrize(
+    ("drift", "reason"),
+    [
+        (_trust, "trust"),
+        (_role_description, "description"),
+        (_detached, "managed policies"),
+        (_extra_policy, "managed policies"),
+        (_role_tag, "tags"),
+    ],
+)
+def test_a_drifted_role_is_found_and_the_module_would_repair_it(
+    aws, run_module, plan, desired, drift, reason
+):
+    run_module(iam_managed_policy, policy_args(desired))
+    run_module(iam_role, role_args(desired))
+    drift(aws("iam"), desired)
+    found = iam_drift(aws, plan, desired, "role")
+    assert found and found[0].startswith(reason), found
+    assert run_module(iam_role, role_args(desired))["changed"] is True
+    assert iam_drift(aws, plan, desired, "role") == []
+
+
+# --- alarm ------------------------------------------------------------------------------------
+
+
+def alarm_args(desired):
+    alarm = desired["alarm"]
+    return {
+        "name": alarm["AlarmName"],
+        "description": alarm["AlarmDescription"],
+        "metric_name": alarm["MetricName"],
+        "namespace": alarm["Namespace"],
+        "statistic": alarm["Statistic"],
+        "comparison": alarm["ComparisonOperator"],
+        "threshold": alarm["Threshold"],
+        "period": alarm["Period"],
+        "evaluation_periods": alarm["EvaluationPeriods"],
+        "treat_missing_data": alarm["TreatMissingData"],
+        "alarm_actions": alarm["AlarmActions"],
+        "state": "present",
+    }
+
+
+def test_the_alarm_written_by_the_module_is_in_sync_and_drift_is_found(aws, run_module, plan, desired):
+    assert drift_of(aws, plan, desired, "alarm") == ["missing"]
+    assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired))["changed"] is True
+    assert drift_of(aws, plan, desired, "alarm") == []
+    assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired))["changed"] is False
+    for change in (
+        {"Threshold": 5.0},
+        {"TreatMissingData": "breaching"},
+        {"AlarmActions": ["arn:aws:sns:eu-west-1:123456789012:t"]},
+    ):
+        request = {key: value for key, value in desired["alarm"].items()} | change
+        aws("cloudwatch").put_metric_alarm(**request)
+        found = drift_of(aws, plan, desired, "alarm")
+        assert [line.split(":")[0] for line in found] == list(change), found
+        assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired))["changed"] is True
+        assert drift_of(aws, plan, desired, "alarm") == []
+    assert drift_of(aws, plan, dict(desired, alarm=None), "alarm") == ["the alarm exists"]
+
+
+# --- function -----------------------------------------------------------------------------------
+
+
+def function_args(desired, zip_file):
+    function = desired["function"]
+    return {
+        "name": NAME,
+        "description": function["Description"],
+        "runtime": function["Runtime"],
+        "handler": function["Handler"],
+        "zip_file": str(zip_file),
+        "role": function["Role"],
+        "timeout": function["Timeout"],
+        "memory_size": function["MemorySize"],
+        "environment_variables": function["Environment"],
+        "tags": function["Tags"],
+        "state": "present",
+    }
+
+
+@pytest.fixture
+def role(aws, desired):
+    aws("iam").create_role(RoleName=desired["role"]["name"], AssumeRolePolicyDocument=json.dumps(TRUST))
+
+
+def _environment(lam, tmp_path):
+    lam.update_function_configuration(
+        FunctionName=NAME, Environment={"Variables": {"PROTECTION_MODE": "tag"}}
+    )
+
+
+def _timeout(lam, tmp_path):
+    lam.update_function_configuration(FunctionName=NAME, Timeout=3)
+
+
+def _code(lam, tmp_path):
+    lam.update_function_code(
+        FunctionName=NAME, ZipFile=package(tmp_path, "def handler(e, c):\n    pass\n").read_bytes()
+    )
+
+
+def _function_tag(lam, tmp_path):
+    lam.tag_resource(Resource=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{NAME}", Tags={"team": "x"})
+
+
+@pytest.mark.parametrize(
+    ("drift", "field"),
+    [(_environment, "Environment"), (_timeout, "Timeout"), (_code, "CodeSha256"), (_function_tag, "Tags")],
+)
+def test_the_function_written_by_the_module_is_in_sync_and_drift_is_found(
+    aws, run_module, plan, desired, zip_file, role, tmp_path, drift, field
+):
+    assert drift_of(aws, plan, desired, "function") == ["missing"]
+    assert run(run_module, aws_lambda, function_args(desired, zip_file))["changed"] is True
+    assert drift_of(aws, plan, desired, "function") == []
+    assert run(run_module, aws_lambda, function_args(desired, zip_file))["changed"] is False
+    drift(aws("lambda"), tmp_path)
+    found = drift_of(aws, plan, desired, "function")
+    assert [line.split(":")[0] for line in found] == [field], found
+    assert run(run_module, aws_lambda, function_args(desired, zip_file))["changed"] is True
+    assert drift_of(aws, plan, desired, "function") == []
