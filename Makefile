@@ -78,6 +78,14 @@ $(COLLECTIONS_DIR)/ansible_collections/guardrails/ec2:
 	mkdir -p $(dir $@) $(ANSIBLE_LOCAL_TEMP) $(ANSIBLE_HOME)
 	ln -sfn $(ROOT) $@
 
+# Mitogen for Ansible, for the bench's second set of rows only: the collection never needs
+# it. Installed as a plain folder; the bench points ANSIBLE_STRATEGY_PLUGINS at it.
+MITOGEN_VERSION := 0.3.54
+$(VENV_DIR)/mitogen/.installed: | $(UV) ansible-env
+	rm -rf $(VENV_DIR)/mitogen
+	$(UV) pip install --quiet --python $(ANSIBLE_VENV)/bin/python --target $(VENV_DIR)/mitogen mitogen==$(MITOGEN_VERSION)
+	touch $@
+
 $(VENV_DIR)/c7n/.installed: requirements/c7n.txt | $(UV) python
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV_DIR)/c7n
 	VIRTUAL_ENV=$(VENV_DIR)/c7n $(UV) pip sync --quiet requirements/c7n.txt
@@ -156,7 +164,7 @@ SANITY_ROOT := $(BUILD_DIR)/sanity
 sanity: build
 	rm -rf $(SANITY_ROOT)/ansible_collections/guardrails
 	mkdir -p $(SANITY_ROOT)/ansible_collections/guardrails/ec2 $(SANITY_ROOT)/ansible_collections/amazon $(SANITY_ROOT)/home
-	tar -xzf $(BUILD_DIR)/dist/guardrails-ec2-*.tar.gz -C $(SANITY_ROOT)/ansible_collections/guardrails/ec2
+	tar -xzf $(BUILD_DIR)/dist/guardrails-ec2-$(VERSION).tar.gz -C $(SANITY_ROOT)/ansible_collections/guardrails/ec2
 	ln -sfn $(SITE_PACKAGES)/ansible_collections/amazon/aws $(SANITY_ROOT)/ansible_collections/amazon/aws
 	# ansible-test lists files with git; inside this checkout it would see the parent repo
 	# (where .build is ignored), so the unpacked tree gets an index of its own.
@@ -181,7 +189,7 @@ demo: ansible-env localstack-env
 # --- bench ---------------------------------------------------------------------------
 
 .PHONY: bench
-bench: ansible-env localstack-env $(VENV_DIR)/c7n/.installed
+bench: ansible-env localstack-env $(VENV_DIR)/c7n/.installed $(VENV_DIR)/mitogen/.installed
 	$(BIN)/python tools/bench/bench.py
 
 .PHONY: clean

@@ -22,6 +22,15 @@ def _known_regions():
     return regions or None
 
 
+def _extra_regions(regions, region, tag_mode, require_instances):
+    """Regions to deploy to besides those of the instances: ``regions``, and the default
+    ``region`` in tag mode or when instances are not required."""
+    extra = set(regions or [])
+    if region and (tag_mode or not require_instances):
+        extra.add(region)
+    return sorted(extra)
+
+
 def stop_protection_plan(
     hosts,
     name="EC2Protect",
@@ -51,14 +60,11 @@ def stop_protection_plan(
         instances = []
         if selector == protection.MODE_INSTANCE_IDS or pairs or instance_ids:
             instances = protection.collect_instances(pairs, instance_ids or [], region, known)
-        extra = list(regions or [])
-        if region and (selector == protection.MODE_TAG or not require_instances):
-            extra.append(region)
         return protection.build_plan(
             name,
             mode=selector,
             instances=instances,
-            regions=sorted(set(extra)),
+            regions=_extra_regions(regions, region, selector == protection.MODE_TAG, require_instances),
             tag_key=tag_key,
             tag_value=tag_value,
             bypass_tag_key=bypass_tag_key,
@@ -97,13 +103,11 @@ def stop_protection_deployments(
         )
         accounts = protection.instance_accounts(pairs, instance_ids or [])
         tag_mode = selector == protection.MODE_TAG
-        extra = list(regions or [])
-        if region and (tag_mode or not require_instances):
-            extra.append(region)
+        extra = _extra_regions(regions, region, tag_mode, require_instances)
         for entry in extra:
             protection.validate_region(entry, known, source="stop_protection_regions entry")
         return protection.plan_deployments(
-            instances, accounts, assume_roles, tag_mode=tag_mode, regions=sorted(set(extra))
+            instances, accounts, assume_roles, tag_mode=tag_mode, regions=extra
         )
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc

@@ -22,3 +22,26 @@ def _hermetic_aws(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+class RetryingClient:
+    """A boto3 client as AnsibleAWSModule hands it out: every call accepts ``aws_retry``."""
+
+    def __init__(self, client):
+        self._client = client
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+
+        def call(*args, aws_retry=False, **kwargs):
+            del aws_retry  # the retries are AnsibleAWSModule's; moto answers at once
+            return method(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def retrying():
+    """Wrap a boto3 client so that module_utils can call it with ``aws_retry=True``."""
+    return RetryingClient

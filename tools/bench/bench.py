@@ -4,12 +4,16 @@ Measures, alternating ours and the peer's where both apply, BENCH_REPEATS times 
 (default 3), and reports min/median/max plus ratios (the machine is shared and noisy;
 ratios within one run are what compare):
 
-1. rollout: protect.yml cold and no-op for N = 1, 100, 1000 instances and tag mode;
-   `custodian run` of the equivalent policy (tag filter, start action), cold and no-op;
+1. rollout: protect.yml cold and no-op for N = 1, 100, 1000 instances and tag mode, with
+   stock Ansible and again with Mitogen for Ansible (its strategy plugin, installed for the
+   bench only); `custodian run` of the equivalent policy (tag filter, start action), cold
+   and no-op;
 2. recovery: stop -> running for one instance (first after deploy, then warm), and for 20
    and 100 instances stopped in one call, ours and the peer's;
 3. function cost: package size, cold init and duration per invocation from REPORT lines;
-4. audit: stop_protection_verify over 1000 instances.
+4. audit: stop_protection_verify over 1000 instances;
+5. scale: one cold protect and one no-op at 25,000 instances (289 rules), with the size of
+   the function's resource policy (one invoke statement per region, whatever the rules).
 
 Writes bench-results/<timestamp>.json and .md (git-ignored) and checks the targets of
 the README's "Performance" section, saying which were missed.
@@ -42,6 +46,8 @@ from lab import (
 RESULTS = ROOT / "bench-results"
 WORK = ROOT / ".build" / "bench"
 CUSTODIAN = ROOT / ".venv" / "c7n" / "bin" / "custodian"
+MITOGEN = ROOT / ".venv" / "mitogen"
+SCALE_INSTANCES = int(os.environ.get("BENCH_SCALE_INSTANCES", "25000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 PEER_TAG = "BenchPeer"
 PEER_FUNCTION = "custodian-bench-restart-stopped"
@@ -102,6 +108,60 @@ def ours_rollout(label, variables):
         run_playbook("unprotect.yml", LOG, extra_vars=variables)
     say(f"  ours {label:>10}: cold {stats(cold)['median']:.1f} s, no-op {stats(noop)['median']:.1f} s")
     return {"cold": stats(cold), "noop": stats(noop), "noop_changes": noop_changes}
+
+
+@contextlib.contextmanager
+def mitogen():
+    """Playbooks run with Mitogen's linear strategy (the user's choice; see the README)."""
+    saved = {key: os.environ.get(key) for key in ("ANSIBLE_STRATEGY_PLUGINS", "ANSIBLE_STRATEGY")}
+    os.environ.update(
+        ANSIBLE_STRATEGY_PLUGINS=str(MITOGEN / "ansible_mitogen" / "plugins" / "strategy"),
+        ANSIBLE_STRATEGY="mitogen_linear",
+    )
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def rollouts(fleet, label=""):
+    return {
+        "n1": ours_rollout(f"N=1{label}", protect_vars(fleet[:1])),
+        "n100": ours_rollout(f"N=100{label}", protect_vars(fleet[:100])),
+        "n1000": ours_rollout(f"N=1000{label}", protect_vars(fleet)),
+        "tag": ours_rollout(f"tag{label}", protect_vars(selector="tag")),
+    }
+
+
+def scale(ec2, lam, events, fleet):
+    """One cold protect and one no-op over SCALE_INSTANCES instances (Mitogen: the stock run
+    takes minutes of module processes), then the rule count and the function policy's size."""
+    ids = fleet + run_instances(ec2, max(0, SCALE_INSTANCES - len(fleet)))
+    variables = protect_vars(ids)
+    with mitogen():
+        cold, _changed = run_playbook("protect.yml", LOG, extra_vars=variables)
+        noop, changed = run_playbook("protect.yml", LOG, extra_vars=variables)
+    rules = [rule for rule in events.list_rules(NamePrefix="BenchProtect.")["Rules"]]
+    policy = lam.get_policy(FunctionName="BenchProtect")["Policy"]
+    result = {
+        "instances": len(ids),
+        "rules": len(rules),
+        "cold_mitogen": cold,
+        "noop_mitogen": noop,
+        "noop_changes": changed,
+        "statements": len(json.loads(policy)["Statement"]),
+        "policy_bytes": len(policy),
+    }
+    run_playbook("unprotect.yml", LOG, extra_vars=variables)
+    say(
+        f"  {len(ids)} instances, {len(rules)} rules: cold {cold:.1f} s, no-op {noop:.1f} s (Mitogen); "
+        f"function policy {result['statements']} statement(s), {len(policy)} bytes"
+    )
+    return result
 
 
 # --- the peer --------------------------------------------------------------------------------
@@ -235,23 +295,37 @@ def ratio(a, b):
 
 
 def targets(data):
-    rollout, peer = data["rollout"], data["peer_rollout"]
+    rollout, fast, peer = data["rollout"], data["rollout_mitogen"], data["peer_rollout"]
     ours_rec, peer_rec = data["recovery"]["ours"], data["recovery"]["peer"]
+
+    def median(group, key, kind):
+        return group[key][kind]["median"]
+
     checks = [
         (
-            "N=1000 cold <= 1.5 x N=1 cold",
-            ratio(rollout["n1000"]["cold"]["median"], rollout["n1"]["cold"]["median"]),
+            "no-op <= 0.4 x cold (N=100, stock)",
+            ratio(median(rollout, "n100", "noop"), median(rollout, "n100", "cold")),
+            0.4,
+        ),
+        (
+            "N=1000 cold <= 1.6 x N=1 cold (stock)",
+            ratio(median(rollout, "n1000", "cold"), median(rollout, "n1", "cold")),
+            1.6,
+        ),
+        (
+            "N=1000 cold <= 1.3 x N=1 cold (Mitogen)",
+            ratio(median(fast, "n1000", "cold"), median(fast, "n1", "cold")),
+            1.3,
+        ),
+        (
+            "tag no-op <= 2 x the peer's no-op (stock)",
+            ratio(median(rollout, "tag", "noop"), peer["noop"]["median"]),
+            2.0,
+        ),
+        (
+            "tag no-op <= 1.5 x the peer's no-op (Mitogen)",
+            ratio(median(fast, "tag", "noop"), peer["noop"]["median"]),
             1.5,
-        ),
-        (
-            "no-op <= 0.6 x cold (N=100)",
-            ratio(rollout["n100"]["noop"]["median"], rollout["n100"]["cold"]["median"]),
-            0.6,
-        ),
-        (
-            "no-op faster than the peer's no-op (ours/peer)",
-            ratio(rollout["tag"]["noop"]["median"], peer["noop"]["median"]),
-            1.0,
         ),
         (
             "warm single recovery <= the peer's (ours/peer)",
@@ -263,6 +337,7 @@ def targets(data):
             ratio(ours_rec["burst_100"]["slowest"]["median"], ours_rec["burst_20"]["slowest"]["median"]),
             2.0,
         ),
+        ("function policy at the largest scale <= 1 statement", data["scale"]["statements"], 1),
     ]
     return [
         {"target": name, "value": value, "limit": limit, "met": value is not None and value <= limit}
@@ -271,7 +346,7 @@ def targets(data):
 
 
 def markdown(data):
-    rollout, peer = data["rollout"], data["peer_rollout"]
+    rollout, fast, peer = data["rollout"], data["rollout_mitogen"], data["peer_rollout"]
     ours_rec, peer_rec = data["recovery"]["ours"], data["recovery"]["peer"]
     ours_cost, peer_cost = data["cost"]["ours"], data["cost"]["peer"]
 
@@ -285,58 +360,54 @@ def markdown(data):
     lines = [
         f"Run {data['started']} on LocalStack {data['localstack']}, {data['repeats']} repetitions, seconds as min / median / max.",
         "",
-        "| measure | guardrails.ec2 | Cloud Custodian | ours/peer |",
-        "|---|---|---|---|",
+        "| measure | guardrails.ec2 | with Mitogen | Cloud Custodian | ours/peer (stock, Mitogen) |",
+        "|---|---|---|---|---|",
     ]
-    for key, label in (
-        ("n1", "rollout cold, N=1"),
-        ("n100", "rollout cold, N=100"),
-        ("n1000", "rollout cold, N=1000"),
-    ):
-        lines.append(f"| {label} | {s(rollout[key]['cold'])} | | |")
+    for kind, what in (("cold", "rollout cold"), ("noop", "no-op rerun")):
+        for key, label in (("n1", "N=1"), ("n100", "N=100"), ("n1000", "N=1000")):
+            lines.append(f"| {what}, {label} | {s(rollout[key][kind])} | {s(fast[key][kind])} | | |")
+        lines.append(
+            f"| {what}, tag mode / tag policy | {s(rollout['tag'][kind])} | {s(fast['tag'][kind])} | {s(peer[kind])} | "
+            f"{ratio(rollout['tag'][kind]['median'], peer[kind]['median'])}, "
+            f"{ratio(fast['tag'][kind]['median'], peer[kind]['median'])} |"
+        )
+    big = data["scale"]
     lines.append(
-        f"| rollout cold, tag mode / tag policy | {s(rollout['tag']['cold'])} | {s(peer['cold'])} | "
-        f"{ratio(rollout['tag']['cold']['median'], peer['cold']['median'])} |"
-    )
-    for key, label in (
-        ("n1", "no-op rerun, N=1"),
-        ("n100", "no-op rerun, N=100"),
-        ("n1000", "no-op rerun, N=1000"),
-    ):
-        lines.append(f"| {label} | {s(rollout[key]['noop'])} | | |")
-    lines.append(
-        f"| no-op rerun, tag | {s(rollout['tag']['noop'])} | {s(peer['noop'])} | "
-        f"{ratio(rollout['tag']['noop']['median'], peer['noop']['median'])} |"
+        f"| {big['instances']} instances, {big['rules']} rules: cold / no-op (Mitogen, once) | | "
+        f"{big['cold_mitogen']:.1f} / {big['noop_mitogen']:.1f} | | |"
     )
     lines.append(
-        f"| recovery, first stop after deploy | {ours_rec['single_first']:.2f} | {peer_rec['single_first']:.2f} | "
+        f"| function resource policy at {big['rules']} rules | {big['statements']} statement(s), {big['policy_bytes']} bytes | | | |"
+    )
+    lines.append(
+        f"| recovery, first stop after deploy | {ours_rec['single_first']:.2f} | | {peer_rec['single_first']:.2f} | "
         f"{ratio(ours_rec['single_first'], peer_rec['single_first'])} |"
     )
     lines.append(
-        f"| recovery, warm single | {s(ours_rec['single_warm'])} | {s(peer_rec['single_warm'])} | "
+        f"| recovery, warm single | {s(ours_rec['single_warm'])} | | {s(peer_rec['single_warm'])} | "
         f"{ratio(ours_rec['single_warm']['median'], peer_rec['single_warm']['median'])} |"
     )
     for size in (20, 100):
         o, p = ours_rec[f"burst_{size}"], peer_rec[f"burst_{size}"]
         lines.append(
-            f"| {size} stopped at once, slowest back (lost) | {s(o['slowest'])} ({o['lost']}) | {s(p['slowest'])} ({p['lost']}) | "
+            f"| {size} stopped at once, slowest back (lost) | {s(o['slowest'])} ({o['lost']}) | | {s(p['slowest'])} ({p['lost']}) | "
             f"{ratio(o['slowest']['median'], p['slowest']['median'])} |"
         )
     lines.append(
-        f"| function package, bytes | {ours_cost['package_bytes']} | {peer_cost['package_bytes']} | "
+        f"| function package, bytes | {ours_cost['package_bytes']} | | {peer_cost['package_bytes']} | "
         f"{ratio(ours_cost['package_bytes'], peer_cost['package_bytes'])} |"
     )
     lines.append(
-        f"| cold init, ms | {s(ours_cost['init_ms'])} | {s(peer_cost['init_ms'])} | "
+        f"| cold init, ms | {s(ours_cost['init_ms'])} | | {s(peer_cost['init_ms'])} | "
         f"{ratio(ours_cost['init_ms']['median'], peer_cost['init_ms']['median'])} |"
     )
-    lines.append(f"| handler import + client creation, ms | {s(ours_cost['import_and_clients_ms'])} | | |")
+    lines.append(f"| handler import + client creation, ms | {s(ours_cost['import_and_clients_ms'])} | | | |")
     lines.append(
-        f"| duration per invocation, ms | {s(ours_cost['duration_ms'])} | {s(peer_cost['duration_ms'])} | "
+        f"| duration per invocation, ms | {s(ours_cost['duration_ms'])} | | {s(peer_cost['duration_ms'])} | "
         f"{ratio(ours_cost['duration_ms']['median'], peer_cost['duration_ms']['median'])} |"
     )
     lines.append(
-        f"| audit of 1000 instances (with / without DisableApiStop reads) | {data['audit']['with_attribute']:.1f} / {data['audit']['without_attribute']:.1f} | | |"
+        f"| audit of 1000 instances (with / without DisableApiStop reads) | {data['audit']['with_attribute']:.1f} / {data['audit']['without_attribute']:.1f} | | | |"
     )
     lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
     lines += [
@@ -370,12 +441,9 @@ def main():
         ec2, lam, events, logs, iam = clients("ec2", "lambda", "events", "logs", "iam")
         fleet = run_instances(ec2, 1000)
         say("1. rollout (protect.yml cold and no-op; custodian run cold and no-op)")
-        data["rollout"] = {
-            "n1": ours_rollout("N=1", protect_vars(fleet[:1])),
-            "n100": ours_rollout("N=100", protect_vars(fleet[:100])),
-            "n1000": ours_rollout("N=1000", protect_vars(fleet)),
-            "tag": ours_rollout("tag", protect_vars(selector="tag")),
-        }
+        data["rollout"] = rollouts(fleet)
+        with mitogen():
+            data["rollout_mitogen"] = rollouts(fleet, " Mitogen")
         iam.create_role(
             RoleName="CustodianBenchRole",
             AssumeRolePolicyDocument=json.dumps(
@@ -422,6 +490,10 @@ def main():
             "with_attribute": audit_seconds(fleet, True),
             "without_attribute": audit_seconds(fleet, False),
         }
+        run_playbook("unprotect.yml", LOG, extra_vars=protect_vars(fleet))
+
+        say(f"5. scale: {SCALE_INSTANCES} instances")
+        data["scale"] = scale(ec2, lam, events, fleet)
     data["targets"] = targets(data)
     (RESULTS / f"{started}.json").write_text(json.dumps(data, indent=2) + "\n")
     table = markdown(data)

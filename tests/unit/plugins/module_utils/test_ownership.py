@@ -26,28 +26,17 @@ DOCUMENT = {
 }
 
 
-class RetryingClient:
-    """A boto3 client as AnsibleAWSModule hands it out: every call accepts ``aws_retry``."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def __getattr__(self, name):
-        method = getattr(self._client, name)
-        return lambda aws_retry=False, **kwargs: method(**kwargs)
-
-
 @pytest.fixture(name="aws")
-def fixture_aws():
+def fixture_aws(retrying):
     with mock_aws():
         yield {
-            service: boto3.client(service, region_name=REGION)
+            service: retrying(boto3.client(service, region_name=REGION))
             for service in ("lambda", "logs", "cloudwatch", "events", "iam")
         }
 
 
 def read(aws, policies=()):
-    clients = {service: RetryingClient(client) for service, client in aws.items()}
+    clients = dict(aws)
     return o.read_ownership(clients, "EC2Protect", REGION, ACCOUNT, "aws", policies)
 
 

@@ -766,18 +766,7 @@ def test_an_instance_whose_shutdown_terminates_it_is_not_protected():
     assert v.audit_instance(ID, instance(), deployment(), "eu-west-1", shutdown_behavior="stop")["protected"]
 
 
-class RetryingClient:
-    """A boto3 client as AnsibleAWSModule hands it out: every call accepts ``aws_retry``."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def __getattr__(self, name):
-        method = getattr(self._client, name)
-        return lambda aws_retry=False, **kwargs: method(**kwargs)
-
-
-def test_instance_attributes_reads_stop_protection_and_shutdown_behavior():
+def test_instance_attributes_reads_stop_protection_and_shutdown_behavior(retrying):
     with mock_aws():
         ec2 = boto3.client("ec2", region_name="eu-west-1")
         plain, guarded = (
@@ -790,7 +779,7 @@ def test_instance_attributes_reads_stop_protection_and_shutdown_behavior():
             )["Instances"][0]["InstanceId"]
             for behavior, extra in (("terminate", {}), ("stop", {"DisableApiStop": True}))
         )
-        found = v.instance_attributes(RetryingClient(ec2), [plain, guarded])
+        found = v.instance_attributes(retrying(ec2), [plain, guarded])
     assert found == {
         plain: {"disable_api_stop": False, "shutdown_behavior": "terminate"},
         guarded: {"disable_api_stop": True, "shutdown_behavior": "stop"},
@@ -845,7 +834,7 @@ def launch(ec2, tags, count=1):
     return [found["InstanceId"] for found in reply["Instances"]]
 
 
-def test_tag_mode_audit_without_ids_audits_every_tagged_instance(monkeypatch):
+def test_tag_mode_audit_without_ids_audits_every_tagged_instance(monkeypatch, retrying):
     monkeypatch.setattr(v, "read_deployment", lambda *args: deployment(mode="tag"))
     with mock_aws():
         ec2 = boto3.client("ec2", region_name="eu-west-1")
@@ -857,7 +846,7 @@ def test_tag_mode_audit_without_ids_audits_every_tagged_instance(monkeypatch):
         launch(ec2, {"StopProtection": "disabled"})
         launch(ec2, None)
         entries = v.audit(
-            {"ec2": RetryingClient(ec2)},
+            {"ec2": retrying(ec2)},
             "EC2Protect",
             [],
             "eu-west-1",
@@ -887,11 +876,11 @@ def test_tag_mode_audit_without_ids_audits_every_tagged_instance(monkeypatch):
         ),
     ],
 )
-def test_an_audit_never_passes_over_nothing(monkeypatch, found, tagged, message):
+def test_an_audit_never_passes_over_nothing(monkeypatch, retrying, found, tagged, message):
     monkeypatch.setattr(v, "read_deployment", lambda *args: found)
     with mock_aws():
         ec2 = boto3.client("ec2", region_name="eu-west-1")
         if tagged:
             launch(ec2, {"StopProtection": "enabled"})
         with pytest.raises(ProtectionError, match=message):
-            v.audit({"ec2": RetryingClient(ec2)}, "EC2Protect", [], "eu-west-1", "123456789012", "aws")
+            v.audit({"ec2": retrying(ec2)}, "EC2Protect", [], "eu-west-1", "123456789012", "aws")

@@ -53,27 +53,11 @@ NAME = "EC2Protect"
 IDS = ["i-0000000000000000a", "i-0000000000000000b"]
 
 
-class Retrying:
-    """boto3 client that accepts the ``aws_retry`` keyword of AWSRetry-wrapped clients."""
-
-    def __init__(self, client):
-        self._client = client
-        self.exceptions = client.exceptions
-
-    def __getattr__(self, name):
-        method = getattr(self._client, name)
-
-        def call(*args, aws_retry=False, **kwargs):
-            return method(*args, **kwargs)
-
-        return call
-
-
 @pytest.fixture
-def aws(monkeypatch):
+def aws(monkeypatch, retrying):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws():
-        yield lambda service: boto3.client(service, region_name=REGION)
+        yield lambda service: retrying(boto3.client(service, region_name=REGION))
 
 
 @pytest.fixture
@@ -140,10 +124,7 @@ def function(aws):
 
 
 def state(aws, plan):
-    clients = {
-        service: Retrying(aws(service))
-        for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")
-    }
+    clients = {service: aws(service) for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")}
     return read_ownership(clients, NAME, REGION, ACCOUNT, "aws")["state"]
 
 
@@ -169,7 +150,7 @@ def rule_args(rule, desired):
 
 
 def rule_drift(aws, plan, desired):
-    deployed = list_deployment_rules(Retrying(aws("events")), NAME)
+    deployed = list_deployment_rules(aws("events"), NAME)
     return {
         rule["name"]: rule["drift"]
         for rule in sync.rules_to_write(
@@ -508,10 +489,7 @@ def role_args(desired):
 
 
 def iam_drift(aws, plan, desired, key):
-    clients = {
-        service: Retrying(aws(service))
-        for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")
-    }
+    clients = {service: aws(service) for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")}
     policies = [policy["name"] for policy in desired["policies"]]
     found = read_ownership(clients, NAME, REGION, ACCOUNT, "aws", policies)["state"]
     return sync.region_drift(found, desired)[key]
@@ -634,7 +612,7 @@ def test_the_alarm_written_by_the_module_is_in_sync_and_drift_is_found(aws, run_
         {"TreatMissingData": "breaching"},
         {"AlarmActions": ["arn:aws:sns:eu-west-1:123456789012:t"]},
     ):
-        request = {key: value for key, value in desired["alarm"].items()} | change
+        request = dict(desired["alarm"]) | change
         aws("cloudwatch").put_metric_alarm(**request)
         found = drift_of(aws, plan, desired, "alarm")
         assert [line.split(":")[0] for line in found] == list(change), found
