@@ -6,7 +6,7 @@
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import protection, sync
+from ansible_collections.guardrails.ec2.plugins.module_utils import package, protection, sync
 
 
 def _known_regions():
@@ -154,6 +154,15 @@ def stop_protection_desired(plan, region, account, partition, **settings):
     return sync.desired_state(plan, region, account, partition, **settings)
 
 
+def stop_protection_package_sha256(paths):
+    """``CodeSha256`` of the package that ``lambda_package`` builds from ``paths``, computed
+    on the controller (``package.package_sha256``)."""
+    try:
+        return package.package_sha256(paths)
+    except (OSError, ValueError) as exc:
+        raise AnsibleFilterError(f"Couldn't read the function sources: {exc}") from exc
+
+
 def stop_protection_drift(state, desired):
     """Per resource of ``desired``, what differs in the read ``state`` (``sync.region_drift``)."""
     return sync.region_drift(state, desired)
@@ -266,4 +275,5 @@ class FilterModule:
             "stop_protection_rule_changes": stop_protection_rule_changes,
             "stop_protection_desired": stop_protection_desired,
             "stop_protection_drift": stop_protection_drift,
+            "stop_protection_package_sha256": stop_protection_package_sha256,
         }

@@ -85,48 +85,21 @@ package:
       sample: [stop_protection_handler.py]
 """
 
-import base64
 import hashlib
-import io
 import os
 import stat
 import tempfile
-import zipfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.guardrails.ec2.plugins.module_utils.package import (
+    build_archive,
+    code_sha256,
+    read_sources,
+)
+
+
 # The earliest timestamp a zip entry can carry; any fixed value makes the archive repeatable.
-FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
-FILE_MODE = 0o100644
-
-
-def build_archive(sources):
-    """Bytes of a deterministic zip holding ``sources`` (``{name: bytes}``)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in sorted(sources):
-            info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
-            info.external_attr = FILE_MODE << 16
-            info.create_system = 3  # unix, so the mode above is honoured
-            archive.writestr(info, sources[name])
-    return buffer.getvalue()
-
-
-def code_sha256(data):
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
-
-
-def read_sources(paths):
-    sources = {}
-    for path in paths:
-        name = os.path.basename(path)
-        if name in sources:
-            raise ValueError(f"two source files are both named {name!r}")
-        with open(path, "rb") as handle:
-            sources[name] = handle.read()
-    return sources
-
-
 def private_folder(path):
     """Create ``path`` (0700) or check that it is this user's and no one else may write it.
 

@@ -11,6 +11,7 @@ SKIPPED_WHEN_IN_SYNC = [
     "Ensure the least-privilege managed policies",
     "Ensure the execution role",
     "Alarm on failed and suspended restarts",
+    "Package the restart function for",
     "Ensure the restart function",
     "Ensure the log group with retention",
     "Count failed and suspended restarts",
@@ -25,7 +26,7 @@ def task_results(stdout):
     """``{task title (without the role prefix and region): first result line}``."""
     results = {}
     for match in re.finditer(r"^TASK \[(?:[\w.]+ : )?(.+?)\] \**\n(\S+)", stdout, re.M):
-        title = re.sub(r" (in|of) [a-z]{2}(-gov)?-[a-z]+-\d$", "", match.group(1))
+        title = re.sub(r" (in|of|for) [a-z]{2}(-gov)?-[a-z]+-\d$", "", match.group(1))
         results.setdefault(title, match.group(2))
     return results
 

@@ -3,7 +3,12 @@
 import os
 import time
 import zipfile
+from pathlib import Path
 
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.guardrails.ec2.plugins.filter.stop_protection import stop_protection_package_sha256
 from ansible_collections.guardrails.ec2.plugins.modules import lambda_package
 
 
@@ -96,3 +101,13 @@ def test_a_link_in_place_of_the_folder_is_refused(tmp_path, run_module):
     (tmp_path / "out").symlink_to(target)
     result = run_module(lambda_package, {"src": [src], "dest_dir": str(tmp_path / "out")})
     assert result["failed"] is True and "not a folder" in result["msg"]
+
+
+def test_the_filter_hashes_exactly_the_package_the_module_writes(tmp_path, run_module):
+    """The role compares the deployed code with the filter's hash and builds the package
+    only when they differ: both must agree byte for byte."""
+    handler = Path(__file__).resolve().parents[4] / "roles/stop_protection/files/stop_protection_handler.py"
+    written = run_module(lambda_package, {"src": [str(handler)], "dest_dir": str(tmp_path / "out")})
+    assert stop_protection_package_sha256([str(handler)]) == written["package"]["code_sha256"]
+    with pytest.raises(AnsibleFilterError, match="Couldn't read the function sources"):
+        stop_protection_package_sha256([str(tmp_path / "missing.py")])
