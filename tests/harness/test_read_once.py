@@ -11,7 +11,7 @@ SKIPPED_WHEN_IN_SYNC = [
     "Ensure the least-privilege managed policies",
     "Ensure the execution role",
     "Alarm on failed and suspended restarts",
-    "Package the restart function for",
+    "Package the restart function",
     "Ensure the restart function",
     "Ensure the log group with retention",
     "Count failed and suspended restarts",
