@@ -4,6 +4,7 @@ and reading what the functions logged.
 Run with the Ansible environment's Python (boto3 and ansible-playbook beside it).
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -19,6 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 sys.path.insert(0, str(ROOT / "tools" / "localstack"))
 import launcher  # noqa: E402
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The collection's names (standard library only): tools look for exactly what the role creates.
+naming = _load("guardrails_naming", ROOT / "plugins" / "module_utils" / "naming.py")
 
 REPORT = re.compile(r"REPORT RequestId: \S+\tDuration: ([\d.]+) ms.*?(?:Init Duration: ([\d.]+) ms)?$")
 

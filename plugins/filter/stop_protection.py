@@ -6,7 +6,13 @@
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import package, protection, sync
+from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    iam_policy,
+    naming,
+    package,
+    protection,
+    sync,
+)
 
 
 def _known_regions():
@@ -119,14 +125,14 @@ def _unset_empty(settings):
 
 
 def _region_policy(plan, account, partition="aws", **settings):
-    """``{policies, scope}``: the managed policies for the plan; settings as in ``protection.build_policies``."""
-    policies, scope = protection.build_policies(plan, account, partition, **_unset_empty(settings))
+    """``{policies, scope}``: the managed policies for the plan; settings as in ``iam_policy.build_policies``."""
+    policies, scope = iam_policy.build_policies(plan, account, partition, **_unset_empty(settings))
     return {"policies": policies, "scope": scope}
 
 
 def stop_protection_policies(plan, account, partition="aws", **settings):
     """``{region: {policies, scope}}``: each region's managed policies, for its own role;
-    settings as in ``protection.build_policies``."""
+    settings as in ``iam_policy.build_policies``."""
     return {
         entry["region"]: _region_policy(plan, account, partition, region=entry["region"], **settings)
         for entry in plan["regions"]
@@ -187,7 +193,7 @@ def stop_protection_summary(plan, account, partition, iam, rules=None):
             {
                 "region": entry["region"],
                 "instances": len(entry["instance_ids"]),
-                "function_arn": protection.function_arn(
+                "function_arn": naming.function_arn(
                     partition, entry["region"], account, plan["names"]["function"]
                 ),
                 "role": entry["role"],

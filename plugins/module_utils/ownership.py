@@ -18,14 +18,17 @@ any change, named in the error. What counts as ours:
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    DESCRIPTION_PREFIX,
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
     function_arn,
+    owner_tagged,
     policy_index,
     regional_names,
     resource_names,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
     alarm_state,
@@ -36,13 +39,6 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
     read_policy_versions,
     read_statement,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.verify import marker_pages
-
-DESCRIPTION_PREFIX = "guardrails.ec2 stop protection"
-
-
-def _tagged(tags):
-    return (tags or {}).get(OWNER_TAG_KEY) == OWNER_TAG_VALUE
 
 
 def _tag_dict(tag_list):
@@ -68,7 +64,7 @@ def read_function(lam, name):
         return None, _missing("function", name)
     config = reply["Configuration"]
     config["Tags"] = reply.get("Tags") or {}
-    return config, _found("function", name, _tagged(config["Tags"]), NOT_TAGGED)
+    return config, _found("function", name, owner_tagged(config["Tags"]), NOT_TAGGED)
 
 
 def read_log_group(logs, group, function_is_ours):
@@ -82,7 +78,7 @@ def read_log_group(logs, group, function_is_ours):
     state = {"exists": True, "retention": found.get("retentionInDays"), "tags": tags}
     if function_is_ours:
         return _found("log group", group, True, ""), state
-    return _found("log group", group, _tagged(tags), NOT_TAGGED), state
+    return _found("log group", group, owner_tagged(tags), NOT_TAGGED), state
 
 
 def read_alarm(cloudwatch, alarm):
@@ -130,7 +126,7 @@ def read_role(iam, role):
         "tags": tags,
     }
     names = [entry["PolicyName"] for entry in attached]
-    return _found("role", role, _tagged(tags), NOT_TAGGED), names, state
+    return _found("role", role, owner_tagged(tags), NOT_TAGGED), names, state
 
 
 def read_policy(iam, arn_prefix, policy):
@@ -146,7 +142,7 @@ def read_policy(iam, arn_prefix, policy):
         "versions": read_policy_versions(iam, arn_prefix + policy),
         "tags": tags,
     }
-    return _found("policy", policy, _tagged(tags), NOT_TAGGED), state
+    return _found("policy", policy, owner_tagged(tags), NOT_TAGGED), state
 
 
 def read_ownership(clients, name, region, account, partition, policies=()):

@@ -2,45 +2,42 @@
 # Copyright: guardrails.ec2 contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The facts of stop protection, each built in one place: names, event patterns, sharding,
-the IAM policy, and input validation.
+"""The plan of a deployment: validated input, regions, rules and shards, the alarm and the
+function's environment.
 
 Pure functions without AWS calls, shared by the role's filter plugin, the modules and the
-unit tests.
+unit tests. Names are ``naming.py``'s, event patterns ``patterns.py``'s, the IAM policies
+``iam_policy.py``'s.
 """
 
-import json
 import re
+
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    ATTRIBUTION_SUFFIX,
+    DESCRIPTION_PREFIX,
+    MAX_NAME_CHARS,
+    MAX_RESOURCE_NAME_CHARS,
+    METRIC_NAMESPACE,
+    OWNER_TAG_KEY,
+    OWNER_TAG_VALUE,
+    regional_names,
+    resource_names,
+    rule_name,
+)
+from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
+    attribution_pattern,
+    pattern_instance_ids,
+    shard_instance_ids,
+    state_change_pattern,
+    sweep_schedule,
+)
 
 MODE_INSTANCE_IDS = "instance_ids"
 MODE_TAG = "tag"
 
-STATE_CHANGE_DETAIL_TYPE = "EC2 Instance State-change Notification"
-API_CALL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 
-# EventBridge rejects event patterns longer than this many characters.
-MAX_EVENT_PATTERN_CHARS = 2048
-# IAM managed policies may hold this many characters, white space not counted.
-MAX_MANAGED_POLICY_CHARS = 6144
-# IAM attaches at most this many managed policies to one role (default quota).
-MAX_POLICIES_PER_ROLE = 10
 # Default quota of rules on one event bus.
 MAX_RULES_PER_BUS = 300
-# Rules are named "<name>.<n>", "<name>.attribution", "<name>.sweep": a base name holds no
-# dot, so the one invoke permission per region, a SourceArn pattern "rule/<name>.*", admits
-# this deployment's rules and no other deployment's ("<name>-2.1" does not match "<name>.*").
-RULE_SEPARATOR = "."
-# The longest suffix added to the base name: the attribution rule "<name>.attribution".
-ATTRIBUTION_SUFFIX = ".attribution"
-SWEEP_SUFFIX = ".sweep"
-# Rules of releases before 1.1.0 used "-" ("<name>-<n>", "<name>-sweep", ...) and one invoke
-# statement each, named like the rule; protect replaces them (see rules.py).
-LEGACY_SEPARATOR = "-"
-# The statement of the function's resource policy that lets the region's rules invoke it.
-INVOKE_STATEMENT_ID = "guardrails-ec2-rules"
-# Lambda function, rule and IAM role names allow at most 64 characters.
-MAX_RESOURCE_NAME_CHARS = 64
-MAX_NAME_CHARS = MAX_RESOURCE_NAME_CHARS - len(ATTRIBUTION_SUFFIX)
 MAX_TAG_KEY_CHARS = 128
 MAX_TAG_VALUE_CHARS = 256
 # The restart history tag holds one 10-digit time per restart in the window: 256 characters
@@ -60,13 +57,8 @@ DEFAULT_RESTART_POLICY = {
     "sweep_minutes": 5,
     "alarm_period_seconds": 300,
 }
-# Every resource the role creates carries this tag; protect and unprotect change only
-# resources that carry it (see ownership.py).
-OWNER_TAG_KEY = "ManagedBy"
-OWNER_TAG_VALUE = "guardrails.ec2"
 # Decisions that need a person: one metric filter counts them, one alarm fires on any.
 ATTENTION_PATTERN = '{ ($.action = "failed") || ($.action = "suspended") }'
-METRIC_NAMESPACE = "guardrails.ec2"
 MAX_SWEEP_MINUTES = 1440
 
 LOG_RETENTION_DAYS = (
@@ -89,173 +81,7 @@ class ProtectionError(ValueError):
 # --- names -----------------------------------------------------------------------------
 
 
-def resource_names(name):
-    """Every resource name derived from the one base name that is the same in each region.
-
-    IAM is global, but each region has its own role and policies (``regional_names``):
-    a run over some regions never changes what another region's function may do.
-    """
-    return {
-        "function": name,
-        "log_group": f"/aws/lambda/{name}",
-        "rule_prefix": f"{name}{RULE_SEPARATOR}",
-        "attribution_rule": f"{name}{ATTRIBUTION_SUFFIX}",
-        "sweep_rule": f"{name}{SWEEP_SUFFIX}",
-        "invoke_statement": INVOKE_STATEMENT_ID,
-        # Metric filter, metric and alarm for decisions that need a person.
-        "attention": f"{name}-attention",
-    }
-
-
-def regional_names(name, region):
-    """The IAM role and the first managed policy of one region: ``<name>-<region>``.
-
-    Region names contain no dot and end in a digit, so neither collides with another
-    deployment's role or policies (``policy_name`` adds ``.<n>``).
-    """
-    return {"role": f"{name}-{region}", "policy": f"{name}-{region}"}
-
-
-def rule_name(name, index):
-    """Rule ``index`` (1-based) of a deployment: ``<name>.<index>``."""
-    return f"{name}{RULE_SEPARATOR}{index}"
-
-
-def policy_name(name, index):
-    """Managed policy ``index`` (1-based) of a deployment: ``<name>``, then ``<name>.2``, ...
-
-    The dot cannot occur in a base name, so these never collide with the policy of another
-    deployment (``<name>-2`` could be one's base name).
-    """
-    return name if index == 1 else f"{name}.{index}"
-
-
-def policy_index(name, candidate):
-    """The number of ``candidate`` when it is a managed policy of deployment ``name``, else None."""
-    if candidate == name:
-        return 1
-    match = re.fullmatch(re.escape(name) + r"\.([2-9]|[1-9][0-9]+)", candidate)
-    return int(match.group(1)) if match else None
-
-
-def rule_index(name, candidate, separator=RULE_SEPARATOR):
-    """The shard number of ``candidate`` when it is a shard rule of deployment ``name``
-    (named with ``separator``), else None."""
-    match = re.fullmatch(re.escape(name + separator) + r"([1-9][0-9]*)", candidate)
-    return int(match.group(1)) if match else None
-
-
-def rule_kind(name, candidate):
-    """``(kind, index, legacy)`` of a rule of deployment ``name``, or None when it is not one.
-
-    ``kind`` is ``state_change`` (``index`` its shard number), ``attribution`` or ``sweep``;
-    ``legacy`` marks the names of releases before 1.1.0 (``<name>-1``, ``<name>-sweep``, ...).
-    A deployment called ``<name>-2`` has rules ``<name>-2.1`` ... and is never mistaken for
-    ours: a base name holds no dot, and its legacy rules ``<name>-2-1`` match nothing here.
-    """
-    for separator, legacy in ((RULE_SEPARATOR, False), (LEGACY_SEPARATOR, True)):
-        index = rule_index(name, candidate, separator)
-        if index is not None:
-            return "state_change", index, legacy
-        for kind in ("attribution", "sweep"):
-            if candidate == f"{name}{separator}{kind}":
-                return kind, None, legacy
-    return None
-
-
-def rule_source_pattern(partition, region, account, name):
-    """The ``AWS:SourceArn`` pattern of the region's one invoke permission: every rule of
-    deployment ``name`` and no rule of another deployment."""
-    return rule_arn(partition, region, account, f"{name}{RULE_SEPARATOR}*")
-
-
-def function_arn(partition, region, account, name):
-    """The unqualified function ARN: a rule targeting a version would never see code updates."""
-    return f"arn:{partition}:lambda:{region}:{account}:function:{name}"
-
-
-def rule_arn(partition, region, account, rule):
-    return f"arn:{partition}:events:{region}:{account}:rule/{rule}"
-
-
 # --- event patterns and sharding ---------------------------------------------------------
-
-
-def _compact(document):
-    return json.dumps(document, separators=(",", ":"))
-
-
-def state_change_pattern(instance_ids=None):
-    """The pattern for "stopped" notifications, of the given instances or (None) of all."""
-    detail = {"state": ["stopped"]}
-    if instance_ids is not None:
-        detail["instance-id"] = list(instance_ids)
-    return _compact({"source": ["aws.ec2"], "detail-type": [STATE_CHANGE_DETAIL_TYPE], "detail": detail})
-
-
-def sweep_schedule(minutes):
-    """The schedule expression of the sweep rule: EventBridge wants the singular for 1."""
-    return "rate(1 minute)" if minutes == 1 else f"rate({minutes} minutes)"
-
-
-def attribution_pattern():
-    """The pattern for CloudTrail-recorded StopInstances calls."""
-    return _compact(
-        {
-            "source": ["aws.ec2"],
-            "detail-type": [API_CALL_DETAIL_TYPE],
-            "detail": {"eventSource": ["ec2.amazonaws.com"], "eventName": ["StopInstances"]},
-        }
-    )
-
-
-def pack_json_array(items, empty_length, limit):
-    """Split ``items`` (strings) into as few lists as keep a JSON document within ``limit``
-    characters, when the document is ``empty_length`` long with an empty array where the
-    list goes (compact JSON: one comma between items)."""
-    groups, current, length = [], [], empty_length
-    for item in items:
-        added = len(json.dumps(item)) + (1 if current else 0)
-        if current and length + added > limit:
-            groups.append(current)
-            current, length = [], empty_length
-            added = len(json.dumps(item))
-        current.append(item)
-        length += added
-    if current:
-        groups.append(current)
-    return groups
-
-
-def shard_instance_ids(instance_ids, limit=MAX_EVENT_PATTERN_CHARS, current=()):
-    """Split instance ids into as few groups as keep every pattern within ``limit``.
-
-    ``current`` is the deployed sharding (lists of ids, in rule order). Ids keep their order
-    from it, new ids (sorted) come last, and the groups are packed greedily in that order:
-    no id ever lands in a later group than the one it is in now (greedy packing of a
-    sequence puts every item in the earliest group any packing in that order can), new ids
-    join the last group or new ones. The role writes rules in group order and removes
-    stale rules last, so an id that moves is always covered by its new rule before its old
-    rule lets it go: a reshard never leaves a listed id uncovered.
-    """
-    wanted = set(instance_ids)
-    ordered, seen = [], set()
-    for group in current:
-        for instance_id in group:
-            if instance_id in wanted and instance_id not in seen:
-                ordered.append(instance_id)
-                seen.add(instance_id)
-    ordered.extend(sorted(wanted - seen))
-    return pack_json_array(ordered, len(state_change_pattern([])), limit)
-
-
-def pattern_instance_ids(pattern):
-    """The instance ids a state-change pattern names (``[]`` for none or a pattern of another shape)."""
-    try:
-        listed = (json.loads(pattern or "{}").get("detail") or {}).get("instance-id")
-    except (ValueError, AttributeError):
-        return []
-    return [item for item in listed if isinstance(item, str)] if isinstance(listed, list) else []
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -675,7 +501,7 @@ def build_plan(
     }
 
 
-RULE_DESCRIPTION = "guardrails.ec2 stop protection: {}"
+RULE_DESCRIPTION = DESCRIPTION_PREFIX + ": {}"
 
 
 def rule_description(instance_ids, kind):
@@ -765,174 +591,6 @@ def alarm_settings(names, period, topic_arn):
 
 
 # --- IAM ---------------------------------------------------------------------------------------
-
-
-def policy_length(document):
-    """Characters IAM counts against the managed-policy limit (white space excluded)."""
-    return len(re.sub(r"\s+", "", json.dumps(document)))
-
-
-def build_policies(
-    plan,
-    account,
-    partition="aws",
-    region=None,
-    tag_key=None,
-    tag_value=None,
-    notification_topic_arn=None,
-    failure_destination_arn=None,
-    attribution=False,
-    kms_key_arns=(),
-):
-    """The least-privilege managed policies of one region (``region``, or the plan's only one)
-    of a plan from ``build_plan``: they go to that region's own role.
-
-    Returns ``(policies, scope)``: ``policies`` is a list of ``{"name", "document"}``, the
-    first named like the region's role and holding every statement, the others
-    (``<name>-<region>.2`` ...) only more instance ARNs for ``ec2:StartInstances`` when one
-    policy cannot hold them all. ``scope`` is ``instances`` (StartInstances on each protected instance ARN),
-    ``region`` (on every instance ARN of the protected regions, when the ARNs would not
-    fit in the policies a role can hold) or ``tag`` (on instances carrying the tag).
-    StartInstances is never allowed on ``*``.
-    """
-    entries = [entry for entry in plan["regions"] if region is None or entry["region"] == region]
-    if len(entries) != 1:
-        raise ProtectionError(
-            f"no region {region!r} in the plan" if region else "name the region: the plan has several"
-        )
-    plan = dict(plan, regions=entries)
-    name = plan["names"]["function"]
-    base = entries[0]["policy"]
-    regions = [entries[0]["region"]]
-    statements = []
-
-    def instance_arn(region, instance_id):
-        return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
-
-    def start_statement(resources):
-        # CreateTags records the restart budget on the instance itself; the Deny below
-        # limits it to the budget's two tag keys.
-        return {
-            "Sid": "StartProtectedInstances",
-            "Effect": "Allow",
-            "Action": ["ec2:StartInstances", "ec2:CreateTags"],
-            "Resource": resources,
-        }
-
-    def document(items):
-        return {"Version": "2012-10-17", "Statement": items}
-
-    start = start_statement([])
-    if plan["mode"] == MODE_TAG:
-        scope = "tag"
-        start["Resource"] = [instance_arn(region, "*") for region in regions]
-        start["Condition"] = {"StringEquals": {f"aws:ResourceTag/{tag_key}": tag_value}}
-    else:
-        scope = "instances"
-        start["Resource"] = [
-            instance_arn(entry["region"], instance_id)
-            for entry in plan["regions"]
-            for instance_id in entry["instance_ids"]
-        ]
-    statements.append(start)
-    budget = plan.get("restart_policy") or DEFAULT_RESTART_POLICY
-    statements.append(
-        {
-            "Sid": "TagOnlyTheRestartBudget",
-            "Effect": "Deny",
-            "Action": "ec2:CreateTags",
-            "Resource": "*",
-            "Condition": {
-                "ForAnyValue:StringNotEquals": {
-                    "aws:TagKeys": [budget["history_tag_key"], budget["suspended_tag_key"]]
-                }
-            },
-        }
-    )
-    statements.append(
-        {"Sid": "ReadInstanceState", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}
-    )
-    statements.append(
-        {
-            "Sid": "WriteOwnLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": [
-                f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{name}:*"
-                for region in regions
-            ],
-        }
-    )
-    if notification_topic_arn:
-        statements.append(
-            {
-                "Sid": "NotifyTopic",
-                "Effect": "Allow",
-                "Action": "sns:Publish",
-                "Resource": notification_topic_arn,
-            }
-        )
-    if failure_destination_arn:
-        service = ARN.fullmatch(failure_destination_arn).group("service")
-        action = "sqs:SendMessage" if service == "sqs" else "sns:Publish"
-        statements.append(
-            {
-                "Sid": "SendFailedEvents",
-                "Effect": "Allow",
-                "Action": action,
-                "Resource": failure_destination_arn,
-            }
-        )
-    kms_key_arns = validate_kms_key_arns(kms_key_arns)
-    if kms_key_arns:
-        # Starting an instance whose EBS volumes use a customer-managed key makes EC2 create
-        # a grant on that key on the caller's behalf; allow only grants EC2 itself asks for.
-        statements.append(
-            {
-                "Sid": "StartWithEncryptedVolumes",
-                "Effect": "Allow",
-                "Action": "kms:CreateGrant",
-                "Resource": sorted(kms_key_arns),
-                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            }
-        )
-    if (attribution or budget["sweep_minutes"]) and plan["mode"] == MODE_INSTANCE_IDS:
-        # Attribution and the sweep read the instance ids from the deployment's own rules.
-        statements.append(
-            {
-                "Sid": "ReadOwnRules",
-                "Effect": "Allow",
-                "Action": "events:DescribeRule",
-                "Resource": [rule_source_pattern(partition, region, account, name) for region in regions],
-            }
-        )
-    first = document(statements)
-    if scope != "instances" or policy_length(first) <= MAX_MANAGED_POLICY_CHARS:
-        return [{"name": policy_name(base, 1), "document": first}], scope
-
-    # Too many instance ARNs for one policy: the first policy takes what fits beside the
-    # other statements, further policies hold only StartInstances on the rest.
-    arns = start["Resource"]
-    start["Resource"] = []
-    room_first = MAX_MANAGED_POLICY_CHARS - policy_length(first)
-    empty_extra = policy_length(document([start_statement([])]))
-    head = pack_json_array(arns, 0, room_first)[0] if arns and len(json.dumps(arns[0])) <= room_first else []
-    rest = pack_json_array(arns[len(head) :], empty_extra, MAX_MANAGED_POLICY_CHARS)
-    if 1 + len(rest) <= MAX_POLICIES_PER_ROLE:
-        start["Resource"] = head
-        if not head:
-            statements.remove(start)
-        policies = [{"name": policy_name(base, 1), "document": first}]
-        policies.extend(
-            {"name": policy_name(base, index), "document": document([start_statement(group)])}
-            for index, group in enumerate(rest, start=2)
-        )
-        return policies, "instances"
-
-    # More ARNs than a role's policies can hold: allow the protected regions' instances of
-    # this account instead (still never "*").
-    start["Resource"] = [instance_arn(region, "*") for region in regions]
-    return [{"name": policy_name(base, 1), "document": first}], "region"
 
 
 def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn, attribution):

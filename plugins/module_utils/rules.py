@@ -4,7 +4,7 @@
 
 """Reading a deployment's EventBridge rules, shared by the rule_info and verify modules."""
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import rule_kind
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import rule_kind
 
 
 def list_deployment_rules(client, name, with_targets=True):

@@ -21,11 +21,8 @@ from urllib.parse import unquote
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
-    function_arn,
-    rule_source_pattern,
-)
-from ansible_collections.guardrails.ec2.plugins.module_utils.verify import marker_pages
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import function_arn, rule_source_pattern
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
 
 EVENTS_PRINCIPAL = "events.amazonaws.com"
 

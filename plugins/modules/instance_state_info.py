@@ -84,13 +84,7 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.verify import (
-    describe_instances,
-    instance_attributes,
-    tags_of,
-)
-
-AUTO_SCALING_TAG = "aws:autoscaling:groupName"
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import instance_warnings, look_up_instances
 
 
 def main():
@@ -102,47 +96,15 @@ def main():
         ),
         supports_check_mode=True,
     )
-    ids = list(dict.fromkeys(module.params["instance_ids"]))
+    ids = module.params["instance_ids"]
     client = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff())
     try:
-        found = describe_instances(client, ids)
+        found = look_up_instances(client, ids, ids if module.params["warn_shutdown_terminate"] else ())
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg="Couldn't describe the instances")
-    terminating = []
-    if module.params["warn_shutdown_terminate"]:
-        live = [
-            i for i in ids if i in found and found[i]["State"]["Name"] not in ("terminated", "shutting-down")
-        ]
-        try:
-            behaviors = instance_attributes(client, live, stop_protection=False)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            module.fail_json_aws(e, msg="Couldn't read the instances' shutdown behavior")
-        terminating = [i for i in live if behaviors[i]["shutdown_behavior"] == "terminate"]
-        for instance_id in terminating:
-            module.warn(
-                f"{instance_id} has InstanceInitiatedShutdownBehavior terminate: a shutdown inside its OS terminates "
-                "it, which no restart can undo (set it to stop)"
-            )
-    groups = {
-        instance_id: group
-        for instance_id in ids
-        if instance_id in found and (group := tags_of(found[instance_id]).get(AUTO_SCALING_TAG)) is not None
-    }
-    if module.params["warn_managed"]:
-        for instance_id, group in groups.items():
-            module.warn(
-                f"{instance_id} is a member of Auto Scaling group {group!r}: the group owns its lifecycle, so "
-                "stop protection leaves it stopped (stop_protection_skip_auto_scaling)"
-            )
-    module.exit_json(
-        changed=False,
-        auto_scaling_groups=groups,
-        states={
-            instance_id: found[instance_id]["State"]["Name"] for instance_id in ids if instance_id in found
-        },
-        missing=[instance_id for instance_id in ids if instance_id not in found],
-        shutdown_terminates=terminating,
-    )
+    for warning in instance_warnings(found, module.params["warn_managed"]):
+        module.warn(warning)
+    module.exit_json(changed=False, **found)
 
 
 if __name__ == "__main__":

@@ -286,15 +286,11 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
+from ansible_collections.guardrails.ec2.plugins.module_utils.audit import audit
+from ansible_collections.guardrails.ec2.plugins.module_utils.drill import concurrency, drill, summarise
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     ProtectionError,
     validate_instance_id,
-)
-from ansible_collections.guardrails.ec2.plugins.module_utils.verify import (
-    audit,
-    concurrency,
-    drill,
-    summarise,
 )
 
 

@@ -358,11 +358,11 @@ def aws_state_change_event(
 )
 def test_rule_pattern_matches_the_events_aws_sends(aws, listed, event, matches):
     """The role's pattern, judged by EventBridge itself against AWS-shaped events."""
-    spec = importlib.util.spec_from_file_location("protection", ROOT / "plugins/module_utils/protection.py")
-    protection = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(protection)
+    spec = importlib.util.spec_from_file_location("patterns", ROOT / "plugins/module_utils/patterns.py")
+    patterns = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(patterns)
     reply = aws("events").test_event_pattern(
-        EventPattern=protection.state_change_pattern(listed), Event=aws_state_change_event(*event)
+        EventPattern=patterns.state_change_pattern(listed), Event=aws_state_change_event(*event)
     )
     assert reply["Result"] is matches
 

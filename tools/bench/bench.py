@@ -37,6 +37,7 @@ from lab import (
     ROOT,
     clients,
     emulator,
+    naming,
     reports,
     run_instances,
     run_playbook,
@@ -49,6 +50,7 @@ CUSTODIAN = ROOT / ".venv" / "c7n" / "bin" / "custodian"
 MITOGEN = ROOT / ".venv" / "mitogen"
 SCALE_INSTANCES = int(os.environ.get("BENCH_SCALE_INSTANCES", "25000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+NAME = "BenchProtect"
 PEER_TAG = "BenchPeer"
 PEER_FUNCTION = "custodian-bench-restart-stopped"
 PEER_POLICY = f"""policies:
@@ -86,7 +88,7 @@ def stats(values):
 
 
 def protect_vars(ids=None, selector="instance_ids"):
-    variables = {"stop_protection_name": "BenchProtect", "stop_protection_region": REGION}
+    variables = {"stop_protection_name": NAME, "stop_protection_region": REGION}
     if selector == "tag":
         variables.update(stop_protection_selector="tag", stop_protection_tag_key="BenchTag")
     else:
@@ -147,8 +149,14 @@ def scale(ec2, lam, events, fleet):
     with mitogen():
         cold, _changed = run_playbook("protect.yml", LOG, extra_vars=variables)
         noop, changed = run_playbook("protect.yml", LOG, extra_vars=variables)
-    rules = [rule for rule in events.list_rules(NamePrefix="BenchProtect.")["Rules"]]
-    policy = lam.get_policy(FunctionName="BenchProtect")["Policy"]
+    names = naming.resource_names(NAME)
+    rules = [
+        rule
+        for page in events.get_paginator("list_rules").paginate(NamePrefix=names["rule_prefix"])
+        for rule in page["Rules"]
+        if naming.rule_kind(NAME, rule["Name"])
+    ]
+    policy = lam.get_policy(FunctionName=names["function"])["Policy"]
     result = {
         "instances": len(ids),
         "rules": len(rules),
@@ -268,7 +276,7 @@ def handler_import_ms(runs=5):
 def audit_seconds(ids, check_attribute):
     args = json.dumps(
         {
-            "name": "BenchProtect",
+            "name": NAME,
             "instance_ids": ids,
             "region": REGION,
             "check_stop_protection_attribute": check_attribute,
@@ -481,7 +489,7 @@ def main():
 
         say("3. function cost (REPORT lines)")
         data["cost"] = {
-            "ours": function_cost(lam, logs, "BenchProtect"),
+            "ours": function_cost(lam, logs, naming.resource_names(NAME)["function"]),
             "peer": function_cost(lam, logs, PEER_FUNCTION),
         }
         data["cost"]["ours"]["import_and_clients_ms"] = handler_import_ms()

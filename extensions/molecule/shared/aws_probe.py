@@ -9,18 +9,33 @@ Talks to AWS_ENDPOINT_URL with the usual AWS credentials; prints one JSON docume
 """
 
 import argparse
+import importlib.util
 import json
-import re
 import sys
 import time
 import urllib.parse
+from pathlib import Path
 
 import boto3
+
+
+def _naming():
+    """The collection's own names (plugins/module_utils/naming.py, standard library only):
+    the probes look for exactly what the role creates."""
+    path = Path(__file__).resolve().parents[3] / "plugins" / "module_utils" / "naming.py"
+    spec = importlib.util.spec_from_file_location("guardrails_naming", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+naming = _naming()
 
 
 def leftovers(name, regions):
     """Every resource with the deployment's names that still exists."""
     found = []
+    names = naming.resource_names(name)
     iam = boto3.client("iam", region_name=regions[0])
     roles = {r["RoleName"] for page in iam.get_paginator("list_roles").paginate() for r in page["Roles"]}
     policies = [
@@ -29,29 +44,32 @@ def leftovers(name, regions):
         for p in page["Policies"]
     ]
     for region in regions:
-        if f"{name}-{region}" in roles:
-            found.append(f"role {name}-{region}")
-        found.extend(f"policy {policy}" for policy in policies if ours(f"{name}-{region}", policy))
+        regional = naming.regional_names(name, region)
+        if regional["role"] in roles:
+            found.append(f"role {regional['role']}")
+        found.extend(
+            f"policy {policy}" for policy in policies if naming.policy_index(regional["policy"], policy)
+        )
         lam = boto3.client("lambda", region_name=region)
         if any(
-            f["FunctionName"] == name
+            f["FunctionName"] == names["function"]
             for page in lam.get_paginator("list_functions").paginate()
             for f in page["Functions"]
         ):
-            found.append(f"function {name} in {region}")
+            found.append(f"function {names['function']} in {region}")
         events = boto3.client("events", region_name=region)
         # "<name>.<n>", and "<name>-<n>" as written before 1.1.0
         found.extend(
             f"rule {r['Name']} in {region}"
             for r in events.list_rules(NamePrefix=name)["Rules"]
-            if r["Name"].startswith((f"{name}.", f"{name}-"))
+            if naming.rule_kind(name, r["Name"]) is not None
         )
         logs = boto3.client("logs", region_name=region)
-        groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
+        groups = logs.describe_log_groups(logGroupNamePrefix=names["log_group"])["logGroups"]
         found.extend(
             f"log group {g['logGroupName']} in {region}"
             for g in groups
-            if g["logGroupName"] == f"/aws/lambda/{name}"
+            if g["logGroupName"] == names["log_group"]
         )
     return {"leftovers": found}
 
@@ -73,7 +91,7 @@ def receive(queue_name, region, expect, timeout):
 def decisions(name, region):
     """The restart function's JSON decision lines, oldest first."""
     logs = boto3.client("logs", region_name=region)
-    group = f"/aws/lambda/{name}"
+    group = naming.resource_names(name)["log_group"]
     lines = []
     for page in logs.get_paginator("describe_log_streams").paginate(logGroupName=group):
         for stream in page["logStreams"]:
@@ -87,20 +105,16 @@ def decisions(name, region):
     return {"decisions": [entry[1] for entry in sorted(lines, key=lambda item: item[0])]}
 
 
-def ours(base, policy_name):
-    """Whether ``policy_name`` is a managed policy of one region's role ``base``: ``<base>``, ``<base>.<n>``."""
-    return re.fullmatch(re.escape(base) + r"(\.[2-9]|\.[1-9][0-9]+)?", policy_name) is not None
-
-
 def policy(name, region):
     """One region's managed policies (name -> document) and those attached to its role
     ``<name>-<region>``."""
-    base = f"{name}-{region}"
+    regional = naming.regional_names(name, region)
+    base = regional["policy"]
     iam = boto3.client("iam", region_name=region)
     documents = {}
     for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
         for found in page["Policies"]:
-            if not ours(base, found["PolicyName"]):
+            if not naming.policy_index(base, found["PolicyName"]):
                 continue
             version = iam.get_policy_version(PolicyArn=found["Arn"], VersionId=found["DefaultVersionId"])
             document = version["PolicyVersion"]["Document"]
@@ -110,12 +124,12 @@ def policy(name, region):
     try:
         attached = [
             p["PolicyName"]
-            for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=base)
+            for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=regional["role"])
             for p in page["AttachedPolicies"]
         ]
     except iam.exceptions.NoSuchEntityException:
         attached = []
-    return {"role": base, "policies": documents, "attached": sorted(attached)}
+    return {"role": regional["role"], "policies": documents, "attached": sorted(attached)}
 
 
 def main():

@@ -616,6 +616,66 @@ def test_every_setting_the_role_renders_is_one_the_handler_reads():
     ] == []
 
 
+def test_the_handlers_defaults_are_the_roles(fn, env):
+    """With a setting left out of the environment the handler falls back to its own default:
+    the same as the role's (protection.DEFAULT_RESTART_POLICY), never a second opinion."""
+    from ansible_collections.guardrails.ec2.plugins.module_utils import protection
+
+    for name in (
+        "RESTART_LIMIT",
+        "RESTART_WINDOW_SECONDS",
+        "RESTART_HISTORY_TAG_KEY",
+        "SUSPENDED_TAG_KEY",
+        "SKIP_AUTO_SCALING",
+        "SKIP_SPOT_INTERRUPTIONS",
+        "RESTART_HIBERNATED",
+        "MAX_RETRY_ATTEMPTS",
+    ):
+        env.delenv(name, raising=False)
+    found = fn.settings()
+    policy = protection.DEFAULT_RESTART_POLICY
+    assert (
+        found["restart_limit"],
+        found["restart_window"],
+        found["history_tag_key"],
+        found["suspended_tag_key"],
+        found["skip_auto_scaling"],
+        found["skip_spot_interruptions"],
+        found["restart_hibernated"],
+        found["max_retry_attempts"],
+    ) == (
+        policy["restart_limit"],
+        policy["restart_window_seconds"],
+        policy["history_tag_key"],
+        policy["suspended_tag_key"],
+        policy["skip_auto_scaling"],
+        policy["skip_spot_interruptions"],
+        policy["restart_hibernated"],
+        policy["retry_attempts"],
+    )
+
+
+@mock_aws
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_handler_reads_the_ids_of_the_rules_the_role_renders(fn, count):
+    """The sweep and attribution find the protected ids in the rules: rule names
+    (naming.rule_name, the RULE_NAME_PREFIX of the environment) and pattern shape
+    (patterns.state_change_pattern) as the role writes them."""
+    from ansible_collections.guardrails.ec2.plugins.module_utils import naming, patterns, protection
+
+    ids = [f"i-{index:017x}" for index in range(1, 301)]
+    plan = protection.build_plan(
+        "EC2Protect", instances=[(i, REGION, "test") for i in ids[: count * 100]], bypass_tag_key="B"
+    )
+    rules = [rule for rule in plan["regions"][0]["rules"] if rule["instance_ids"]]
+    events = boto3.client("events", region_name=REGION)
+    for index, rule in enumerate(rules, start=1):
+        assert rule["name"] == naming.rule_name("EC2Protect", index)
+        events.put_rule(Name=rule["name"], EventPattern=patterns.state_change_pattern(rule["instance_ids"]))
+    prefix = protection.lambda_environment(plan, None, None, "B", None, True)["RULE_NAME_PREFIX"]
+    assert fn.protected_by_rules(prefix, fresh=True) == set(ids[: count * 100])
+
+
 # --- the reconciliation sweep ------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Naming, sharding, validation and policy building (plugins/module_utils/protection.py)."""
+"""Names, patterns, plan and policies (module_utils naming.py, patterns.py, protection.py, iam_policy.py)."""
 
 import fnmatch
 import itertools
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import protection as p
+from ansible_collections.guardrails.ec2.plugins.module_utils import iam_policy, naming, patterns, protection
 
 
 def ids(count, seed=7):
@@ -19,7 +19,7 @@ def ids(count, seed=7):
 
 
 def test_every_name_derives_from_the_base_name():
-    assert p.resource_names("EC2Protect") == {
+    assert naming.resource_names("EC2Protect") == {
         "function": "EC2Protect",
         "log_group": "/aws/lambda/EC2Protect",
         "rule_prefix": "EC2Protect.",
@@ -36,7 +36,7 @@ def test_every_name_derives_from_the_base_name():
      ("EC2Protect.attribution", None), ("EC2ProtectX.1", None), ("Other.1", None), ("EC2Protect-1", None)],
 )  # fmt: skip
 def test_rule_index_recognises_only_our_shard_rules(candidate, expected):
-    assert p.rule_index("EC2Protect", candidate) == expected
+    assert naming.rule_index("EC2Protect", candidate) == expected
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_rule_index_recognises_only_our_shard_rules(candidate, expected):
      ("EC2ProtectX.1", None), ("EC2Protect.x", None), ("EC2Protect.sweep.1", None)],
 )  # fmt: skip
 def test_rule_kind_knows_new_and_legacy_names_of_one_deployment(candidate, expected):
-    assert p.rule_kind("EC2Protect", candidate) == expected
+    assert naming.rule_kind("EC2Protect", candidate) == expected
 
 
 @pytest.mark.parametrize(
@@ -60,20 +60,22 @@ def test_rule_kind_knows_new_and_legacy_names_of_one_deployment(candidate, expec
 def test_the_invoke_pattern_admits_no_rule_of_another_deployment(other):
     """The one invoke statement's SourceArn pattern admits every rule this deployment writes,
     and none that a deployment with any other valid base name writes."""
-    pattern = p.rule_source_pattern("aws", "eu-west-1", "123456789012", "EC2Protect")
+    pattern = naming.rule_source_pattern("aws", "eu-west-1", "123456789012", "EC2Protect")
     ours = ["EC2Protect.1", "EC2Protect.300", "EC2Protect.attribution", "EC2Protect.sweep"]
     assert all(
-        fnmatch.fnmatchcase(p.rule_arn("aws", "eu-west-1", "123456789012", rule), pattern) for rule in ours
+        fnmatch.fnmatchcase(naming.rule_arn("aws", "eu-west-1", "123456789012", rule), pattern)
+        for rule in ours
     )
-    theirs = [p.rule_name(other, 1), f"{other}.attribution", f"{other}.sweep"]
-    assert p.BASE_NAME.match(other)
+    theirs = [naming.rule_name(other, 1), f"{other}.attribution", f"{other}.sweep"]
+    assert protection.BASE_NAME.match(other)
     assert not any(
-        fnmatch.fnmatchcase(p.rule_arn("aws", "eu-west-1", "123456789012", rule), pattern) for rule in theirs
+        fnmatch.fnmatchcase(naming.rule_arn("aws", "eu-west-1", "123456789012", rule), pattern)
+        for rule in theirs
     )
 
 
 def test_function_arn_is_unqualified():
-    assert p.function_arn("aws", "eu-west-1", "123456789012", "EC2Protect") == (
+    assert naming.function_arn("aws", "eu-west-1", "123456789012", "EC2Protect") == (
         "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
     )
 
@@ -84,23 +86,25 @@ def test_function_arn_is_unqualified():
 @pytest.mark.parametrize("count", [1, 20, 85, 86, 200, 1000])
 def test_shards_cover_every_id_once_and_every_pattern_fits(count):
     instance_ids = ids(count)
-    shards = p.shard_instance_ids(instance_ids)
+    shards = patterns.shard_instance_ids(instance_ids)
     assert sorted(i for shard in shards for i in shard) == sorted(instance_ids)
-    assert all(len(p.state_change_pattern(shard)) <= p.MAX_EVENT_PATTERN_CHARS for shard in shards)
+    assert all(
+        len(patterns.state_change_pattern(shard)) <= patterns.MAX_EVENT_PATTERN_CHARS for shard in shards
+    )
 
 
 def test_shards_are_as_few_as_the_limit_allows():
-    shards = p.shard_instance_ids(ids(1000))
+    shards = patterns.shard_instance_ids(ids(1000))
     # Every shard but the last is full: one more id would overflow it.
     for shard, following in itertools.pairwise(shards):
-        assert len(p.state_change_pattern([*shard, following[0]])) > p.MAX_EVENT_PATTERN_CHARS
+        assert len(patterns.state_change_pattern([*shard, following[0]])) > patterns.MAX_EVENT_PATTERN_CHARS
 
 
 def test_sharding_does_not_depend_on_input_order():
     instance_ids = ids(300)
     shuffled = list(instance_ids)
     random.Random(1).shuffle(shuffled)
-    assert p.shard_instance_ids(instance_ids) == p.shard_instance_ids(shuffled)
+    assert patterns.shard_instance_ids(instance_ids) == patterns.shard_instance_ids(shuffled)
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -140,8 +144,8 @@ def test_build_plan_rejects_bad_input_naming_the_value(overrides, message):
         "tag_key": "StopProtection",
         "tag_value": "enabled",
     } | overrides
-    with pytest.raises(p.ProtectionError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        p.build_plan(**kwargs)
+    with pytest.raises(protection.ProtectionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        protection.build_plan(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -164,12 +168,12 @@ def test_build_plan_rejects_bad_input_naming_the_value(overrides, message):
 )
 def test_collect_instances_rejects_bad_entries(hosts, explicit, message):
     if message is None:
-        assert p.collect_instances(hosts, explicit, "us-east-1") == [
+        assert protection.collect_instances(hosts, explicit, "us-east-1") == [
             ("i-0123456789abcdef0", "us-east-1", "host web")
         ]
         return
-    with pytest.raises(p.ProtectionError, match=message):
-        p.collect_instances(hosts, explicit, "us-east-1")
+    with pytest.raises(protection.ProtectionError, match=message):
+        protection.collect_instances(hosts, explicit, "us-east-1")
 
 
 def test_region_is_taken_from_placement_then_region_then_default():
@@ -185,29 +189,29 @@ def test_region_is_taken_from_placement_then_region_then_default():
         ("b", {"instance_id": "i-0000000000000000b", "region": "us-west-2"}),
         ("c", {"instance_id": "i-0000000000000000c"}),
     ]
-    found = p.collect_instances(hosts, [], "us-east-1")
+    found = protection.collect_instances(hosts, [], "us-east-1")
     assert [entry[1] for entry in found] == ["eu-west-1", "us-west-2", "us-east-1"]
 
 
 def test_missing_region_is_an_error():
-    with pytest.raises(p.ProtectionError, match="names no region"):
-        p.collect_instances([("a", {"instance_id": "i-0000000000000000a"})], [], "")
+    with pytest.raises(protection.ProtectionError, match="names no region"):
+        protection.collect_instances([("a", {"instance_id": "i-0000000000000000a"})], [], "")
 
 
 def test_unknown_region_rejected_when_the_known_list_is_given():
-    with pytest.raises(p.ProtectionError, match="not a region AWS knows"):
-        p.collect_instances([], ["i-0000000000000000a"], "xx-nowhere-9", known_regions={"eu-west-1"})
+    with pytest.raises(protection.ProtectionError, match="not a region AWS knows"):
+        protection.collect_instances([], ["i-0000000000000000a"], "xx-nowhere-9", known_regions={"eu-west-1"})
 
 
 def test_too_many_shards_for_one_bus_is_refused():
     many = [(i, "eu-west-1", "x") for i in ids(30000)]
-    with pytest.raises(p.ProtectionError, match="use stop_protection_selector: tag"):
-        p.build_plan("EC2Protect", instances=many, bypass_tag_key="B")
+    with pytest.raises(protection.ProtectionError, match="use stop_protection_selector: tag"):
+        protection.build_plan("EC2Protect", instances=many, bypass_tag_key="B")
 
 
 def test_plan_groups_by_region_and_shards_each():
     instances = [(i, "eu-west-1", "x") for i in ids(200)] + [("i-0123456789abcdef0", "us-east-1", "y")]
-    plan = p.build_plan("EC2Protect", instances=instances, bypass_tag_key="B", attribution=True)
+    plan = protection.build_plan("EC2Protect", instances=instances, bypass_tag_key="B", attribution=True)
     regions = {entry["region"]: entry for entry in plan["regions"]}
     assert [r["name"] for r in regions["eu-west-1"]["rules"]] == [
         "EC2Protect.1", "EC2Protect.2", "EC2Protect.3", "EC2Protect.attribution", "EC2Protect.sweep",
@@ -222,7 +226,7 @@ def test_plan_groups_by_region_and_shards_each():
 
 
 def test_tag_mode_has_one_rule_per_region_without_ids():
-    plan = p.build_plan(
+    plan = protection.build_plan(
         "EC2Protect",
         mode="tag",
         regions=["eu-west-1", "us-east-1"],
@@ -240,14 +244,14 @@ def test_tag_mode_has_one_rule_per_region_without_ids():
 
 
 def plan_for(instance_ids, region="eu-west-1", **kwargs):
-    return p.build_plan(
+    return protection.build_plan(
         "EC2Protect", instances=[(i, region, "x") for i in instance_ids], bypass_tag_key="B", **kwargs
     )
 
 
 def build_policy(*args, **kwargs):
     """The one policy of a deployment that fits in one (asserted), and the scope."""
-    policies, scope = p.build_policies(*args, **kwargs)
+    policies, scope = iam_policy.build_policies(*args, **kwargs)
     assert len(policies) == 1
     assert policies[0]["name"] == args[0]["regions"][0]["policy"]
     return policies[0]["document"], scope
@@ -270,7 +274,7 @@ def test_policy_allows_start_only_on_the_protected_instances():
 
 
 def test_policy_lets_the_role_write_only_the_restart_budget_tags():
-    plan = p.build_plan(
+    plan = protection.build_plan(
         "EC2Protect",
         instances=[("i-0123456789abcdef0", "eu-west-1", "test")],
         bypass_tag_key="StopProtectionBypass",
@@ -287,13 +291,13 @@ def test_policy_lets_the_role_write_only_the_restart_budget_tags():
 
 
 def test_restart_policy_reaches_the_function_environment():
-    plan = p.build_plan(
+    plan = protection.build_plan(
         "EC2Protect",
         instances=[("i-0123456789abcdef0", "eu-west-1", "test")],
         bypass_tag_key="StopProtectionBypass",
         restart_policy={"restart_limit": 5, "restart_window_seconds": 600, "restart_hibernated": True},
     )
-    env = p.lambda_environment(plan, None, None, "StopProtectionBypass", None, False)
+    env = protection.lambda_environment(plan, None, None, "StopProtectionBypass", None, False)
     assert {key: env[key] for key in env if key not in ("PROTECTION_MODE", "BYPASS_TAG_KEY")} == {
         "RESTART_LIMIT": "5",
         "RESTART_WINDOW_SECONDS": "600",
@@ -324,8 +328,8 @@ def test_restart_policy_reaches_the_function_environment():
     ],
 )
 def test_bad_restart_settings_name_the_value(settings, message):
-    with pytest.raises(p.ProtectionError) as error:
-        p.validate_restart_policy(settings, bypass_tag_key="StopProtectionBypass")
+    with pytest.raises(protection.ProtectionError) as error:
+        protection.validate_restart_policy(settings, bypass_tag_key="StopProtectionBypass")
     assert message in str(error.value)
 
 
@@ -343,26 +347,26 @@ def test_no_sweep_means_no_rule_no_rule_reading_and_no_prefix():
     assert [rule["kind"] for rule in plan["regions"][0]["rules"]] == ["instances"]
     document, _scope = build_policy(plan, "123456789012")
     assert "ReadOwnRules" not in {s["Sid"] for s in document["Statement"]}
-    env = p.lambda_environment(plan, None, None, "B", None, False)
+    env = protection.lambda_environment(plan, None, None, "B", None, False)
     assert env["SWEEP_MINUTES"] == "0" and "RULE_NAME_PREFIX" not in env
 
 
 def test_sweep_in_tag_mode_finds_instances_by_tag_not_by_rules():
-    plan = p.build_plan(
+    plan = protection.build_plan(
         "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
     )
     document, _scope = build_policy(plan, "123456789012", tag_key="K", tag_value="V")
     assert "ReadOwnRules" not in {s["Sid"] for s in document["Statement"]}
-    assert "RULE_NAME_PREFIX" not in p.lambda_environment(plan, "K", "V", "B", None, False)
+    assert "RULE_NAME_PREFIX" not in protection.lambda_environment(plan, "K", "V", "B", None, False)
 
 
 @pytest.mark.parametrize("minutes", [-1, 1441, True, "5"])
 def test_bad_sweep_minutes_name_the_value(minutes):
     with pytest.raises(
-        p.ProtectionError,
+        protection.ProtectionError,
         match=f"stop_protection_sweep_minutes must be 0 \\(no sweep\\) to 1440, got {minutes!r}",
     ):
-        p.validate_restart_policy({"sweep_minutes": minutes})
+        protection.validate_restart_policy({"sweep_minutes": minutes})
 
 
 def test_alarm_counts_failed_and_suspended_and_notifies_the_topic():
@@ -383,9 +387,9 @@ def test_alarm_counts_failed_and_suspended_and_notifies_the_topic():
 @pytest.mark.parametrize("period", [5, 45, 90, 86460, -60, True])
 def test_bad_alarm_period_names_the_value(period):
     with pytest.raises(
-        p.ProtectionError, match=f"stop_protection_alarm_period_seconds must be .* got {period!r}"
+        protection.ProtectionError, match=f"stop_protection_alarm_period_seconds must be .* got {period!r}"
     ):
-        p.validate_restart_policy({"alarm_period_seconds": period})
+        protection.validate_restart_policy({"alarm_period_seconds": period})
 
 
 @pytest.mark.parametrize(
@@ -396,7 +400,7 @@ def test_bad_alarm_period_names_the_value(period):
     ],
 )
 def test_topic_or_queue_of_another_region_fails_early(variable, arn):
-    with pytest.raises(p.ProtectionError) as error:
+    with pytest.raises(protection.ProtectionError) as error:
         plan_for(["i-0123456789abcdef0"], region="eu-west-1", **{variable: arn})
     message = str(error.value)
     assert f"stop_protection_{variable} {arn} is in us-east-1" in message and "eu-west-1" in message
@@ -408,7 +412,7 @@ def test_policy_falls_back_to_region_scope_when_too_long_but_never_star():
     assert statement(document, "StartProtectedInstances")["Resource"] == [
         "arn:aws:ec2:eu-west-1:123456789012:instance/*"
     ]
-    assert p.policy_length(document) <= p.MAX_MANAGED_POLICY_CHARS
+    assert iam_policy.policy_length(document) <= iam_policy.MAX_MANAGED_POLICY_CHARS
 
 
 def start_resources(policies):
@@ -424,16 +428,16 @@ def start_resources(policies):
 @pytest.mark.parametrize("count", [88, 200, 500])
 def test_long_instance_lists_spill_into_further_policies(count):
     instance_ids = ids(count)
-    policies, scope = p.build_policies(plan_for(instance_ids), "123456789012", kms_key_arns=[KEY])
+    policies, scope = iam_policy.build_policies(plan_for(instance_ids), "123456789012", kms_key_arns=[KEY])
     assert scope == "instances"
     assert [policy["name"] for policy in policies] == ["EC2Protect-eu-west-1"] + [
         f"EC2Protect-eu-west-1.{index}" for index in range(2, len(policies) + 1)
     ]
-    assert 1 < len(policies) <= p.MAX_POLICIES_PER_ROLE
+    assert 1 < len(policies) <= iam_policy.MAX_POLICIES_PER_ROLE
     expected = sorted(f"arn:aws:ec2:eu-west-1:123456789012:instance/{i}" for i in instance_ids)
     assert sorted(start_resources(policies)) == expected  # every instance once, nothing else
     for policy in policies:
-        assert p.policy_length(policy["document"]) <= p.MAX_MANAGED_POLICY_CHARS
+        assert iam_policy.policy_length(policy["document"]) <= iam_policy.MAX_MANAGED_POLICY_CHARS
     # Only the first policy holds the other statements; the rest only StartInstances.
     assert {s["Sid"] for s in policies[0]["document"]["Statement"]} >= {
         "WriteOwnLogs",
@@ -444,27 +448,27 @@ def test_long_instance_lists_spill_into_further_policies(count):
 
 
 def test_policies_are_as_few_as_the_limit_allows():
-    policies, _scope = p.build_policies(plan_for(ids(300)), "123456789012")
+    policies, _scope = iam_policy.build_policies(plan_for(ids(300)), "123456789012")
     # Adding the first ARN of the next policy to the previous one would overflow it.
     for current, following in itertools.pairwise(policies):
         first_of_next = following["document"]["Statement"][0]["Resource"][0]
         (start,) = [s for s in current["document"]["Statement"] if "ec2:StartInstances" in s["Action"]]
         start["Resource"].append(first_of_next)
-        assert p.policy_length(current["document"]) > p.MAX_MANAGED_POLICY_CHARS
+        assert iam_policy.policy_length(current["document"]) > iam_policy.MAX_MANAGED_POLICY_CHARS
 
 
 def test_region_scope_only_when_the_role_cannot_hold_enough_policies():
     def scope(count):
-        return p.build_policies(plan_for(ids(count)), "123456789012")[1]
+        return iam_policy.build_policies(plan_for(ids(count)), "123456789012")[1]
 
     low, high = 1, 2000  # scope(low) == "instances", scope(high) == "region"
     assert (scope(low), scope(high)) == ("instances", "region")
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if scope(middle) == "instances" else (low, middle)
-    largest, _scope = p.build_policies(plan_for(ids(low)), "123456789012")
-    assert len(largest) == p.MAX_POLICIES_PER_ROLE
-    fallback, _scope = p.build_policies(plan_for(ids(high)), "123456789012")
+    largest, _scope = iam_policy.build_policies(plan_for(ids(low)), "123456789012")
+    assert len(largest) == iam_policy.MAX_POLICIES_PER_ROLE
+    fallback, _scope = iam_policy.build_policies(plan_for(ids(high)), "123456789012")
     assert len(fallback) == 1
     assert 850 < low < 1000
 
@@ -476,11 +480,11 @@ def test_region_scope_only_when_the_role_cannot_hold_enough_policies():
      ("EC2Protect-2", None)],
 )  # fmt: skip
 def test_policy_index_recognises_only_our_policies(candidate, expected):
-    assert p.policy_index("EC2Protect", candidate) == expected
+    assert naming.policy_index("EC2Protect", candidate) == expected
 
 
 def test_policy_in_tag_mode_is_conditioned_on_the_tag():
-    plan = p.build_plan(
+    plan = protection.build_plan(
         "EC2Protect", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
     )
     document, scope = build_policy(plan, "123456789012", tag_key="K", tag_value="V")
@@ -530,7 +534,7 @@ def test_policy_allows_kms_grants_only_for_aws_resources_on_the_listed_keys():
 @pytest.mark.parametrize("count", [1, 1000])
 def test_no_star_resource_for_start_instances_ever(mode, count):
     if mode == "tag":
-        plan = p.build_plan(
+        plan = protection.build_plan(
             "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
         )
     else:
@@ -557,9 +561,9 @@ def test_policy_documents_pass_parliament():
             kms_key_arns=[KEY],
         )[0],
         build_policy(plan_for(ids(1000)), "123456789012")[0],
-        *[policy["document"] for policy in p.build_policies(plan_for(ids(200)), "123456789012")[0]],
+        *[policy["document"] for policy in iam_policy.build_policies(plan_for(ids(200)), "123456789012")[0]],
         build_policy(
-            p.build_plan(
+            protection.build_plan(
                 "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
             ),
             "123456789012",
@@ -581,7 +585,7 @@ def test_policy_documents_pass_parliament():
 
 def test_environment_carries_only_what_the_function_needs():
     plan = plan_for(["i-0123456789abcdef0"])
-    env = p.lambda_environment(plan, "K", "V", "B", None, False)
+    env = protection.lambda_environment(plan, "K", "V", "B", None, False)
     restart_settings = {
         key for key in env if key.startswith(("RESTART_", "SKIP_", "SUSPENDED_", "MAX_RETRY", "SWEEP_"))
     }
@@ -590,10 +594,10 @@ def test_environment_carries_only_what_the_function_needs():
         "BYPASS_TAG_KEY": "B",
         "RULE_NAME_PREFIX": "EC2Protect.",  # the sweep reads the instance ids from the rules
     }
-    tag_plan = p.build_plan(
+    tag_plan = protection.build_plan(
         "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
     )
-    env = p.lambda_environment(tag_plan, "K", "V", "B", "arn:aws:sns:eu-west-1:123456789012:t", True)
+    env = protection.lambda_environment(tag_plan, "K", "V", "B", "arn:aws:sns:eu-west-1:123456789012:t", True)
     assert env["PROTECTION_TAG_KEY"] == "K"
     assert env["NOTIFICATION_TOPIC_ARN"] == "arn:aws:sns:eu-west-1:123456789012:t"
     assert env["RULE_NAME_PREFIX"] == "N."
@@ -603,7 +607,7 @@ def test_environment_carries_only_what_the_function_needs():
 
 
 def test_each_region_has_its_own_role_and_policies():
-    plan = p.build_plan(
+    plan = protection.build_plan(
         "EC2Protect",
         instances=[("i-0000000000000000a", "eu-west-1", "x"), ("i-0000000000000000b", "us-east-1", "y")],
         bypass_tag_key="B",
@@ -612,7 +616,7 @@ def test_each_region_has_its_own_role_and_policies():
         ("eu-west-1", "EC2Protect-eu-west-1", "EC2Protect-eu-west-1"),
         ("us-east-1", "EC2Protect-us-east-1", "EC2Protect-us-east-1"),
     ]
-    east, scope = p.build_policies(plan, "123456789012", region="us-east-1")
+    east, scope = iam_policy.build_policies(plan, "123456789012", region="us-east-1")
     assert scope == "instances"
     assert [policy["name"] for policy in east] == ["EC2Protect-us-east-1"]
     document = east[0]["document"]
@@ -625,31 +629,35 @@ def test_each_region_has_its_own_role_and_policies():
     assert statement(document, "WriteOwnLogs")["Resource"] == [
         "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/EC2Protect:*"
     ]
-    with pytest.raises(p.ProtectionError, match="name the region"):
-        p.build_policies(plan, "123456789012")
-    with pytest.raises(p.ProtectionError, match="'ap-south-2'"):
-        p.build_policies(plan, "123456789012", region="ap-south-2")
+    with pytest.raises(protection.ProtectionError, match="name the region"):
+        iam_policy.build_policies(plan, "123456789012")
+    with pytest.raises(protection.ProtectionError, match="'ap-south-2'"):
+        iam_policy.build_policies(plan, "123456789012", region="ap-south-2")
 
 
 def test_a_name_too_long_for_a_regions_role_names_both():
     name = "N" * 52
-    assert p.build_plan(name, instances=[("i-0000000000000000a", "us-east-1", "x")], bypass_tag_key="B")
+    assert protection.build_plan(
+        name, instances=[("i-0000000000000000a", "us-east-1", "x")], bypass_tag_key="B"
+    )
     with pytest.raises(
-        p.ProtectionError,
+        protection.ProtectionError,
         match=r"too long for region ap-southeast-1: its role '" + name + "-ap-southeast-1' would have 67",
     ):
-        p.build_plan(name, instances=[("i-0000000000000000a", "ap-southeast-1", "x")], bypass_tag_key="B")
+        protection.build_plan(
+            name, instances=[("i-0000000000000000a", "ap-southeast-1", "x")], bypass_tag_key="B"
+        )
 
 
 # --- tags ----------------------------------------------------------------------------------
 
 
 def test_resource_tags_always_carry_the_owner_tag():
-    assert p.validate_resource_tags({"Team": "platform"}) == {
+    assert protection.validate_resource_tags({"Team": "platform"}) == {
         "Team": "platform",
         "ManagedBy": "guardrails.ec2",
     }
-    assert p.validate_resource_tags(None) == {"ManagedBy": "guardrails.ec2"}
+    assert protection.validate_resource_tags(None) == {"ManagedBy": "guardrails.ec2"}
     assert plan_for(["i-0000000000000000a"], resource_tags={"CostCenter": "42"})["tags"] == {
         "CostCenter": "42",
         "ManagedBy": "guardrails.ec2",
@@ -666,8 +674,8 @@ def test_resource_tags_always_carry_the_owner_tag():
     ],
 )
 def test_bad_resource_tags_are_named(tags, message):
-    with pytest.raises(p.ProtectionError, match=message):
-        p.validate_resource_tags(tags)
+    with pytest.raises(protection.ProtectionError, match=message):
+        protection.validate_resource_tags(tags)
 
 
 # --- stable shards -------------------------------------------------------------------------
@@ -679,18 +687,18 @@ def shard_of(shards):
 
 def test_fresh_shards_are_sorted_and_packed():
     instance_ids = ids(300)
-    assert p.shard_instance_ids(list(reversed(instance_ids))) == p.shard_instance_ids(
+    assert patterns.shard_instance_ids(list(reversed(instance_ids))) == patterns.shard_instance_ids(
         instance_ids, current=[]
     )
-    assert [i for shard in p.shard_instance_ids(instance_ids) for i in shard] == sorted(instance_ids)
+    assert [i for shard in patterns.shard_instance_ids(instance_ids) for i in shard] == sorted(instance_ids)
 
 
 def test_new_ids_join_the_last_shard_and_never_move_the_others():
-    current = p.shard_instance_ids(ids(250))
+    current = patterns.shard_instance_ids(ids(250))
     assert len(current) > 2
     # An id that sorts first joins at the end; a plain re-sort would shift every shard.
     added = "i-00000000000000000"
-    grown = p.shard_instance_ids([*ids(250), added], current=current)
+    grown = patterns.shard_instance_ids([*ids(250), added], current=current)
     assert grown[: len(current) - 1] == current[:-1]
     assert grown[len(current) - 1][: len(current[-1])] == current[-1]
     assert added in grown[-1]
@@ -702,35 +710,35 @@ def test_a_reshard_never_moves_an_id_to_a_later_rule(seed):
     earlier rule (covered by the new one first) but never to a later one."""
     rng = random.Random(seed)
     before = rng.sample(ids(2000), rng.randint(1, 600))
-    current = p.shard_instance_ids(before)
+    current = patterns.shard_instance_ids(before)
     for _round in range(3):
         kept = [i for i in before if rng.random() > 0.3]
         after = kept + rng.sample([i for i in ids(2000) if i not in before], rng.randint(0, 200))
-        shards = p.shard_instance_ids(after, current=current)
+        shards = patterns.shard_instance_ids(after, current=current)
         old, new = shard_of(current), shard_of(shards)
         assert sorted(new) == sorted(set(after))  # every listed id in exactly one rule
         assert all(new[i] <= old[i] for i in kept)
         for shard in shards:
-            assert len(p.state_change_pattern(shard)) <= p.MAX_EVENT_PATTERN_CHARS
+            assert len(patterns.state_change_pattern(shard)) <= patterns.MAX_EVENT_PATTERN_CHARS
         before, current = after, shards
 
 
 def test_a_shrunk_deployment_packs_into_fewer_rules():
-    current = p.shard_instance_ids(ids(200))
+    current = patterns.shard_instance_ids(ids(200))
     keep = ids(200)[:20] + ids(200)[-1:]
-    assert p.shard_instance_ids(keep, current=current) == [sorted(keep)]
+    assert patterns.shard_instance_ids(keep, current=current) == [sorted(keep)]
 
 
 def test_reshard_region_keeps_deployed_shards_and_lists_stale_rules():
     plan = plan_for([*ids(250), "i-00000000000000000"])
     entry = plan["regions"][0]
-    deployed_shards = p.shard_instance_ids(ids(250))
+    deployed_shards = patterns.shard_instance_ids(ids(250))
     deployed = [
         {
             "name": f"EC2Protect.{index}",
             "kind": "state_change",
             "index": index,
-            "event_pattern": p.state_change_pattern(shard),
+            "event_pattern": patterns.state_change_pattern(shard),
         }
         for index, shard in enumerate(deployed_shards, start=1)
     ] + [
@@ -738,11 +746,11 @@ def test_reshard_region_keeps_deployed_shards_and_lists_stale_rules():
             "name": "EC2Protect.9",
             "kind": "state_change",
             "index": 9,
-            "event_pattern": p.state_change_pattern(["i-0000000000000ffff"]),
+            "event_pattern": patterns.state_change_pattern(["i-0000000000000ffff"]),
         },
         {"name": "EC2Protect.attribution", "kind": "attribution", "index": None, "event_pattern": "{}"},
     ]
-    result = p.reshard_region(plan, entry, deployed)
+    result = protection.reshard_region(plan, entry, deployed)
     assert [rule["instance_ids"] for rule in result["rules"][: len(deployed_shards) - 1]] == deployed_shards[
         :-1
     ]
@@ -758,7 +766,7 @@ def legacy_rules(shards):
             "kind": "state_change",
             "index": index,
             "legacy": True,
-            "event_pattern": p.state_change_pattern(shard),
+            "event_pattern": patterns.state_change_pattern(shard),
         }
         for index, shard in enumerate(shards, start=1)
     ] + [{"name": "EC2Protect-sweep", "kind": "sweep", "index": None, "legacy": True}]
@@ -766,8 +774,8 @@ def legacy_rules(shards):
 
 def test_reshard_region_replaces_legacy_rules_keeping_their_shards():
     plan = plan_for(ids(200))
-    deployed_shards = p.shard_instance_ids(ids(200))
-    result = p.reshard_region(plan, plan["regions"][0], legacy_rules(deployed_shards))
+    deployed_shards = patterns.shard_instance_ids(ids(200))
+    result = protection.reshard_region(plan, plan["regions"][0], legacy_rules(deployed_shards))
     assert [rule["name"] for rule in result["rules"]] == [
         f"EC2Protect.{index}" for index in range(1, len(deployed_shards) + 1)
     ] + ["EC2Protect.sweep"]
@@ -786,19 +794,19 @@ def test_reshard_region_after_a_cut_short_migration_follows_the_new_rules():
             "kind": "state_change",
             "index": 1,
             "legacy": False,
-            "event_pattern": p.state_change_pattern(ids(200)[100:187]),
+            "event_pattern": patterns.state_change_pattern(ids(200)[100:187]),
         }
     ]
-    result = p.reshard_region(plan, plan["regions"][0], legacy_rules([ids(200)[:87]]) + new)
+    result = protection.reshard_region(plan, plan["regions"][0], legacy_rules([ids(200)[:87]]) + new)
     assert result["rules"][0]["instance_ids"] == ids(200)[100:187]
     assert {rule["name"] for rule in result["stale"]} == {"EC2Protect-1", "EC2Protect-sweep"}
 
 
 def test_pattern_instance_ids_reads_only_lists_of_ids():
-    assert p.pattern_instance_ids(p.state_change_pattern(["i-0000000a"])) == ["i-0000000a"]
-    assert p.pattern_instance_ids(p.state_change_pattern()) == []
-    assert p.pattern_instance_ids("not json") == []
-    assert p.pattern_instance_ids(None) == []
+    assert patterns.pattern_instance_ids(patterns.state_change_pattern(["i-0000000a"])) == ["i-0000000a"]
+    assert patterns.pattern_instance_ids(patterns.state_change_pattern()) == []
+    assert patterns.pattern_instance_ids("not json") == []
+    assert patterns.pattern_instance_ids(None) == []
 
 
 # --- accounts ------------------------------------------------------------------------------
@@ -819,7 +827,7 @@ def test_one_deployment_per_account_and_region_with_the_role_to_assume():
         "i-0000000000000000c": "333333333333",
         "i-0000000000000000e": "222222222222",
     }
-    deployments = p.plan_deployments(instances, accounts, {"222222222222": OTHER_ROLE})
+    deployments = protection.plan_deployments(instances, accounts, {"222222222222": OTHER_ROLE})
     assert [(d["host"], d["assume_role_arn"], d["region"], d["regions"]) for d in deployments] == [
         ("own-eu-west-1", "", "eu-west-1", ["eu-west-1"]),
         ("own-us-east-1", "", "us-east-1", ["us-east-1"]),
@@ -833,11 +841,11 @@ def test_one_deployment_per_account_and_region_with_the_role_to_assume():
 
 
 def test_tag_mode_deploys_every_region_in_every_listed_account_and_nothing_keeps_one_host():
-    deployments = p.plan_deployments(
+    deployments = protection.plan_deployments(
         [], {}, {"222222222222": OTHER_ROLE}, tag_mode=True, regions=["eu-west-1"]
     )
     assert [d["host"] for d in deployments] == ["own-eu-west-1", "222222222222-eu-west-1"]
-    assert p.plan_deployments([], {}, {}) == [
+    assert protection.plan_deployments([], {}, {}) == [
         {
             "host": "localhost",
             "account_id": "",
@@ -855,12 +863,12 @@ def test_instance_accounts_come_from_account_id_or_owner_id():
         ("db", {"instance_id": "i-0000000000000000b", "owner_id": "333333333333"}),
         ("plain", {"instance_id": "i-0000000000000000c"}),
     ]
-    assert p.instance_accounts(hosts, []) == {
+    assert protection.instance_accounts(hosts, []) == {
         "i-0000000000000000a": "222222222222",
         "i-0000000000000000b": "333333333333",
     }
     explicit = [{"instance_id": "i-0000000000000000a", "account_id": 222222222222}, "i-0000000000000000b"]
-    assert p.instance_accounts(hosts, explicit) == {"i-0000000000000000a": "222222222222"}
+    assert protection.instance_accounts(hosts, explicit) == {"i-0000000000000000a": "222222222222"}
 
 
 @pytest.mark.parametrize(
@@ -873,13 +881,17 @@ def test_instance_accounts_come_from_account_id_or_owner_id():
     ],
 )
 def test_bad_assume_roles_are_named(roles, message):
-    with pytest.raises(p.ProtectionError, match=message):
-        p.validate_assume_roles(roles)
+    with pytest.raises(protection.ProtectionError, match=message):
+        protection.validate_assume_roles(roles)
 
 
 def test_a_bad_account_of_a_host_is_named():
-    with pytest.raises(p.ProtectionError, match="account of host web 'prod' is not an AWS account id"):
-        p.instance_accounts([("web", {"instance_id": "i-0000000000000000a", "account_id": "prod"})], [])
+    with pytest.raises(
+        protection.ProtectionError, match="account of host web 'prod' is not an AWS account id"
+    ):
+        protection.instance_accounts(
+            [("web", {"instance_id": "i-0000000000000000a", "account_id": "prod"})], []
+        )
 
 
 # --- capacity ------------------------------------------------------------------------------
@@ -891,9 +903,42 @@ def test_the_function_policy_does_not_grow_with_the_rules():
     plan = plan_for(ids(25000))
     assert len(plan["regions"][0]["rules"]) == 289
     # tag mode needs one rule for any number of instances
-    assert plan_for(ids(27000), mode=p.MODE_TAG, tag_key="StopProtection", tag_value="enabled")
+    assert plan_for(ids(27000), mode=protection.MODE_TAG, tag_key="StopProtection", tag_value="enabled")
 
 
 def test_the_rule_quota_is_checked_before_any_change():
-    with pytest.raises(p.ProtectionError, match=r"more than the 300 an event bus holds by default"):
+    with pytest.raises(protection.ProtectionError, match=r"more than the 300 an event bus holds by default"):
         plan_for(ids(27000))
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [
+        ("eu-west-1", "aws"),
+        ("cn-north-1", "aws-cn"),
+        ("us-gov-west-1", "aws-us-gov"),
+        ("us-iso-east-1", "aws-iso"),
+        ("us-isob-east-1", "aws-iso-b"),
+    ],
+)
+def test_the_partition_of_a_region_is_known_before_any_call(region, partition):
+    assert naming.partition_of(region) == partition
+
+
+def test_the_partition_table_agrees_with_botocore():
+    """naming.partition_of for every region botocore knows: the same partition."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    checked = 0
+    for partition in session.get_available_partitions():
+        for region in session.get_available_regions("ec2", partition_name=partition):
+            assert naming.partition_of(region) == partition, region
+            checked += 1
+    assert checked > 20
+
+
+def test_only_the_owner_tag_marks_a_resource_as_ours():
+    assert naming.owner_tagged({"ManagedBy": "guardrails.ec2", "Team": "x"})
+    assert not naming.owner_tagged({"ManagedBy": "someone-else"})
+    assert not naming.owner_tagged(None)

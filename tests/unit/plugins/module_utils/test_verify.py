@@ -1,4 +1,4 @@
-"""Audit checks, drill timing and summaries of stop_protection_verify (module_utils/verify.py)."""
+"""Audit checks, drill timing and summaries of stop_protection_verify (module_utils/audit.py, drill.py, iam_eval.py)."""
 
 import json
 
@@ -7,7 +7,14 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import verify as v
+from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    audit,
+    drill,
+    iam_eval,
+    iam_policy,
+    protection,
+    reads,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
 
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
@@ -70,7 +77,7 @@ def instance(state="running", tags=None):
 
 
 def test_a_fully_wired_instance_is_protected():
-    entry = v.audit_instance(ID, instance(), deployment(), "eu-west-1", attribute=False)
+    entry = audit.audit_instance(ID, instance(), deployment(), "eu-west-1", attribute=False)
     assert entry == {
         "instance_id": ID,
         "region": "eu-west-1",
@@ -121,7 +128,7 @@ def test_a_fully_wired_instance_is_protected():
     ],
 )
 def test_each_gap_makes_the_instance_unprotected_and_says_why(inst, dep, expected):
-    entry = v.audit_instance(ID, inst, dep, "eu-west-1")
+    entry = audit.audit_instance(ID, inst, dep, "eu-west-1")
     assert entry["protected"] is False
     assert any(expected in problem for problem in entry["problems"]), entry["problems"]
 
@@ -129,17 +136,17 @@ def test_each_gap_makes_the_instance_unprotected_and_says_why(inst, dep, expecte
 def test_no_sweep_expected_means_none_checked():
     dep = deployment(sweep_rule=None)
     dep["env"]["SWEEP_MINUTES"] = "0"
-    assert v.audit_instance(ID, instance(), dep, "eu-west-1")["protected"] is True
+    assert audit.audit_instance(ID, instance(), dep, "eu-west-1")["protected"] is True
 
 
 def test_reserved_concurrency_above_zero_or_unset_is_fine():
     for setting in (None, 5):
-        entry = v.audit_instance(ID, instance(), deployment(reserved_concurrency=setting), "eu-west-1")
+        entry = audit.audit_instance(ID, instance(), deployment(reserved_concurrency=setting), "eu-west-1")
         assert entry["protected"] is True
 
 
 def test_tag_mode_with_the_tag_is_protected():
-    entry = v.audit_instance(
+    entry = audit.audit_instance(
         ID, instance(tags={"StopProtection": "enabled"}), deployment(mode="tag"), "eu-west-1"
     )
     assert entry["protected"] is True
@@ -168,7 +175,7 @@ def test_invoke_sources_reads_events_statements_only():
             },
         ]
     }
-    assert v.invoke_sources(policy) == {RULE_ARN}
+    assert iam_eval.invoke_sources(policy) == {RULE_ARN}
 
 
 @pytest.mark.parametrize(
@@ -195,11 +202,11 @@ def test_invocation_admitted_follows_the_condition_operator(operator, source, ru
             }
         ]
     }
-    assert v.invocation_admitted(v.invoke_sources(policy), rule) is admitted
+    assert iam_eval.invocation_admitted(iam_eval.invoke_sources(policy), rule) is admitted
 
 
 def test_sample_event_is_a_stopped_state_change():
-    event = json.loads(v.sample_event(ID, "eu-west-1", "123456789012"))
+    event = json.loads(audit.sample_event(ID, "eu-west-1", "123456789012"))
     assert event["detail"] == {"instance-id": ID, "state": "stopped"}
     assert event["detail-type"] == "EC2 Instance State-change Notification"
 
@@ -271,7 +278,7 @@ def test_drill_times_both_halves_with_one_stop_call_and_batched_polls():
         ]
     )
     clock = Clock()
-    result = v.drill(
+    result = drill.drill(
         ec2,
         entries("running", "running"),
         timeout=60,
@@ -295,7 +302,9 @@ def test_drill_reports_instances_that_do_not_come_back():
     a = "i-00000000000000001"
     ec2 = ScriptedEc2([{a: "stopped"}] * 100)
     clock = Clock()
-    (entry,) = v.drill(ec2, entries("running"), timeout=5, clock=clock, sleep=clock.sleep, poll_interval=1)
+    (entry,) = drill.drill(
+        ec2, entries("running"), timeout=5, clock=clock, sleep=clock.sleep, poll_interval=1
+    )
     assert entry["recovered"] is False
     assert entry["seconds_to_stopped"] == 1.0
     assert "Not running again within 5 seconds" in entry["problems"][-2]
@@ -304,7 +313,7 @@ def test_drill_reports_instances_that_do_not_come_back():
 
 def test_drill_leaves_instances_that_are_not_running_alone():
     ec2 = ScriptedEc2([])
-    result = v.drill(ec2, entries("stopped"), timeout=5, clock=Clock(), sleep=lambda _s: None)
+    result = drill.drill(ec2, entries("stopped"), timeout=5, clock=Clock(), sleep=lambda _s: None)
     assert ec2.stopped == []
     assert result[0]["drilled"] is False
     assert "was stopped, not running" in result[0]["problems"][0]
@@ -315,7 +324,7 @@ def test_summary_counts_and_recovery_statistics():
     for item, seconds in zip(items, [1.0, 3.0, 2.0], strict=False):
         item.update(drilled=True, recovered=True, seconds_to_running=seconds)
     items[3].update(drilled=False, recovered=None, protected=False)
-    summary = v.summarise(items, "drill")
+    summary = drill.summarise(items, "drill")
     assert summary == {
         "instances": 4,
         "protected": 3,
@@ -327,7 +336,7 @@ def test_summary_counts_and_recovery_statistics():
         "skipped_stop_protection": 0,
         "recovery_seconds": {"min": 1.0, "median": 2.0, "max": 3.0},
     }
-    assert v.summarise(items, "audit") == {"instances": 4, "protected": 3, "unprotected": 1}
+    assert drill.summarise(items, "audit") == {"instances": 4, "protected": 3, "unprotected": 1}
 
 
 class Fleet:
@@ -394,7 +403,7 @@ def fleet_entries(count, **overrides):
 
 def run_drill(fleet, items, **kwargs):
     clock = Clock()
-    return v.drill(fleet, items, timeout=5, clock=clock, sleep=clock.sleep, poll_interval=1, **kwargs)
+    return drill.drill(fleet, items, timeout=5, clock=clock, sleep=clock.sleep, poll_interval=1, **kwargs)
 
 
 def ids_of(count):
@@ -438,7 +447,7 @@ def test_drill_goes_on_when_asked_and_still_restores_every_failure():
     assert fleet.stopped == [[a], [b], [c]]
     assert fleet.started == [[a], [c]]
     assert [e["restored_by_drill"] for e in result] == [True, False, True]
-    assert v.summarise(result, "drill")["restored_by_drill"] == 2
+    assert drill.summarise(result, "drill")["restored_by_drill"] == 2
 
 
 def test_forced_unprotected_instances_are_restored_without_ending_the_drill():
@@ -462,7 +471,7 @@ def test_stop_protected_instances_are_skipped_not_errors(how):
     assert first["skipped"] == "DisableApiStop" and first["drilled"] is False and first["recovered"] is None
     assert "DisableApiStop" in first["problems"][-1]
     assert second["recovered"] is True
-    assert v.summarise([first, second], "drill")["skipped_stop_protection"] == 1
+    assert drill.summarise([first, second], "drill")["skipped_stop_protection"] == 1
 
 
 @pytest.mark.parametrize(
@@ -470,13 +479,13 @@ def test_stop_protected_instances_are_skipped_not_errors(how):
     [(1, 10, 1), ("3", 10, 3), ("10%", 10, 1), ("10%", 5, 1), ("50%", 9, 4), ("100%", 7, 7)],
 )
 def test_concurrency_accepts_numbers_and_percentages(setting, count, expected):
-    assert v.concurrency(setting, count) == expected
+    assert drill.concurrency(setting, count) == expected
 
 
 @pytest.mark.parametrize("setting", [0, -1, "0%", "150%", "many", "", None])
 def test_concurrency_rejects_bad_values_naming_them(setting):
     with pytest.raises(ProtectionError, match=f"got {setting!r}".replace("(", r"\(")):
-        v.concurrency(setting, 10)
+        drill.concurrency(setting, 10)
 
 
 # --- the role's permission to start the instance -------------------------------------------------
@@ -487,23 +496,22 @@ ARN_PREFIX = "arn:aws:ec2:eu-west-1:123456789012:instance/"
 
 def generated(instance_ids=(ID,), **kwargs):
     """The policy documents the role deploys for these instances."""
-    from ansible_collections.guardrails.ec2.plugins.module_utils import protection
 
     if kwargs.get("mode") == "tag":
         plan = protection.build_plan(
             "EC2Protect", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
         )
-        policies, _scope = protection.build_policies(plan, "123456789012", tag_key="K", tag_value="V")
+        policies, _scope = iam_policy.build_policies(plan, "123456789012", tag_key="K", tag_value="V")
     else:
         plan = protection.build_plan(
             "EC2Protect", instances=[(i, "eu-west-1", "x") for i in instance_ids], bypass_tag_key="B"
         )
-        policies, _scope = protection.build_policies(plan, "123456789012")
+        policies, _scope = iam_policy.build_policies(plan, "123456789012")
     return [policy["document"] for policy in policies]
 
 
 def test_the_generated_policy_allows_exactly_the_listed_instances():
-    permission = v.RolePermissions(ROLE_ARN, generated())
+    permission = iam_eval.RolePermissions(ROLE_ARN, generated())
     assert permission.check("ec2:StartInstances", ARN_PREFIX + ID, {}) == "allowed"
     assert permission.check("ec2:StartInstances", ARN_PREFIX + "i-0fffffffffffffff0", {}) == "not-allowed"
     assert (
@@ -516,15 +524,15 @@ def test_spilled_policies_allow_every_instance():
     instance_ids = [f"i-{index:017x}" for index in range(300)]
     documents = generated(instance_ids)
     assert len(documents) > 2
-    permission = v.RolePermissions(ROLE_ARN, documents)
+    permission = iam_eval.RolePermissions(ROLE_ARN, documents)
     assert {permission.check("ec2:StartInstances", ARN_PREFIX + i, {}) for i in instance_ids} == {"allowed"}
     # Without the policies that hold the later ARNs, those instances are not allowed.
-    partial = v.RolePermissions(ROLE_ARN, documents[:1])
+    partial = iam_eval.RolePermissions(ROLE_ARN, documents[:1])
     assert partial.check("ec2:StartInstances", ARN_PREFIX + instance_ids[-1], {}) == "not-allowed"
 
 
 def test_tag_mode_policy_allows_only_tagged_instances():
-    permission = v.RolePermissions(ROLE_ARN, generated(mode="tag"))
+    permission = iam_eval.RolePermissions(ROLE_ARN, generated(mode="tag"))
     assert permission.check("ec2:StartInstances", ARN_PREFIX + ID, {"K": "V"}) == "allowed"
     assert permission.check("ec2:StartInstances", ARN_PREFIX + ID, {"K": "other"}) == "not-allowed"
     assert permission.check("ec2:StartInstances", ARN_PREFIX + ID, {}) == "not-allowed"
@@ -562,7 +570,8 @@ def test_tag_mode_policy_allows_only_tagged_instances():
 def test_explicit_denies_and_conditions(statement, tags, expected):
     documents = [*generated(), {"Version": "2012-10-17", "Statement": [statement]}]
     assert (
-        v.RolePermissions(ROLE_ARN, documents).check("ec2:StartInstances", ARN_PREFIX + ID, tags) == expected
+        iam_eval.RolePermissions(ROLE_ARN, documents).check("ec2:StartInstances", ARN_PREFIX + ID, tags)
+        == expected
     )
 
 
@@ -576,19 +585,20 @@ def test_an_allow_with_a_condition_it_cannot_evaluate_still_counts():
         }
     }
     assert (
-        v.RolePermissions(ROLE_ARN, [document]).check("ec2:StartInstances", ARN_PREFIX + ID, {}) == "allowed"
+        iam_eval.RolePermissions(ROLE_ARN, [document]).check("ec2:StartInstances", ARN_PREFIX + ID, {})
+        == "allowed"
     )
 
 
 def test_audit_names_the_role_that_may_not_start_the_instance():
-    dep = deployment(start_permission=v.RolePermissions(ROLE_ARN, []), instance_arn_prefix=ARN_PREFIX)
-    entry = v.audit_instance(ID, instance(), dep, "eu-west-1")
+    dep = deployment(start_permission=iam_eval.RolePermissions(ROLE_ARN, []), instance_arn_prefix=ARN_PREFIX)
+    entry = audit.audit_instance(ID, instance(), dep, "eu-west-1")
     assert entry["protected"] is False
     assert entry["problems"] == [
         f"No policy of the function's role EC2ProtectRole allows ec2:StartInstances on {ARN_PREFIX}{ID}."
     ]
-    dep["start_permission"] = v.RolePermissions(ROLE_ARN, generated())
-    assert v.audit_instance(ID, instance(), dep, "eu-west-1")["protected"] is True
+    dep["start_permission"] = iam_eval.RolePermissions(ROLE_ARN, generated())
+    assert audit.audit_instance(ID, instance(), dep, "eu-west-1")["protected"] is True
 
 
 class PagedIam:
@@ -619,7 +629,7 @@ class PagedIam:
 
 def test_role_policy_documents_reads_every_page_and_inline_policies():
     iam = PagedIam()
-    documents = v.role_policy_documents(iam, ROLE_ARN)
+    documents = iam_eval.role_policy_documents(iam, ROLE_ARN)
     assert [d["Statement"][0]["Sid"] for d in documents] == ["arn:p1", "arn:p2", "inline"]
     assert iam.calls == [
         ("list_attached_role_policies", "EC2ProtectRole", None),
@@ -671,18 +681,17 @@ def test_volume_keys_reads_each_key_once_and_skips_unencrypted_volumes():
         ]
     )
     kms = Kms({CMK: {"Arn": CMK, "KeyManager": "CUSTOMER", "KeyState": "Enabled"}})
-    found = v.volume_keys(ec2, kms, {ID: with_volumes("vol-1", "vol-2", "vol-3")}, [])
+    found = audit.volume_keys(ec2, kms, {ID: with_volumes("vol-1", "vol-2", "vol-3")}, [])
     assert [volume["volume_id"] for volume in found[ID]] == ["vol-1", "vol-2"]
     assert kms.asked == [CMK]
     assert ec2.calls == 1
 
 
 def permissions_with(kms_key_arns):
-    from ansible_collections.guardrails.ec2.plugins.module_utils import protection
 
     plan = protection.build_plan("EC2Protect", instances=[(ID, "eu-west-1", "x")], bypass_tag_key="B")
-    policies, _scope = protection.build_policies(plan, "123456789012", kms_key_arns=kms_key_arns)
-    return v.RolePermissions(ROLE_ARN, [policy["document"] for policy in policies])
+    policies, _scope = iam_policy.build_policies(plan, "123456789012", kms_key_arns=kms_key_arns)
+    return iam_eval.RolePermissions(ROLE_ARN, [policy["document"] for policy in policies])
 
 
 @pytest.mark.parametrize(
@@ -704,7 +713,7 @@ def permissions_with(kms_key_arns):
 )
 def test_encrypted_volumes_need_an_enabled_key_the_role_may_grant_on(volume, kms_key_arns, expected):
     dep = deployment(start_permission=permissions_with(kms_key_arns), instance_arn_prefix=ARN_PREFIX)
-    entry = v.audit_instance(ID, instance(), dep, "eu-west-1", volumes=[{"volume_id": "vol-1", **volume}])
+    entry = audit.audit_instance(ID, instance(), dep, "eu-west-1", volumes=[{"volume_id": "vol-1", **volume}])
     if expected is None:
         assert entry["protected"] is True, entry["problems"]
     else:
@@ -721,7 +730,7 @@ def test_describe_filtered_batches_by_200_and_follows_next_token():
         calls.append((len(Filters[0]["Values"]), NextToken))
         return {"Page": NextToken, "NextToken": "second" if NextToken is None else None}
 
-    pages = list(v.describe_filtered(describe, "volume-id", [f"vol-{n}" for n in range(250)]))
+    pages = list(reads.describe_filtered(describe, "volume-id", [f"vol-{n}" for n in range(250)]))
     assert calls == [(200, None), (200, "second"), (50, None), (50, "second")]
     assert [page["Page"] for page in pages] == [None, "second", None, "second"]
 
@@ -755,15 +764,18 @@ def test_deny_conditions_on_missing_tags_follow_iam(operator, value, tags, expec
         },
     ]
     assert (
-        v.RolePermissions(ROLE_ARN, documents).check("ec2:StartInstances", ARN_PREFIX + ID, tags) == expected
+        iam_eval.RolePermissions(ROLE_ARN, documents).check("ec2:StartInstances", ARN_PREFIX + ID, tags)
+        == expected
     )
 
 
 def test_an_instance_whose_shutdown_terminates_it_is_not_protected():
-    entry = v.audit_instance(ID, instance(), deployment(), "eu-west-1", shutdown_behavior="terminate")
+    entry = audit.audit_instance(ID, instance(), deployment(), "eu-west-1", shutdown_behavior="terminate")
     assert entry["protected"] is False
     assert "InstanceInitiatedShutdownBehavior is terminate" in entry["problems"][0]
-    assert v.audit_instance(ID, instance(), deployment(), "eu-west-1", shutdown_behavior="stop")["protected"]
+    assert audit.audit_instance(ID, instance(), deployment(), "eu-west-1", shutdown_behavior="stop")[
+        "protected"
+    ]
 
 
 def test_instance_attributes_reads_stop_protection_and_shutdown_behavior(retrying):
@@ -779,7 +791,7 @@ def test_instance_attributes_reads_stop_protection_and_shutdown_behavior(retryin
             )["Instances"][0]["InstanceId"]
             for behavior, extra in (("terminate", {}), ("stop", {"DisableApiStop": True}))
         )
-        found = v.instance_attributes(retrying(ec2), [plain, guarded])
+        found = reads.instance_attributes(retrying(ec2), [plain, guarded])
     assert found == {
         plain: {"disable_api_stop": False, "shutdown_behavior": "terminate"},
         guarded: {"disable_api_stop": True, "shutdown_behavior": "stop"},
@@ -811,7 +823,7 @@ def test_code_other_than_the_package_is_not_protection():
         function={"State": "Active", "LastUpdateStatus": "Successful", "CodeSha256": "edited="},
         expected_code_sha256="packaged=",
     )
-    entry = v.audit_instance(ID, instance(), changed, "eu-west-1")
+    entry = audit.audit_instance(ID, instance(), changed, "eu-west-1")
     assert entry["protected"] is False
     assert entry["problems"] == [
         "The function's code (CodeSha256 edited=) is not the code this collection deploys (packaged=): "
@@ -821,7 +833,7 @@ def test_code_other_than_the_package_is_not_protection():
         function={"State": "Active", "LastUpdateStatus": "Successful", "CodeSha256": "packaged="},
         expected_code_sha256="packaged=",
     )
-    assert v.audit_instance(ID, instance(), same, "eu-west-1")["protected"] is True
+    assert audit.audit_instance(ID, instance(), same, "eu-west-1")["protected"] is True
 
 
 def launch(ec2, tags, count=1):
@@ -835,7 +847,7 @@ def launch(ec2, tags, count=1):
 
 
 def test_tag_mode_audit_without_ids_audits_every_tagged_instance(monkeypatch, retrying):
-    monkeypatch.setattr(v, "read_deployment", lambda *args: deployment(mode="tag"))
+    monkeypatch.setattr(audit, "read_deployment", lambda *args: deployment(mode="tag"))
     with mock_aws():
         ec2 = boto3.client("ec2", region_name="eu-west-1")
         tagged = launch(ec2, {"StopProtection": "enabled"}, count=2)
@@ -845,7 +857,7 @@ def test_tag_mode_audit_without_ids_audits_every_tagged_instance(monkeypatch, re
         ec2.terminate_instances(InstanceIds=gone)
         launch(ec2, {"StopProtection": "disabled"})
         launch(ec2, None)
-        entries = v.audit(
+        entries = audit.audit(
             {"ec2": retrying(ec2)},
             "EC2Protect",
             [],
@@ -877,10 +889,10 @@ def test_tag_mode_audit_without_ids_audits_every_tagged_instance(monkeypatch, re
     ],
 )
 def test_an_audit_never_passes_over_nothing(monkeypatch, retrying, found, tagged, message):
-    monkeypatch.setattr(v, "read_deployment", lambda *args: found)
+    monkeypatch.setattr(audit, "read_deployment", lambda *args: found)
     with mock_aws():
         ec2 = boto3.client("ec2", region_name="eu-west-1")
         if tagged:
             launch(ec2, {"StopProtection": "enabled"})
         with pytest.raises(ProtectionError, match=message):
-            v.audit({"ec2": retrying(ec2)}, "EC2Protect", [], "eu-west-1", "123456789012", "aws")
+            audit.audit({"ec2": retrying(ec2)}, "EC2Protect", [], "eu-west-1", "123456789012", "aws")

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -13,8 +14,19 @@ def run_module(capsys, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
 
     def run(module, args):
+        # A module process starts with no warnings; in one test process they would pile up.
+        warnings._global_warnings.clear()
+        warnings._global_deprecations.clear()
         with patch_module_args(args), pytest.raises(SystemExit):
             module.main()
-        return json.loads(capsys.readouterr().out)
+        result = json.loads(capsys.readouterr().out)
+        # Warnings as their messages: ansible-core serializes them as strings or, depending
+        # on what else this process imported, as WarningSummary objects.
+        if result.get("warnings"):
+            result["warnings"] = [
+                warning["event"]["msg"] if isinstance(warning, dict) else warning
+                for warning in result["warnings"]
+            ]
+        return result
 
     return run

@@ -31,8 +31,13 @@ from ansible_collections.amazon.aws.plugins.modules import (
 )
 from moto import mock_aws
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import protection as p
-from ansible_collections.guardrails.ec2.plugins.module_utils import sync
+from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    iam_policy,
+    naming,
+    patterns,
+    protection,
+    sync,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.ownership import read_ownership
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 from ansible_collections.guardrails.ec2.plugins.modules import lambda_event_invoke_config, lambda_package
@@ -62,7 +67,7 @@ def aws(monkeypatch, retrying):
 
 @pytest.fixture
 def plan():
-    return p.build_plan(
+    return protection.build_plan(
         NAME,
         instances=[(instance_id, REGION, "x") for instance_id in IDS],
         bypass_tag_key="B",
@@ -86,7 +91,7 @@ def zip_file(tmp_path):
 
 @pytest.fixture
 def desired(plan, zip_file):
-    policies, _scope = p.build_policies(plan, ACCOUNT, "aws")
+    policies, _scope = iam_policy.build_policies(plan, ACCOUNT, "aws")
     return sync.desired_state(
         plan,
         REGION,
@@ -118,7 +123,7 @@ def function(aws):
         Role=role,
         Handler="stop_protection_handler.handler",
         Code={"ZipFile": buffer.getvalue()},
-        Tags={p.OWNER_TAG_KEY: p.OWNER_TAG_VALUE},
+        Tags={naming.OWNER_TAG_KEY: naming.OWNER_TAG_VALUE},
     )
     return NAME
 
@@ -176,7 +181,7 @@ def test_rules_written_by_the_module_are_in_sync_and_the_module_agrees(aws, run_
 def _edit_pattern(events, desired):
     events.put_rule(
         Name=f"{NAME}.1",
-        EventPattern=p.state_change_pattern(IDS[:1]),
+        EventPattern=patterns.state_change_pattern(IDS[:1]),
         Description=events.describe_rule(Name=f"{NAME}.1")["Description"],
     )
 
@@ -343,7 +348,7 @@ def _extra_tag(logs, group):
 
 
 def _changed_tag(logs, group):
-    logs.tag_log_group(logGroupName=group, tags={p.OWNER_TAG_KEY: "someone"})
+    logs.tag_log_group(logGroupName=group, tags={naming.OWNER_TAG_KEY: "someone"})
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,149 @@
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Batched, paginated AWS reads shared by the modules: instances, their attributes, IAM pages.
+
+Clients are wrapped with AWSRetry by the module (calls pass ``aws_retry=True``); tests pass
+stand-ins with the same methods.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+# DescribeInstances accepts at most 200 values in one filter.
+DESCRIBE_BATCH = 200
+
+
+ATTRIBUTE_WORKERS = 8
+
+
+def describe_filtered(describe, filter_name, values):
+    """Every reply page of an EC2 ``Describe*`` call filtered on ``filter_name``, in
+    batches of 200 values (a filter on ids does not fail the batch on an unknown id)."""
+    for start in range(0, len(values), DESCRIBE_BATCH):
+        kwargs = {"Filters": [{"Name": filter_name, "Values": values[start : start + DESCRIBE_BATCH]}]}
+        while True:
+            reply = describe(aws_retry=True, **kwargs)
+            yield reply
+            if not reply.get("NextToken"):
+                break
+            kwargs["NextToken"] = reply["NextToken"]
+
+
+def describe_instances(ec2, instance_ids):
+    """``{instance_id: instance}`` for those that exist; unknown ids are simply absent."""
+    return {
+        instance["InstanceId"]: instance
+        for reply in describe_filtered(ec2.describe_instances, "instance-id", instance_ids)
+        for reservation in reply.get("Reservations", [])
+        for instance in reservation.get("Instances", [])
+    }
+
+
+def tagged_instance_ids(ec2, key, value):
+    """Ids of the instances of the client's region that carry tag ``key=value`` and are not
+    terminated, sorted."""
+    found = set()
+    kwargs = {
+        "Filters": [
+            {"Name": f"tag:{key}", "Values": [value]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+    }
+    while True:
+        reply = ec2.describe_instances(aws_retry=True, **kwargs)
+        found.update(
+            instance["InstanceId"]
+            for reservation in reply.get("Reservations", [])
+            for instance in reservation.get("Instances", [])
+        )
+        if not reply.get("NextToken"):
+            return sorted(found)
+        kwargs["NextToken"] = reply["NextToken"]
+
+
+def instance_attributes(ec2, instance_ids, stop_protection=True):
+    """``{instance_id: {"disable_api_stop": bool, "shutdown_behavior": "stop" | "terminate"}}``.
+
+    AWS's own stop protection (unless ``stop_protection`` is false), and what a shutdown
+    inside the OS does. DescribeInstanceAttribute has no batch form and reads one attribute
+    per call: one or two calls per instance, in parallel.
+    """
+
+    def one(instance_id):
+        found = {}
+        if stop_protection:
+            stop = ec2.describe_instance_attribute(
+                aws_retry=True, InstanceId=instance_id, Attribute="disableApiStop"
+            )
+            found["disable_api_stop"] = bool((stop.get("DisableApiStop") or {}).get("Value"))
+        behavior = ec2.describe_instance_attribute(
+            aws_retry=True, InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior"
+        )
+        found["shutdown_behavior"] = (behavior.get("InstanceInitiatedShutdownBehavior") or {}).get(
+            "Value", "stop"
+        )
+        return instance_id, found
+
+    with ThreadPoolExecutor(max_workers=ATTRIBUTE_WORKERS) as pool:
+        return dict(pool.map(one, instance_ids))
+
+
+def tags_of(instance):
+    return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", []) or []}
+
+
+def marker_pages(call, **kwargs):
+    """Every reply page of an IAM list call (Marker / IsTruncated paging)."""
+    while True:
+        reply = call(aws_retry=True, **kwargs)
+        yield reply
+        if not reply.get("IsTruncated"):
+            break
+        kwargs["Marker"] = reply["Marker"]
+
+
+AUTO_SCALING_TAG = "aws:autoscaling:groupName"
+
+
+def look_up_instances(ec2, instance_ids, shutdown_behavior_of=()):
+    """What protect needs to know about the listed instances, in one DescribeInstances batch
+    per 200 ids: ``states`` (id -> state name), ``missing`` (ids EC2 does not know),
+    ``auto_scaling_groups`` (id -> group) and ``shutdown_terminates``: those of
+    ``shutdown_behavior_of`` that exist, are not terminated and whose
+    InstanceInitiatedShutdownBehavior is ``terminate`` (one DescribeInstanceAttribute each).
+    """
+    ids = list(dict.fromkeys(instance_ids))
+    found = describe_instances(ec2, ids)
+    live = [
+        i
+        for i in dict.fromkeys(shutdown_behavior_of)
+        if i in found and found[i]["State"]["Name"] not in ("terminated", "shutting-down")
+    ]
+    behaviors = instance_attributes(ec2, live, stop_protection=False) if live else {}
+    return {
+        "states": {i: found[i]["State"]["Name"] for i in ids if i in found},
+        "missing": [i for i in ids if i not in found],
+        "auto_scaling_groups": {
+            i: group
+            for i in ids
+            if i in found and (group := tags_of(found[i]).get(AUTO_SCALING_TAG)) is not None
+        },
+        "shutdown_terminates": [i for i in live if behaviors[i]["shutdown_behavior"] == "terminate"],
+    }
+
+
+def instance_warnings(found, warn_managed=False):
+    """The warnings protect gives about ``look_up_instances``' result."""
+    warnings = [
+        f"{instance_id} has InstanceInitiatedShutdownBehavior terminate: a shutdown inside its OS terminates "
+        "it, which no restart can undo (set it to stop)"
+        for instance_id in found["shutdown_terminates"]
+    ]
+    if warn_managed:
+        warnings.extend(
+            f"{instance_id} is a member of Auto Scaling group {group!r}: the group owns its lifecycle, so "
+            "stop protection leaves it stopped (stop_protection_skip_auto_scaling)"
+            for instance_id, group in found["auto_scaling_groups"].items()
+        )
+    return warnings
