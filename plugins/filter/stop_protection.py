@@ -55,6 +55,7 @@ def stop_protection_plan(
     restart_policy=None,
     inventory_group="stop_protected",
     resource_tags=None,
+    function=None,
 ):
     known = _known_regions()
     try:
@@ -83,6 +84,7 @@ def stop_protection_plan(
             restart_policy=restart_policy,
             inventory_group=inventory_group,
             resource_tags=resource_tags,
+            function=function,
         )
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc
@@ -154,6 +156,18 @@ def stop_protection_reshard(entry, plan, deployed_rules, function_arn=None):
     return result
 
 
+def stop_protection_render(plan, region, account, partition, code_sha256=None, trust_policy=None):
+    """Everything the role writes in one region, from the plan alone (``sync.render_region``):
+    policies and their scope, role, function with its environment, alarm, log group, metric
+    filter, invoke statement, async settings, ARNs."""
+    return sync.render_region(plan, region, account, partition, code_sha256, trust_policy)
+
+
+def stop_protection_policy_names(plan):
+    """``{region: [managed policy names]}``, known before the account (``iam_policy.policy_names``)."""
+    return iam_policy.policy_names(plan)
+
+
 def stop_protection_desired(plan, region, account, partition, **settings):
     """What the role writes in one region besides IAM, function, alarm and rules
     (``sync.desired_state``)."""
@@ -179,12 +193,18 @@ def stop_protection_environment(plan, **settings):
     return protection.lambda_environment(plan, **_unset_empty(settings))
 
 
-def stop_protection_summary(plan, account, partition, iam, rules=None):
+def stop_protection_summary(plan, account, partition, iam=None, rules=None):
     """What the role deployed, per region: the role's ``stop_protection_summary`` output.
 
-    ``iam`` maps each region to ``{"scope", "policies"}`` (``stop_protection_policies``);
-    ``rules`` maps each region to the names of its rules as deployed (default: as planned).
+    ``iam`` maps each region to ``{"scope", "policies"}`` (``stop_protection_policies``;
+    default: rendered from the plan's settings); ``rules`` maps each region to the names of
+    its rules as deployed (default: as planned).
     """
+    if iam is None:
+        iam = {}
+        for entry in plan["regions"]:
+            policies, scope = iam_policy.plan_policies(plan, entry["region"], account, partition)
+            iam[entry["region"]] = {"policies": policies, "scope": scope}
     return {
         "name": plan["name"],
         "state": "present",
@@ -280,6 +300,8 @@ class FilterModule:
             "stop_protection_verify_report": stop_protection_verify_report,
             "stop_protection_rule_changes": stop_protection_rule_changes,
             "stop_protection_desired": stop_protection_desired,
+            "stop_protection_render": stop_protection_render,
+            "stop_protection_policy_names": stop_protection_policy_names,
             "stop_protection_drift": stop_protection_drift,
             "stop_protection_package_sha256": stop_protection_package_sha256,
         }

@@ -7,7 +7,11 @@
 import json
 import re
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.naming import policy_name, rule_source_pattern
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    partition_of,
+    policy_name,
+    rule_source_pattern,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pack_json_array
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     ARN,
@@ -192,3 +196,37 @@ def build_policies(
     # this account instead (still never "*").
     start["Resource"] = [instance_arn(region, "*") for region in regions]
     return [{"name": policy_name(base, 1), "document": first}], "region"
+
+
+def plan_policies(plan, region, account, partition):
+    """``(policies, scope)`` of one region from the plan's own settings (``build_policies``)."""
+    settings = plan["settings"]
+    return build_policies(
+        plan,
+        account,
+        partition,
+        region=region,
+        tag_key=settings["tag_key"],
+        tag_value=settings["tag_value"],
+        notification_topic_arn=settings["notification_topic_arn"],
+        failure_destination_arn=settings["failure_destination_arn"],
+        attribution=settings["attribution"],
+        kms_key_arns=settings["kms_key_arns"],
+    )
+
+
+# Every account id has 12 digits: policies rendered for this one split exactly where those
+# of the real account do.
+ANY_ACCOUNT = "000000000000"
+
+
+def policy_names(plan):
+    """``{region: [policy names]}``: the managed policies each region will have, known before
+    the account is (the read checks that none of those names is someone else's)."""
+    return {
+        entry["region"]: [
+            policy["name"]
+            for policy in plan_policies(plan, entry["region"], ANY_ACCOUNT, partition_of(entry["region"]))[0]
+        ]
+        for entry in plan["regions"]
+    }

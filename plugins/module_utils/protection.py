@@ -61,6 +61,21 @@ DEFAULT_RESTART_POLICY = {
 ATTENTION_PATTERN = '{ ($.action = "failed") || ($.action = "suspended") }'
 MAX_SWEEP_MINUTES = 1440
 
+# The function and its log group, and the defaults of the role's variables.
+DEFAULT_FUNCTION_SETTINGS = {
+    "runtime": "python3.13",
+    "timeout": 60,
+    "memory_mb": 128,
+    "max_event_age_seconds": 3600,
+    "log_retention_days": 30,
+}
+RUNTIMES = ("python3.12", "python3.13")
+FUNCTION_RANGES = {
+    "timeout": ("stop_protection_lambda_timeout", 10, 900),
+    "memory_mb": ("stop_protection_lambda_memory_mb", 128, 10240),
+    "max_event_age_seconds": ("stop_protection_max_event_age_seconds", 60, 21600),
+}
+
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
@@ -200,6 +215,30 @@ def validate_restart_policy(settings, protection_tag_key=None, bypass_tag_key=No
         if not isinstance(policy[key], bool):
             raise ProtectionError(f"stop_protection_{key} must be true or false, got {policy[key]!r}")
     return policy
+
+
+def validate_function_settings(settings):
+    """The function's runtime, timeout, memory, event age and log retention, with every value
+    checked; defaults filled in."""
+    found = dict(DEFAULT_FUNCTION_SETTINGS)
+    found.update({key: value for key, value in (settings or {}).items() if value is not None})
+    unknown = sorted(set(found) - set(DEFAULT_FUNCTION_SETTINGS))
+    if unknown:
+        raise ProtectionError(f"unknown function settings: {', '.join(unknown)}")
+    for key, (variable, low, high) in FUNCTION_RANGES.items():
+        value = found[key]
+        if not _whole(value) or not low <= value <= high:
+            raise ProtectionError(f"{variable} must be {low}-{high}, got {value!r}")
+    if found["log_retention_days"] not in LOG_RETENTION_DAYS or not _whole(found["log_retention_days"]):
+        raise ProtectionError(
+            "stop_protection_log_retention_days must be one of "
+            f"{', '.join(map(str, LOG_RETENTION_DAYS))}, got {found['log_retention_days']!r}"
+        )
+    if found["runtime"] not in RUNTIMES:
+        raise ProtectionError(
+            f"stop_protection_lambda_runtime must be one of {', '.join(RUNTIMES)}, got {found['runtime']!r}"
+        )
+    return found
 
 
 def validate_arn(arn, services, variable):
@@ -404,12 +443,15 @@ def build_plan(
     restart_policy=None,
     inventory_group="stop_protected",
     resource_tags=None,
+    function=None,
 ):
     """What to deploy, per region: validated, sharded, ready for the role's tasks.
 
     ``instances`` are ``(instance_id, region, source)`` from ``collect_instances``.
     ``regions`` adds regions without instances (tag mode protects by tag in each; removal
-    cleans them up).
+    cleans them up). ``function`` holds the function's settings (``DEFAULT_FUNCTION_SETTINGS``).
+    The plan keeps every validated setting (``settings``, ``restart_policy``, ``tags``):
+    ``sync.render_region`` renders a region from the plan alone.
     """
     validate_name(name)
     if mode not in (MODE_INSTANCE_IDS, MODE_TAG):
@@ -430,6 +472,7 @@ def build_plan(
     for region in regions:
         validate_region(region, known_regions, source="stop_protection_regions entry")
     tags = validate_resource_tags(resource_tags)
+    function = validate_function_settings(function)
 
     by_region = {}
     for instance_id, region, _source in instances:
@@ -496,6 +539,16 @@ def build_plan(
         "names": names,
         "regions": plan_regions,
         "restart_policy": restart_policy,
+        "settings": {
+            "tag_key": tag_key if mode == MODE_TAG else None,
+            "tag_value": tag_value if mode == MODE_TAG else None,
+            "bypass_tag_key": bypass_tag_key,
+            "attribution": bool(attribution),
+            "notification_topic_arn": notification_topic_arn or None,
+            "failure_destination_arn": failure_destination_arn or None,
+            "kms_key_arns": sorted(validate_kms_key_arns(kms_key_arns)),
+            "function": function,
+        },
         "tags": tags,
         "alarm": alarm_settings(names, restart_policy["alarm_period_seconds"], notification_topic_arn),
     }
@@ -615,3 +668,16 @@ def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_to
         SWEEP_MINUTES=str(budget["sweep_minutes"]),
     )
     return env
+
+
+def plan_environment(plan):
+    """The function's environment from the plan's own settings (``lambda_environment``)."""
+    settings = plan["settings"]
+    return lambda_environment(
+        plan,
+        settings["tag_key"],
+        settings["tag_value"],
+        settings["bypass_tag_key"],
+        settings["notification_topic_arn"],
+        settings["attribution"],
+    )

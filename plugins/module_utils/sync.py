@@ -21,7 +21,9 @@ from urllib.parse import unquote
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
 
+from ansible_collections.guardrails.ec2.plugins.module_utils.iam_policy import plan_policies
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import function_arn, rule_source_pattern
+from ansible_collections.guardrails.ec2.plugins.module_utils.protection import plan_environment
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
 
 EVENTS_PRINCIPAL = "events.amazonaws.com"
@@ -286,6 +288,35 @@ def desired_state(
             "on_failure_destination_arn": failure_destination_arn or None,
         },
     }
+
+
+def render_region(plan, region, account, partition, code_sha256=None, trust_policy=None):
+    """Everything the role writes in ``region``, from the plan alone: ``desired_state`` with
+    the region's managed policies (``iam_policy.plan_policies``), their ``scope`` and the
+    function's environment (``protection.plan_environment``). ``code_sha256`` is the
+    package's hash, ``trust_policy`` the role's trust document (both files of the role)."""
+    settings = plan["settings"]
+    function = settings["function"]
+    policies, scope = plan_policies(plan, region, account, partition)
+    desired = desired_state(
+        plan,
+        region,
+        account,
+        partition,
+        log_retention_days=function["log_retention_days"],
+        retry_attempts=plan["restart_policy"]["retry_attempts"],
+        max_event_age_seconds=function["max_event_age_seconds"],
+        failure_destination_arn=settings["failure_destination_arn"],
+        policies=policies,
+        trust_policy=trust_policy,
+        environment=plan_environment(plan),
+        code_sha256=code_sha256,
+        runtime=function["runtime"],
+        timeout=function["timeout"],
+        memory_size=function["memory_mb"],
+    )
+    desired["scope"] = scope
+    return desired
 
 
 def region_drift(state, desired):

@@ -22,6 +22,8 @@ description:
   - The role runs it for every region before it changes anything, and stops with
     RV(foreign) in the error when a resource of another owner has one of the names.
   - Warns when the account-wide role C(<name>Role) of a pre-release deployment still exists.
+  - Also looks up the instances to protect (O(instance_ids)) and returns the caller's account
+    and partition, so that protect needs no other read before it writes.
   - Read only; also in check mode.
 author:
   - guardrails.ec2 maintainers (@guardrails-ec2)
@@ -45,6 +47,26 @@ options:
     type: list
     elements: str
     default: []
+  instance_ids:
+    description:
+      - Instances to look up in the same read (one C(DescribeInstances) per 200), returned in
+        RV(instances). Empty means none.
+    type: list
+    elements: str
+    default: []
+  warn_managed:
+    description:
+      - Warn about listed instances that belong to an Auto Scaling group.
+    type: bool
+    default: false
+  warn_shutdown_terminate:
+    description:
+      - Warn about listed instances whose C(InstanceInitiatedShutdownBehavior) is C(terminate).
+      - Read (one C(DescribeInstanceAttribute) each) only for the instances that no rule of the
+        deployment names yet - those that join the protection in this run; the audit of
+        M(guardrails.ec2.stop_protection_verify) reports it for every instance.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -112,7 +134,7 @@ rules:
   returned: always
   type: list
   elements: dict
-  sample: [{"name": "EC2Protect-1", "kind": "state_change", "index": 1, "state": "ENABLED"}]
+  sample: [{"name": "EC2Protect.1", "kind": "state_change", "index": 1, "state": "ENABLED"}]
 state:
   description:
     - What the read-once rollout compares with the plan (see the M(guardrails.ec2.stop_protection)
@@ -131,7 +153,15 @@ stale:
   returned: always
   type: list
   elements: dict
-  sample: [{"name": "EC2Protect-3"}]
+  sample: [{"name": "EC2Protect.3"}]
+instances:
+  description:
+    - The instances of O(instance_ids) - C(states) (id to state), C(missing) (ids EC2 does not
+      know), C(auto_scaling_groups) (id to group) and C(shutdown_terminates) (ids newly joining
+      the protection whose shutdown terminates them, read only with O(warn_shutdown_terminate)).
+  returned: always
+  type: dict
+  sample: {"states": {"i-0123456789abcdef0": "running"}, "missing": [], "auto_scaling_groups": {}, "shutdown_terminates": []}
 function:
   description: The function's role and code hash, or null when there is no function.
   returned: always
@@ -148,6 +178,8 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.ownership import read_ownership
+from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pattern_instance_ids
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import instance_warnings, look_up_instances
 
 
 def main():
@@ -156,21 +188,40 @@ def main():
             name=dict(type="str", default="EC2Protect"),
             policies=dict(type="list", elements="str", default=[]),
             keep=dict(type="list", elements="str", default=[]),
+            instance_ids=dict(type="list", elements="str", default=[]),
+            warn_managed=dict(type="bool", default=False),
+            warn_shutdown_terminate=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     retry = AWSRetry.jittered_backoff()
     clients = {
         service: module.client(service, retry_decorator=retry)
-        for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")
+        for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts", "ec2")
     }
     name = module.params["name"]
+    instance_ids = module.params["instance_ids"]
+    instances = {"states": {}, "missing": [], "auto_scaling_groups": {}, "shutdown_terminates": []}
     try:
         identity = clients["sts"].get_caller_identity(aws_retry=True)
         account, partition = identity["Account"], identity["Arn"].split(":")[1]
         found = read_ownership(clients, name, module.region, account, partition, module.params["policies"])
+        if instance_ids:
+            # Instances a rule already names were warned about when they joined.
+            protected = {
+                instance_id
+                for rule in found["rules"]
+                if rule["kind"] == "state_change"
+                for instance_id in pattern_instance_ids(rule["event_pattern"])
+            }
+            joining = [i for i in instance_ids if i not in protected]
+            instances = look_up_instances(
+                clients["ec2"], instance_ids, joining if module.params["warn_shutdown_terminate"] else ()
+            )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Couldn't read stop protection {name} in {module.region}")
+    for warning in instance_warnings(instances, module.params["warn_managed"]):
+        module.warn(warning)
     for role in found["legacy"]:
         module.warn(
             f"The account-wide role {role} of a pre-release deployment of {name} still exists: each region now has "
@@ -187,6 +238,7 @@ def main():
         foreign=found["foreign"],
         rules=found["rules"],
         state=found["state"],
+        instances=instances,
         stale=[rule for rule in found["rules"] if rule["name"] not in keep],
         function={"role": function.get("Role"), "code_sha256": function.get("CodeSha256")}
         if function

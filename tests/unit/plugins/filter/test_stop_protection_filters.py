@@ -206,3 +206,97 @@ def test_rule_changes_lists_missing_and_differing_rules():
         "EC2Protect.4",
     ]
     assert f.stop_protection_rule_changes(planned[:1], existing, arn + ":1") == ["EC2Protect.1"]
+
+
+def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
+    """stop_protection_render from the plan alone = the values rendered from the role's
+    variables one by one (policies, environment, function settings)."""
+    topic = "arn:aws:sns:eu-west-1:123456789012:alerts"
+    variables = {
+        "selector": "tag",
+        "tag_key": "Keep",
+        "tag_value": "on",
+        "bypass_tag_key": "Skip",
+        "attribution": True,
+        "notification_topic_arn": topic,
+        "failure_destination_arn": "",
+        "kms_key_arns": ["arn:aws:kms:eu-west-1:123456789012:key/abc"],
+    }
+    function = {
+        "runtime": "python3.12",
+        "timeout": 90,
+        "memory_mb": 256,
+        "max_event_age_seconds": 600,
+        "log_retention_days": 14,
+    }
+    plan = f.stop_protection_plan([], region="eu-west-1", function=function, **variables)
+    rendered = f.stop_protection_render(
+        plan, "eu-west-1", "123456789012", "aws", code_sha256="abc=", trust_policy={}
+    )
+    iam = f.stop_protection_policies(
+        plan,
+        "123456789012",
+        "aws",
+        **{k: v for k, v in variables.items() if k not in ("selector", "bypass_tag_key")},
+    )["eu-west-1"]
+    environment = f.stop_protection_environment(
+        plan,
+        **{
+            k: v
+            for k, v in variables.items()
+            if k in ("tag_key", "tag_value", "bypass_tag_key", "notification_topic_arn", "attribution")
+        },
+    )
+    assert rendered == f.stop_protection_desired(
+        plan,
+        "eu-west-1",
+        "123456789012",
+        "aws",
+        log_retention_days=14,
+        retry_attempts=2,
+        max_event_age_seconds=600,
+        failure_destination_arn=None,
+        policies=iam["policies"],
+        trust_policy={},
+        environment=environment,
+        code_sha256="abc=",
+        runtime="python3.12",
+        timeout=90,
+        memory_size=256,
+    ) | {"scope": iam["scope"]}
+    assert rendered["function"]["Environment"]["NOTIFICATION_TOPIC_ARN"] == topic
+    assert rendered["log_group"]["retention"] == 14
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ({"timeout": 5}, "stop_protection_lambda_timeout must be 10-900, got 5"),
+        ({"memory_mb": 64}, "stop_protection_lambda_memory_mb must be 128-10240, got 64"),
+        ({"max_event_age_seconds": 30}, "stop_protection_max_event_age_seconds must be 60-21600, got 30"),
+        ({"log_retention_days": 2}, "stop_protection_log_retention_days must be one of .*, got 2"),
+        (
+            {"runtime": "python2.7"},
+            "stop_protection_lambda_runtime must be one of python3.12, python3.13, got 'python2.7'",
+        ),
+    ],
+)
+def test_bad_function_settings_name_the_variable_and_value(function, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        f.stop_protection_plan([], region="eu-west-1", require_instances=False, function=function)
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-gov-west-1", "cn-north-1"])
+@pytest.mark.parametrize("count", [1, 180, 200, 1200])
+def test_policy_names_before_the_account_are_the_names_rendered_with_it(region, count):
+    """The read checks these names before the account is known; the render with the real
+    account must need exactly the same policies (in every partition, at every split)."""
+    plan = f.stop_protection_plan(
+        [], instance_ids=[f"i-{index:017x}" for index in range(count)], region=region
+    )
+    rendered = f.stop_protection_render(plan, region, "987654321098", f.naming.partition_of(region))
+    assert f.stop_protection_policy_names(plan) == {
+        region: [policy["name"] for policy in rendered["policies"]]
+    }
+    summary = f.stop_protection_summary(plan, "987654321098", f.naming.partition_of(region))
+    assert summary["regions"][0]["policies"] == [policy["name"] for policy in rendered["policies"]]

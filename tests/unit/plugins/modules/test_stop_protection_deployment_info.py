@@ -29,3 +29,37 @@ def test_reports_foreign_resources_and_stale_rules(run_module):
     assert result["foreign"] == [
         "log group /aws/lambda/EC2Protect in eu-west-1: it has no tag ManagedBy=guardrails.ec2"
     ]
+
+
+def test_looks_up_the_instances_and_warns_only_about_those_joining(run_module):
+    """The read also looks the listed instances up; the terminate warning (one attribute read
+    each) is for instances that no rule names yet, not for every instance on every rerun."""
+    from ansible_collections.guardrails.ec2.plugins.module_utils import naming, patterns
+
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        protected, joining = [
+            i["InstanceId"]
+            for i in ec2.run_instances(
+                ImageId="ami-12345678", MinCount=2, MaxCount=2, InstanceInitiatedShutdownBehavior="terminate"
+            )["Instances"]
+        ]
+        calm = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        ec2.create_tags(Resources=[joining], Tags=[{"Key": "aws:autoscaling:groupName", "Value": "web"}])
+        gone = "i-0123456789abcdef0"
+        boto3.client("events", region_name="eu-west-1").put_rule(
+            Name=naming.rule_name("EC2Protect", 1),
+            EventPattern=patterns.state_change_pattern([protected]),
+            Description="guardrails.ec2 stop protection: 1 instances",
+        )
+        args = {"name": "EC2Protect", "region": "eu-west-1", "instance_ids": [protected, joining, calm, gone]}
+        quiet = run_module(m, args)
+        warned = run_module(m, {**args, "warn_shutdown_terminate": True, "warn_managed": True})
+    assert quiet["instances"]["missing"] == [gone]
+    assert quiet["instances"]["states"] == dict.fromkeys([protected, joining, calm], "running")
+    assert quiet["instances"]["shutdown_terminates"] == []
+    assert not quiet.get("warnings")
+    assert warned["instances"]["shutdown_terminates"] == [joining]
+    assert warned["instances"]["auto_scaling_groups"] == {joining: "web"}
+    assert len(warned["warnings"]) == 2
+    assert all(joining in warning and protected not in warning for warning in warned["warnings"])
