@@ -16,7 +16,8 @@ ratios within one run are what compare):
    the function's resource policy (one invoke statement per region, whatever the rules).
 
 Writes bench-results/<timestamp>.json and .md (git-ignored) and checks the targets of
-the README's "Performance" section, saying which were missed.
+the README's "Performance" section, saying which were missed. BENCH_STEPS (comma list of
+rollout, recovery, cost, audit, scale; default all) runs only some steps.
 """
 
 import json
@@ -50,6 +51,9 @@ CUSTODIAN = ROOT / ".venv" / "c7n" / "bin" / "custodian"
 MITOGEN = ROOT / ".venv" / "mitogen"
 SCALE_INSTANCES = int(os.environ.get("BENCH_SCALE_INSTANCES", "25000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+ALL_STEPS = ("rollout", "recovery", "cost", "audit", "scale")
+# BENCH_STEPS=rollout,scale runs only those steps (the report and targets cover what ran).
+STEPS = [step for step in os.environ.get("BENCH_STEPS", ",".join(ALL_STEPS)).split(",") if step]
 NAME = "BenchProtect"
 PEER_TAG = "BenchPeer"
 PEER_FUNCTION = "custodian-bench-restart-stopped"
@@ -305,13 +309,26 @@ def ratio(a, b):
 
 
 def targets(data):
+    checks = []
+    if "rollout" in data:
+        checks += rollout_targets(data)
+    if "recovery" in data:
+        checks += recovery_targets(data)
+    if "scale" in data:
+        checks.append(("function policy at the largest scale <= 1 statement", data["scale"]["statements"], 1))
+    return [
+        {"target": name, "value": value, "limit": limit, "met": value is not None and value <= limit}
+        for name, value, limit in checks
+    ]
+
+
+def rollout_targets(data):
     rollout, fast, peer = data["rollout"], data["rollout_mitogen"], data["peer_rollout"]
-    ours_rec, peer_rec = data["recovery"]["ours"], data["recovery"]["peer"]
 
     def median(group, key, kind):
         return group[key][kind]["median"]
 
-    checks = [
+    return [
         (
             "no-op <= 0.4 x cold (N=100, stock)",
             ratio(median(rollout, "n100", "noop"), median(rollout, "n100", "cold")),
@@ -337,6 +354,12 @@ def targets(data):
             ratio(median(fast, "tag", "noop"), peer["noop"]["median"]),
             1.5,
         ),
+    ]
+
+
+def recovery_targets(data):
+    ours_rec, peer_rec = data["recovery"]["ours"], data["recovery"]["peer"]
+    return [
         (
             "warm single recovery <= the peer's (ours/peer)",
             ratio(ours_rec["single_warm"]["median"], peer_rec["single_warm"]["median"]),
@@ -347,32 +370,56 @@ def targets(data):
             ratio(ours_rec["burst_100"]["slowest"]["median"], ours_rec["burst_20"]["slowest"]["median"]),
             2.0,
         ),
-        ("function policy at the largest scale <= 1 statement", data["scale"]["statements"], 1),
     ]
-    return [
-        {"target": name, "value": value, "limit": limit, "met": value is not None and value <= limit}
-        for name, value, limit in checks
-    ]
+
+
+def s(entry):
+    return (
+        f"{entry['min']:.2f} / {entry['median']:.2f} / {entry['max']:.2f}"
+        if entry["median"] is not None
+        else "-"
+    )
 
 
 def markdown(data):
-    rollout, fast, peer = data["rollout"], data["rollout_mitogen"], data["peer_rollout"]
-    ours_rec, peer_rec = data["recovery"]["ours"], data["recovery"]["peer"]
-    ours_cost, peer_cost = data["cost"]["ours"], data["cost"]["peer"]
-
-    def s(entry):
-        return (
-            f"{entry['min']:.2f} / {entry['median']:.2f} / {entry['max']:.2f}"
-            if entry["median"] is not None
-            else "-"
-        )
-
     lines = [
-        f"Run {data['started']} on LocalStack {data['localstack']}, {data['repeats']} repetitions, seconds as min / median / max.",
+        f"Run {data['started']} on LocalStack {data['localstack']}, {data['repeats']} repetitions, "
+        f"steps {', '.join(data['steps'])}; seconds as min / median / max.",
         "",
         "| measure | guardrails.ec2 | with Mitogen | Cloud Custodian | ours/peer (stock, Mitogen) |",
         "|---|---|---|---|---|",
     ]
+    if "rollout" in data:
+        lines += rollout_rows(data)
+    if "scale" in data:
+        big = data["scale"]
+        lines.append(
+            f"| {big['instances']} instances, {big['rules']} rules: cold / no-op (Mitogen, once) | | "
+            f"{big['cold_mitogen']:.1f} / {big['noop_mitogen']:.1f} | | |"
+        )
+        lines.append(
+            f"| function resource policy at {big['rules']} rules | {big['statements']} statement(s), "
+            f"{big['policy_bytes']} bytes | | | |"
+        )
+    if "recovery" in data:
+        lines += recovery_rows(data)
+    if "cost" in data:
+        lines += cost_rows(data)
+    if "audit" in data:
+        lines.append(
+            f"| audit of 1000 instances (with / without DisableApiStop reads) | {data['audit']['with_attribute']:.1f} / {data['audit']['without_attribute']:.1f} | | | |"
+        )
+    lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
+    lines += [
+        f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else '**no**'} |"
+        for t in data["targets"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rollout_rows(data):
+    rollout, fast, peer = data["rollout"], data["rollout_mitogen"], data["peer_rollout"]
+    lines = []
     for kind, what in (("cold", "rollout cold"), ("noop", "no-op rerun")):
         for key, label in (("n1", "N=1"), ("n100", "N=100"), ("n1000", "N=1000")):
             lines.append(f"| {what}, {label} | {s(rollout[key][kind])} | {s(fast[key][kind])} | | |")
@@ -381,14 +428,12 @@ def markdown(data):
             f"{ratio(rollout['tag'][kind]['median'], peer[kind]['median'])}, "
             f"{ratio(fast['tag'][kind]['median'], peer[kind]['median'])} |"
         )
-    big = data["scale"]
-    lines.append(
-        f"| {big['instances']} instances, {big['rules']} rules: cold / no-op (Mitogen, once) | | "
-        f"{big['cold_mitogen']:.1f} / {big['noop_mitogen']:.1f} | | |"
-    )
-    lines.append(
-        f"| function resource policy at {big['rules']} rules | {big['statements']} statement(s), {big['policy_bytes']} bytes | | | |"
-    )
+    return lines
+
+
+def recovery_rows(data):
+    ours_rec, peer_rec = data["recovery"]["ours"], data["recovery"]["peer"]
+    lines = []
     lines.append(
         f"| recovery, first stop after deploy | {ours_rec['single_first']:.2f} | | {peer_rec['single_first']:.2f} | "
         f"{ratio(ours_rec['single_first'], peer_rec['single_first'])} |"
@@ -403,6 +448,12 @@ def markdown(data):
             f"| {size} stopped at once, slowest back (lost) | {s(o['slowest'])} ({o['lost']}) | | {s(p['slowest'])} ({p['lost']}) | "
             f"{ratio(o['slowest']['median'], p['slowest']['median'])} |"
         )
+    return lines
+
+
+def cost_rows(data):
+    ours_cost, peer_cost = data["cost"]["ours"], data["cost"]["peer"]
+    lines = []
     lines.append(
         f"| function package, bytes | {ours_cost['package_bytes']} | | {peer_cost['package_bytes']} | "
         f"{ratio(ours_cost['package_bytes'], peer_cost['package_bytes'])} |"
@@ -416,24 +467,23 @@ def markdown(data):
         f"| duration per invocation, ms | {s(ours_cost['duration_ms'])} | | {s(peer_cost['duration_ms'])} | "
         f"{ratio(ours_cost['duration_ms']['median'], peer_cost['duration_ms']['median'])} |"
     )
-    lines.append(
-        f"| audit of 1000 instances (with / without DisableApiStop reads) | {data['audit']['with_attribute']:.1f} / {data['audit']['without_attribute']:.1f} | | | |"
-    )
-    lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
-    lines += [
-        f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else '**no**'} |"
-        for t in data["targets"]
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main():
+    unknown = sorted(set(STEPS) - set(ALL_STEPS))
+    if unknown or ("cost" in STEPS and "recovery" not in STEPS):
+        raise SystemExit(
+            f"BENCH_STEPS: {', '.join(unknown) or 'cost'} - steps are {', '.join(ALL_STEPS)}; cost needs recovery"
+        )
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
     LOG.write_text("")
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-    data = {"started": started, "repeats": REPEATS}
-    say(f"make bench: {REPEATS} repetitions; playbook output in {LOG.relative_to(ROOT)}")
+    data = {"started": started, "repeats": REPEATS, "steps": STEPS}
+    say(
+        f"make bench: {REPEATS} repetitions, steps {', '.join(STEPS)}; playbook output in {LOG.relative_to(ROOT)}"
+    )
     with emulator(WORK / "localstack") as (_endpoint, _seconds):
         data["localstack"] = subprocess.run(
             [
@@ -450,60 +500,66 @@ def main():
         ).stdout.strip()
         ec2, lam, events, logs, iam = clients("ec2", "lambda", "events", "logs", "iam")
         fleet = run_instances(ec2, 1000)
-        say("1. rollout (protect.yml cold and no-op; custodian run cold and no-op)")
-        data["rollout"] = rollouts(fleet)
-        with mitogen():
-            data["rollout_mitogen"] = rollouts(fleet, " Mitogen")
-        iam.create_role(
-            RoleName="CustodianBenchRole",
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )
         policy_file = WORK / "custodian-policy.yml"
-        policy_file.write_text(PEER_POLICY)
-        data["peer_rollout"] = peer_rollout(policy_file, lam, events)
+        if {"rollout", "recovery"} & set(STEPS):
+            iam.create_role(
+                RoleName="CustodianBenchRole",
+                AssumeRolePolicyDocument=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "lambda.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    }
+                ),
+            )
+            policy_file.write_text(PEER_POLICY)
+        if "rollout" in STEPS:
+            say("1. rollout (protect.yml cold and no-op; custodian run cold and no-op)")
+            data["rollout"] = rollouts(fleet)
+            with mitogen():
+                data["rollout_mitogen"] = rollouts(fleet, " Mitogen")
+            data["peer_rollout"] = peer_rollout(policy_file, lam, events)
 
-        say("2. recovery (stop -> running; ours on instance ids first, then the peer on its tag)")
-        ours_ids = {1: run_instances(ec2, 1), 20: run_instances(ec2, 20), 100: run_instances(ec2, 100)}
-        peer_ids = {size: run_instances(ec2, size, {PEER_TAG: "enabled"}) for size in (1, 20, 100)}
-        all_ours = [i for ids in ours_ids.values() for i in ids]
-        # Ours first, before the peer exists: the peer's rule matches every stopped event in the region,
-        # so with both deployed our stops would also keep its function busy (and warm).
-        run_playbook("protect.yml", LOG, extra_vars=protect_vars(all_ours))
-        data["recovery"] = {"ours": recovery(ec2, "ours", ours_ids)}
-        custodian(policy_file)
-        data["recovery"]["peer"] = recovery(ec2, "peer", peer_ids)
-        data["peer_really_ran"] = sum(1 for _ in reports(logs, PEER_FUNCTION))
-        if not data["peer_really_ran"]:
-            raise SystemExit("bench: the peer's function never ran")
+        if "recovery" in STEPS:
+            say("2. recovery (stop -> running; ours on instance ids first, then the peer on its tag)")
+            ours_ids = {1: run_instances(ec2, 1), 20: run_instances(ec2, 20), 100: run_instances(ec2, 100)}
+            peer_ids = {size: run_instances(ec2, size, {PEER_TAG: "enabled"}) for size in (1, 20, 100)}
+            all_ours = [i for ids in ours_ids.values() for i in ids]
+            # Ours first, before the peer exists: the peer's rule matches every stopped event in the region,
+            # so with both deployed our stops would also keep its function busy (and warm).
+            run_playbook("protect.yml", LOG, extra_vars=protect_vars(all_ours))
+            data["recovery"] = {"ours": recovery(ec2, "ours", ours_ids)}
+            custodian(policy_file)
+            data["recovery"]["peer"] = recovery(ec2, "peer", peer_ids)
+            data["peer_really_ran"] = sum(1 for _ in reports(logs, PEER_FUNCTION))
+            if not data["peer_really_ran"]:
+                raise SystemExit("bench: the peer's function never ran")
 
-        say("3. function cost (REPORT lines)")
-        data["cost"] = {
-            "ours": function_cost(lam, logs, naming.resource_names(NAME)["function"]),
-            "peer": function_cost(lam, logs, PEER_FUNCTION),
-        }
-        data["cost"]["ours"]["import_and_clients_ms"] = handler_import_ms()
+        if "cost" in STEPS:
+            say("3. function cost (REPORT lines)")
+            data["cost"] = {
+                "ours": function_cost(lam, logs, naming.resource_names(NAME)["function"]),
+                "peer": function_cost(lam, logs, PEER_FUNCTION),
+            }
+            data["cost"]["ours"]["import_and_clients_ms"] = handler_import_ms()
 
-        say("4. audit of 1000 instances")
-        run_playbook("protect.yml", LOG, extra_vars=protect_vars(fleet))
-        data["audit"] = {
-            "with_attribute": audit_seconds(fleet, True),
-            "without_attribute": audit_seconds(fleet, False),
-        }
-        run_playbook("unprotect.yml", LOG, extra_vars=protect_vars(fleet))
+        if "audit" in STEPS:
+            say("4. audit of 1000 instances")
+            run_playbook("protect.yml", LOG, extra_vars=protect_vars(fleet))
+            data["audit"] = {
+                "with_attribute": audit_seconds(fleet, True),
+                "without_attribute": audit_seconds(fleet, False),
+            }
+            run_playbook("unprotect.yml", LOG, extra_vars=protect_vars(fleet))
 
-        say(f"5. scale: {SCALE_INSTANCES} instances")
-        data["scale"] = scale(ec2, lam, events, fleet)
+        if "scale" in STEPS:
+            say(f"5. scale: {SCALE_INSTANCES} instances")
+            data["scale"] = scale(ec2, lam, events, fleet)
     data["targets"] = targets(data)
     (RESULTS / f"{started}.json").write_text(json.dumps(data, indent=2) + "\n")
     table = markdown(data)
