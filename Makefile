@@ -59,19 +59,25 @@ $(VENV_DIR)/bootstrap/bin/uv: | python
 	$(PYTHON) -m venv $(VENV_DIR)/bootstrap
 	$(VENV_DIR)/bootstrap/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
+# Installs compile bytecode, as pip does by default (uv does not): every ansible-playbook,
+# module process and emulator then imports boto3 and Ansible from .pyc files, also where
+# PYTHONDONTWRITEBYTECODE keeps Python from writing them on first import (a fresh clone
+# otherwise recompiles them in every process, about twice the time of a playbook run).
+UV_PIP := --quiet --compile-bytecode
+
 $(ANSIBLE_VENV)/.installed: requirements/ansible.txt | $(UV) python
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(ANSIBLE_VENV)
-	VIRTUAL_ENV=$(ANSIBLE_VENV) $(UV) pip sync --quiet requirements/ansible.txt
+	VIRTUAL_ENV=$(ANSIBLE_VENV) $(UV) pip sync $(UV_PIP) requirements/ansible.txt
 	touch $@
 
 $(LOCALSTACK_VENV)/.installed: requirements/localstack.txt tools/localstack/pyproject.toml | $(UV) python
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(LOCALSTACK_VENV)
-	VIRTUAL_ENV=$(LOCALSTACK_VENV) $(UV) pip sync --quiet requirements/localstack.txt
-	VIRTUAL_ENV=$(LOCALSTACK_VENV) $(UV) pip install --quiet --no-deps -e tools/localstack
+	VIRTUAL_ENV=$(LOCALSTACK_VENV) $(UV) pip sync $(UV_PIP) requirements/localstack.txt
+	VIRTUAL_ENV=$(LOCALSTACK_VENV) $(UV) pip install $(UV_PIP) --no-deps -e tools/localstack
 	touch $@
 
 $(LAMBDA_RUNTIME)/.installed: requirements/lambda-runtime.txt | $(UV) python
-	$(UV) pip install --quiet --python $(PYTHON) --target $(LAMBDA_RUNTIME) -r requirements/lambda-runtime.txt
+	$(UV) pip install $(UV_PIP) --python $(PYTHON) --target $(LAMBDA_RUNTIME) -r requirements/lambda-runtime.txt
 	touch $@
 
 $(COLLECTIONS_DIR)/ansible_collections/guardrails/ec2:
@@ -83,12 +89,12 @@ $(COLLECTIONS_DIR)/ansible_collections/guardrails/ec2:
 MITOGEN_VERSION := 0.3.54
 $(VENV_DIR)/mitogen/.installed: | $(UV) ansible-env
 	rm -rf $(VENV_DIR)/mitogen
-	$(UV) pip install --quiet --python $(ANSIBLE_VENV)/bin/python --target $(VENV_DIR)/mitogen mitogen==$(MITOGEN_VERSION)
+	$(UV) pip install $(UV_PIP) --python $(ANSIBLE_VENV)/bin/python --target $(VENV_DIR)/mitogen mitogen==$(MITOGEN_VERSION)
 	touch $@
 
 $(VENV_DIR)/c7n/.installed: requirements/c7n.txt | $(UV) python
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV_DIR)/c7n
-	VIRTUAL_ENV=$(VENV_DIR)/c7n $(UV) pip sync --quiet requirements/c7n.txt
+	VIRTUAL_ENV=$(VENV_DIR)/c7n $(UV) pip sync $(UV_PIP) requirements/c7n.txt
 	touch $@
 
 .PHONY: ansible-env localstack-env
