@@ -217,6 +217,8 @@ def desired_state(
     entry = next(item for item in plan["regions"] if item["region"] == region)
     policy_arn_prefix = f"arn:{partition}:iam::{account}:policy/"
     return {
+        # Every resource the role can tag carries these.
+        "tags": plan["tags"],
         "policies": [
             {
                 "name": policy["name"],
@@ -326,7 +328,7 @@ def region_drift(state, desired):
     ``statement``, ``log_group``, ``metric_filter``, ``invoke_config``."""
     metric_filter = desired["metric_filter"]
     role = desired["role"]
-    tags = desired["log_group"]["tags"]
+    tags = desired["tags"]
     return {
         **{
             f"policy {policy['name']}": policy_drift(

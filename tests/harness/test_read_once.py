@@ -83,3 +83,34 @@ def test_a_rerun_skips_what_is_in_sync_and_repairs_what_drifted(aws, endpoint, i
         assert changed_count(run_playbook("protect.yml", endpoint, settings)) == 0
     finally:
         run_playbook("unprotect.yml", endpoint, settings)
+
+
+REMOVALS = [
+    "Remove the function",
+    "Remove the alarm",
+    "Remove the log group",
+    "Remove the execution role",
+    "Remove the managed policy",
+]
+
+
+def test_unprotect_removes_only_what_exists(aws, endpoint, instances):
+    """unprotect reads once too: the first run removes everything, a rerun finds nothing and
+    starts no removal module."""
+    name = unique("ReadOnceGone")
+    settings = protect_vars(name, instances(1), stop_protection_keep_logs=False)
+    try:
+        assert run_playbook("protect.yml", endpoint, settings).returncode == 0
+        first = run_playbook("unprotect.yml", endpoint, settings)
+        assert first.returncode == 0, first.stdout[-3000:]
+        results = task_results(first.stdout)
+        assert all(results[task] == "changed:" for task in REMOVALS), results
+        assert name not in {
+            function["FunctionName"] for function in aws("lambda").list_functions()["Functions"]
+        }
+        again = run_playbook("unprotect.yml", endpoint, settings)
+        assert again.returncode == 0 and changed_count(again) == 0, again.stdout[-3000:]
+        results = task_results(again.stdout)
+        assert {task: results[task] for task in REMOVALS} == dict.fromkeys(REMOVALS, "skipping:")
+    finally:
+        run_playbook("unprotect.yml", endpoint, settings)

@@ -128,9 +128,10 @@ def function(aws):
     return NAME
 
 
-def state(aws, plan):
+def state(aws, plan, policies=()):
+    """What the reader finds (``read_ownership``), ``policies`` read besides the region's first."""
     clients = {service: aws(service) for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")}
-    return read_ownership(clients, NAME, REGION, ACCOUNT, "aws")["state"]
+    return read_ownership(clients, NAME, REGION, ACCOUNT, "aws", list(policies))["state"]
 
 
 def run(run_module, module, args):
@@ -494,9 +495,7 @@ def role_args(desired):
 
 
 def iam_drift(aws, plan, desired, key):
-    clients = {service: aws(service) for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts")}
-    policies = [policy["name"] for policy in desired["policies"]]
-    found = read_ownership(clients, NAME, REGION, ACCOUNT, "aws", policies)["state"]
+    found = state(aws, plan, [policy["name"] for policy in desired["policies"]])
     return sync.region_drift(found, desired)[key]
 
 
