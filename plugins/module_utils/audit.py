@@ -19,7 +19,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.iam_eval import (
     invoke_sources,
     role_policy_documents,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.naming import function_arn
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import function_arn, instance_arn
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
     STATE_CHANGE_DETAIL_TYPE,
     listed_instance_ids,
@@ -45,7 +45,7 @@ def sample_event(instance_id, region, account, state="stopped"):
             "account": account,
             "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": region,
-            "resources": [f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"],
+            "resources": [instance_arn("aws", region, account, instance_id)],
             "detail": {"instance-id": instance_id, "state": state},
         }
     )
@@ -62,7 +62,7 @@ def read_deployment(clients, name, region, account, partition):
         "invoke_config": None,
         "rules": [],
         "function_arn": function_arn(partition, region, account, name),
-        "instance_arn_prefix": f"arn:{partition}:ec2:{region}:{account}:instance/",
+        "instance_arn_prefix": instance_arn(partition, region, account, ""),
         "start_permission": None,
         "reserved_concurrency": None,
         "warnings": [],

@@ -8,6 +8,8 @@ import json
 import re
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    instance_arn,
+    log_group_arn,
     partition_of,
     policy_name,
     rule_source_pattern,
@@ -69,9 +71,6 @@ def build_policies(
     regions = [entries[0]["region"]]
     statements = []
 
-    def instance_arn(region, instance_id):
-        return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
-
     def start_statement(resources):
         # CreateTags records the restart budget on the instance itself; the Deny below
         # limits it to the budget's two tag keys.
@@ -88,12 +87,12 @@ def build_policies(
     start = start_statement([])
     if plan["mode"] == MODE_TAG:
         scope = "tag"
-        start["Resource"] = [instance_arn(region, "*") for region in regions]
+        start["Resource"] = [instance_arn(partition, region, account, "*") for region in regions]
         start["Condition"] = {"StringEquals": {f"aws:ResourceTag/{tag_key}": tag_value}}
     else:
         scope = "instances"
         start["Resource"] = [
-            instance_arn(entry["region"], instance_id)
+            instance_arn(partition, entry["region"], account, instance_id)
             for entry in plan["regions"]
             for instance_id in entry["instance_ids"]
         ]
@@ -121,7 +120,7 @@ def build_policies(
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": [
-                f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{name}:*"
+                log_group_arn(partition, region, account, plan["names"]["log_group"]) + ":*"
                 for region in regions
             ],
         }
@@ -194,7 +193,7 @@ def build_policies(
 
     # More ARNs than a role's policies can hold: allow the protected regions' instances of
     # this account instead (still never "*").
-    start["Resource"] = [instance_arn(region, "*") for region in regions]
+    start["Resource"] = [instance_arn(partition, region, account, "*") for region in regions]
     return [{"name": policy_name(base, 1), "document": first}], "region"
 
 

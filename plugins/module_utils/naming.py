@@ -140,6 +140,21 @@ def rule_arn(partition, region, account, rule):
     return f"arn:{partition}:events:{region}:{account}:rule/{rule}"
 
 
+def instance_arn(partition, region, account, instance_id):
+    """An instance's ARN (``*`` for every instance of the region and account)."""
+    return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
+
+
+def log_group_arn(partition, region, account, group):
+    """A log group's ARN; ``:*`` added covers its streams."""
+    return f"arn:{partition}:logs:{region}:{account}:log-group:{group}"
+
+
+def iam_arn(partition, account, kind, name):
+    """The ARN of an IAM ``role`` or ``policy`` (``kind``) named ``name``."""
+    return f"arn:{partition}:iam::{account}:{kind}/{name}"
+
+
 # Rules and the alarm (which amazon.aws cannot tag) are the deployment's when their
 # description starts with this (see ownership.py).
 DESCRIPTION_PREFIX = "guardrails.ec2 stop protection"

@@ -23,6 +23,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
     function_arn,
+    iam_arn,
     owner_tagged,
     policy_index,
     regional_names,
@@ -183,7 +184,7 @@ def read_ownership(clients, name, region, account, partition, policies=()):
     resources.extend(judge_rule(rule, arn) for rule in rules)
     role_entry, attached, state["role"] = read_role(clients["iam"], iam_names["role"])
     resources.append(role_entry)
-    arn_prefix = f"arn:{partition}:iam::{account}:policy/"
+    arn_prefix = iam_arn(partition, account, "policy", "")
     wanted = list(policies or [iam_names["policy"]])
     wanted += [
         found for found in attached if policy_index(iam_names["policy"], found) and found not in wanted

@@ -22,7 +22,11 @@ from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.iam_policy import plan_policies
-from ansible_collections.guardrails.ec2.plugins.module_utils.naming import function_arn, rule_source_pattern
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    function_arn,
+    iam_arn,
+    rule_source_pattern,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import plan_environment
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
 
@@ -215,7 +219,7 @@ def desired_state(
     names = plan["names"]
     alarm = plan.get("alarm")
     entry = next(item for item in plan["regions"] if item["region"] == region)
-    policy_arn_prefix = f"arn:{partition}:iam::{account}:policy/"
+    role_arn = iam_arn(partition, account, "role", entry["role"])
     return {
         # Every resource the role can tag carries these.
         "tags": plan["tags"],
@@ -229,13 +233,15 @@ def desired_state(
         ],
         "role": {
             "name": entry["role"],
-            "arn": f"arn:{partition}:iam::{account}:role/{entry['role']}",
+            "arn": role_arn,
             "trust": trust_policy,
             "description": f"guardrails.ec2 stop protection - restart function in {region}",
-            "policy_arns": [policy_arn_prefix + policy["name"] for policy in policies or []],
+            "policy_arns": [
+                iam_arn(partition, account, "policy", policy["name"]) for policy in policies or []
+            ],
         },
         "function": {
-            "Role": f"arn:{partition}:iam::{account}:role/{entry['role']}",
+            "Role": role_arn,
             "Handler": HANDLER,
             "Description": "guardrails.ec2 stop protection - restarts protected instances that stop",
             "Timeout": int(timeout) if timeout is not None else None,
