@@ -4,6 +4,7 @@ and reading what the functions logged.
 Run with the Ansible environment's Python (boto3 and ansible-playbook beside it).
 """
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -31,6 +32,8 @@ def _load(name, path):
 
 # The collection's names (standard library only): tools look for exactly what the role creates.
 naming = _load("guardrails_naming", ROOT / "plugins" / "module_utils" / "naming.py")
+
+MAX_ARGUMENT_CHARS = 100_000
 
 REPORT = re.compile(r"REPORT RequestId: \S+\tDuration: ([\d.]+) ms.*?(?:Init Duration: ([\d.]+) ms)?$")
 
@@ -76,7 +79,15 @@ def playbook_command(name, inventory="localhost,", extra=(), extra_vars=None):
         *extra,
     ]
     if extra_vars is not None:
-        command += ["-e", json.dumps(extra_vars)]
+        text = json.dumps(extra_vars)
+        if len(text) > MAX_ARGUMENT_CHARS:
+            # Linux refuses a single argument over 128 KiB (25,000 instance ids are 550 KB):
+            # hand those over as a file, named by its content.
+            path = ROOT / ".build" / "extra-vars" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            text = f"@{path}"
+        command += ["-e", text]
     return command
 
 
