@@ -10,6 +10,8 @@ stand-ins with the same methods.
 
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+
 # DescribeInstances accepts at most 200 values in one filter.
 DESCRIBE_BATCH = 200
 
@@ -106,29 +108,75 @@ def marker_pages(call, **kwargs):
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
 
 
+# DescribeInstanceStatus takes at most 100 instance ids.
+STATUS_BATCH = 100
+
+
+def instance_states(ec2, instance_ids):
+    """``{instance_id: state name}`` of the ids EC2 knows; unknown ids are absent.
+
+    DescribeInstanceStatus (every state, 100 ids a call) answers with the state alone, where
+    DescribeInstances describes each instance in full: about a tenth of the time per id
+    here. A batch that holds an id EC2 does not know fails as a whole; only that batch is
+    then looked up with the filtered DescribeInstances, which skips unknown ids.
+    """
+    states = {}
+    for start in range(0, len(instance_ids), STATUS_BATCH):
+        batch = instance_ids[start : start + STATUS_BATCH]
+        try:
+            reply = ec2.describe_instance_status(aws_retry=True, InstanceIds=batch, IncludeAllInstances=True)
+        except is_boto3_error_code(("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")):
+            states.update(
+                {
+                    instance_id: found["State"]["Name"]
+                    for instance_id, found in describe_instances(ec2, batch).items()
+                }
+            )
+            continue
+        states.update(
+            {
+                found["InstanceId"]: found["InstanceState"]["Name"]
+                for found in reply.get("InstanceStatuses", [])
+            }
+        )
+    return states
+
+
+def tagged_with(ec2, key):
+    """``{instance_id: value}`` of the region's instances that carry tag ``key`` (DescribeTags)."""
+    found = {}
+    kwargs = {
+        "Filters": [{"Name": "key", "Values": [key]}, {"Name": "resource-type", "Values": ["instance"]}],
+        "MaxResults": 1000,
+    }
+    while True:
+        reply = ec2.describe_tags(aws_retry=True, **kwargs)
+        found.update({tag["ResourceId"]: tag.get("Value", "") for tag in reply.get("Tags", [])})
+        if not reply.get("NextToken"):
+            return found
+        kwargs["NextToken"] = reply["NextToken"]
+
+
 def look_up_instances(ec2, instance_ids, shutdown_behavior_of=()):
-    """What protect needs to know about the listed instances, in one DescribeInstances batch
-    per 200 ids: ``states`` (id -> state name), ``missing`` (ids EC2 does not know),
-    ``auto_scaling_groups`` (id -> group) and ``shutdown_terminates``: those of
+    """What protect needs to know about the listed instances: ``states`` (id -> state
+    name, ``instance_states``), ``missing`` (ids EC2 does not know), ``auto_scaling_groups``
+    (id -> group, from the region's Auto Scaling tags) and ``shutdown_terminates``: those of
     ``shutdown_behavior_of`` that exist, are not terminated and whose
     InstanceInitiatedShutdownBehavior is ``terminate`` (one DescribeInstanceAttribute each).
     """
     ids = list(dict.fromkeys(instance_ids))
-    found = describe_instances(ec2, ids)
+    states = instance_states(ec2, ids)
+    groups = tagged_with(ec2, AUTO_SCALING_TAG) if ids else {}
     live = [
         i
         for i in dict.fromkeys(shutdown_behavior_of)
-        if i in found and found[i]["State"]["Name"] not in ("terminated", "shutting-down")
+        if states.get(i) not in (None, "terminated", "shutting-down")
     ]
     behaviors = instance_attributes(ec2, live, stop_protection=False) if live else {}
     return {
-        "states": {i: found[i]["State"]["Name"] for i in ids if i in found},
-        "missing": [i for i in ids if i not in found],
-        "auto_scaling_groups": {
-            i: group
-            for i in ids
-            if i in found and (group := tags_of(found[i]).get(AUTO_SCALING_TAG)) is not None
-        },
+        "states": {i: states[i] for i in ids if i in states},
+        "missing": [i for i in ids if i not in states],
+        "auto_scaling_groups": {i: groups[i] for i in ids if i in states and i in groups},
         "shutdown_terminates": [i for i in live if behaviors[i]["shutdown_behavior"] == "terminate"],
     }
 

@@ -10,7 +10,9 @@ short_description: Look up the state of many EC2 instances at once
 version_added: 1.0.0
 description:
   - Reports the state of each listed instance, and which ones do not exist, in one task
-    however long the list (200 ids per C(DescribeInstances) call, the API's filter limit).
+    however long the list - 100 ids per C(DescribeInstanceStatus) call, which answers with the
+    state alone; a batch holding an unknown id is looked up with C(DescribeInstances) filtered
+    on the ids, which skips unknown ids. Auto Scaling membership comes from C(DescribeTags).
   - Unlike M(amazon.aws.ec2_instance_info) it returns only the states, so that checking a
     thousand instances stays quick, and an unknown id does not fail the call.
 author:

@@ -49,7 +49,8 @@ options:
     default: []
   instance_ids:
     description:
-      - Instances to look up in the same read (one C(DescribeInstances) per 200), returned in
+      - Instances to look up in the same read (one C(DescribeInstanceStatus) per 100 and one
+        C(DescribeTags) for Auto Scaling membership), returned in
         RV(instances). Empty means none.
     type: list
     elements: str

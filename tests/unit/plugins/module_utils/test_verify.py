@@ -896,3 +896,27 @@ def test_an_audit_never_passes_over_nothing(monkeypatch, retrying, found, tagged
             launch(ec2, {"StopProtection": "enabled"})
         with pytest.raises(ProtectionError, match=message):
             audit.audit({"ec2": retrying(ec2)}, "EC2Protect", [], "eu-west-1", "123456789012", "aws")
+
+
+def test_instance_states_describe_in_full_only_a_batch_with_an_unknown_id(retrying):
+    """States come from DescribeInstanceStatus (small replies, 100 ids a call); only a batch
+    that EC2 refuses for an unknown id is looked up with the filtered DescribeInstances."""
+    with mock_aws():
+        client = boto3.client("ec2", region_name="eu-west-1")
+        ids = [
+            i["InstanceId"]
+            for i in client.run_instances(ImageId="ami-12345678", MinCount=250, MaxCount=250)["Instances"]
+        ]
+        client.terminate_instances(InstanceIds=ids[:1])
+        calls = []
+        client.meta.events.register("before-call.ec2.*", lambda model, **_: calls.append(model.name))
+        unknown = "i-0123456789abcdef0"
+        states = reads.instance_states(retrying(client), [*ids[:150], unknown, *ids[150:]])
+    assert set(states) == set(ids)
+    assert states[ids[0]] == "terminated" and states[ids[1]] == "running"
+    assert calls == [
+        "DescribeInstanceStatus",
+        "DescribeInstanceStatus",
+        "DescribeInstances",
+        "DescribeInstanceStatus",
+    ]
