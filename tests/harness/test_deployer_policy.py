@@ -1,7 +1,8 @@
 """docs/deployer-policy.json is enough to protect, audit, drill and unprotect, and needed.
 
 The playbooks run as an IAM user that holds only that policy, with IAM enforced by the
-harness (including iam:PassRole when the function is handed its role).
+harness (including iam:PassRole when the function is handed its role, and Lambda calls on
+a published version judged on the qualified ARN, as AWS does).
 """
 
 import json
@@ -44,8 +45,11 @@ def policy_for(name, drop_sid=None):
     return document
 
 
-def run_as(credentials, endpoint, playbook, extra_vars):
+def run_as(credentials, endpoint, playbook, extra_vars, region_in_environment=True):
     env = playbook_env(endpoint) | credentials
+    if not region_in_environment:
+        for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            env.pop(variable, None)
     return subprocess.run(
         playbook_command(playbook, extra_vars),
         env=env,
@@ -60,7 +64,15 @@ def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoi
     name = unique("Deployer")
     ids = instances(1)
     credentials = deployer(policy_for(name))
-    settings = protect_vars(name, ids, stop_protection_sweep_minutes=5, stop_protection_keep_logs=False)
+    # As a first-time user writes it: the region only with the instances, none in the
+    # environment, so every AWS task (IAM's too) must take the region of its deployment.
+    settings = protect_vars(
+        name,
+        [{"instance_id": instance_id, "region": "us-east-1"} for instance_id in ids],
+        stop_protection_region="",
+        stop_protection_sweep_minutes=5,
+        stop_protection_keep_logs=False,
+    )
     steps = [
         ("protect.yml", settings),
         ("verify.yml", settings),
@@ -71,7 +83,7 @@ def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoi
         ("unprotect.yml", settings),
     ]
     for playbook, extra_vars in steps:
-        result = run_as(credentials, endpoint, playbook, extra_vars)
+        result = run_as(credentials, endpoint, playbook, extra_vars, region_in_environment=False)
         assert result.returncode == 0, f"{playbook} {extra_vars}:\n{result.stdout[-4000:]}"
     assert name not in [function["FunctionName"] for function in aws("lambda").list_functions()["Functions"]]
 

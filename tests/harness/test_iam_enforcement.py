@@ -326,3 +326,40 @@ def test_handing_a_role_to_a_function_needs_pass_role(aws, principals, pass_role
         if expected is None:
             aws("lambda").delete_function(FunctionName=name)
         iam.delete_role(RoleName=name)
+
+
+@pytest.mark.parametrize(
+    ("resources", "qualified_allowed"),
+    [
+        (["arn:aws:lambda:*:*:function:{name}"], False),
+        (["arn:aws:lambda:*:*:function:{name}", "arn:aws:lambda:*:*:function:{name}:*"], True),
+    ],
+)
+def test_a_call_on_a_version_is_judged_on_the_qualified_arn(aws, principals, resources, qualified_allowed):
+    """amazon.aws's lambda module reads a published version back with ``Qualifier``: Lambda
+    authorises that on ``function:NAME:1``, which an unqualified ARN does not cover."""
+    iam, lam, name = aws("iam"), aws("lambda"), unique("qualified")
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(ASSUME_LAMBDA))["Role"]["Arn"]
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role,
+        Handler="handler.handler",
+        Code={"ZipFile": zip_source("def handler(event, context):\n    return None\n")},
+        Publish=True,
+    )
+    try:
+        policy = allow((["lambda:GetFunction"], [r.format(name=name) for r in resources]))
+        deployer = principals.client(principals.user(policy), "lambda")
+        assert refused(deployer.get_function, FunctionName=name) is None
+        partial = f"000000000000:function:{name}:1"
+        for call in ({"FunctionName": name, "Qualifier": "1"}, {"FunctionName": f"{name}:1"}, {"FunctionName": partial}):
+            answer = refused(deployer.get_function, **call)
+            if qualified_allowed:
+                assert answer is None, call
+            else:
+                assert answer[0] == "AccessDeniedException", call
+                assert f"function:{name}:1 " in answer[1]
+    finally:
+        lam.delete_function(FunctionName=name)
+        iam.delete_role(RoleName=name)

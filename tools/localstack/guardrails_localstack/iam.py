@@ -292,6 +292,27 @@ def _request_tags(request: dict) -> dict[str, str]:
     return tags
 
 
+def lambda_function_arn(function: str, qualifier: str | None, region: str, account: str) -> str:
+    """The ARN Lambda authorises a call on: qualified when the call names a version or alias.
+
+    Lambda accepts a name, a partial ARN (``<account>:function:<name>``) or an ARN, each
+    optionally with ``:<version or alias>``, or the qualifier as its own ``Qualifier``
+    parameter. A call that carries a qualifier is authorised against the qualified ARN
+    (``function:NAME:7``), which a policy's unqualified ARN does not cover (AWS Lambda
+    developer guide, "Fine-tuning the Resources and Conditions sections of policies").
+    """
+    if function.startswith("arn:"):
+        parts = function.split(":")
+        base, given = ":".join(parts[:7]), (parts[7] if len(parts) > 7 else None)
+    else:
+        parts = function.split(":")
+        if len(parts) >= 3 and parts[1] == "function":  # partial ARN
+            account, parts = parts[0], parts[2:]
+        base, given = f"arn:aws:lambda:{region}:{account}:function:{parts[0]}", (parts[1] if len(parts) > 1 else None)
+    qualifier = qualifier or given
+    return f"{base}:{qualifier}" if qualifier else base
+
+
 def resources(context: RequestContext) -> list[tuple[str, dict[str, list[str]]]]:
     """The resource ARNs a request acts on, each with its resource-specific condition keys.
 
@@ -320,12 +341,7 @@ def resources(context: RequestContext) -> list[tuple[str, dict[str, list[str]]]]
     elif service == "sqs" and request.get("QueueUrl"):
         name = f"arn:aws:sqs:{region}:{account}:{request['QueueUrl'].rstrip('/').rsplit('/', 1)[-1]}"
     elif service == "lambda" and request.get("FunctionName"):
-        function = request["FunctionName"]
-        name = (
-            function
-            if function.startswith("arn:")
-            else f"arn:aws:lambda:{region}:{account}:function:{function}"
-        )
+        name = lambda_function_arn(request["FunctionName"], request.get("Qualifier"), region, account)
     elif service == "lambda" and request.get("Resource"):  # ListTags, TagResource, UntagResource
         name = request["Resource"]
     elif service == "logs" and request.get("resourceArn"):  # tags by ARN
