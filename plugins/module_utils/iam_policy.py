@@ -125,6 +125,19 @@ def build_policies(
             ],
         }
     )
+    # Lambda creates the function's log group with the function's role when it is missing:
+    # a deleted group comes back at the next invocation, so decision lines are not lost
+    # (retention and the metric filter come back with the next protect run).
+    statements.append(
+        {
+            "Sid": "RecreateOwnLogGroup",
+            "Effect": "Allow",
+            "Action": "logs:CreateLogGroup",
+            "Resource": [
+                log_group_arn(partition, region, account, plan["names"]["log_group"]) for region in regions
+            ],
+        }
+    )
     if notification_topic_arn:
         statements.append(
             {
@@ -156,6 +169,32 @@ def build_policies(
                 "Action": "kms:CreateGrant",
                 "Resource": sorted(kms_key_arns),
                 "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            }
+        )
+    messaging = sorted(
+        {
+            ARN.fullmatch(arn).group("service")
+            for arn in (notification_topic_arn, failure_destination_arn)
+            if arn
+        }
+    )
+    if kms_key_arns and messaging:
+        # A topic or queue encrypted with a customer-managed key takes a message only from a
+        # publisher that may use the key (Lambda sends to the failure destination with the
+        # function's role): only through SNS or SQS of this region, never directly.
+        statements.append(
+            {
+                "Sid": "SendToEncryptedTopicsAndQueues",
+                "Effect": "Allow",
+                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                "Resource": sorted(kms_key_arns),
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": [
+                            f"{service}.{region}.amazonaws.com" for service in messaging for region in regions
+                        ]
+                    }
+                },
             }
         )
     if (attribution or budget["sweep_minutes"]) and plan["mode"] == MODE_INSTANCE_IDS:

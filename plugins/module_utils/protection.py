@@ -57,8 +57,14 @@ DEFAULT_RESTART_POLICY = {
     "sweep_minutes": 5,
     "alarm_period_seconds": 300,
 }
-# Decisions that need a person: one metric filter counts them, one alarm fires on any.
-ATTENTION_PATTERN = '{ ($.action = "failed") || ($.action = "suspended") }'
+# Decisions that need a person: one metric filter counts them, one alarm fires on any. A
+# restart whose budget could not be written (budget_error: the instance may then restart
+# forever) and a notice that could not be sent (notify-failed: e.g. a topic's KMS key the
+# role may not use) count too, so that the alarm never goes quiet with the notices.
+ATTENTION_PATTERN = (
+    '{ ($.action = "failed") || ($.action = "suspended") || ($.action = "notify-failed")'
+    ' || ($.budget_error = "*") }'
+)
 MAX_SWEEP_MINUTES = 1440
 
 # The function and its log group, and the defaults of the role's variables.
@@ -630,7 +636,8 @@ def reshard_region(plan, entry, deployed_rules):
 
 
 def alarm_settings(names, period, topic_arn):
-    """The metric filter and alarm on failed and suspended decisions, or None when turned off."""
+    """The metric filter and alarm on decisions that need a person (``ATTENTION_PATTERN``),
+    or None when turned off."""
     if not period:
         return None
     return {

@@ -353,7 +353,11 @@ def test_a_call_on_a_version_is_judged_on_the_qualified_arn(aws, principals, res
         deployer = principals.client(principals.user(policy), "lambda")
         assert refused(deployer.get_function, FunctionName=name) is None
         partial = f"000000000000:function:{name}:1"
-        for call in ({"FunctionName": name, "Qualifier": "1"}, {"FunctionName": f"{name}:1"}, {"FunctionName": partial}):
+        for call in (
+            {"FunctionName": name, "Qualifier": "1"},
+            {"FunctionName": f"{name}:1"},
+            {"FunctionName": partial},
+        ):
             answer = refused(deployer.get_function, **call)
             if qualified_allowed:
                 assert answer is None, call

@@ -51,6 +51,11 @@ from botocore.exceptions import ClientError
 STATE_CHANGE = "EC2 Instance State-change Notification"
 API_CALL = "AWS API Call via CloudTrail"
 SCHEDULED = "Scheduled Event"
+# Each kind of event the function acts on, with the only source AWS sends it from. The
+# invoke permission admits every rule named <name>.*, on any bus of the account, and a
+# custom bus accepts any source but "aws.*" from PutEvents: an event whose source does not
+# match is ignored (one decision line), never acted on.
+SOURCES = {STATE_CHANGE: "aws.ec2", API_CALL: "aws.ec2", SCHEDULED: "aws.events"}
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
 SPOT_INTERRUPTION = "Server.SpotInstanceShutdown"
 HIBERNATION = "Client.UserInitiatedHibernate"
@@ -384,8 +389,8 @@ _PROTECTED_BY_RULES = {}
 def protected_by_rules(prefix, fresh=False):
     """Instance ids named by the deployment's rules ``<prefix>1``, ``<prefix>2``, ...
 
-    Read once per container, or again with ``fresh`` (the sweep: a protect run may have
-    changed the rules since).
+    Read once per container, or again with ``fresh`` (the sweep, and attribution for an id
+    not known yet: a protect run may have changed the rules since).
     """
     if fresh or prefix not in _PROTECTED_BY_RULES:
         events = client("events")
@@ -490,6 +495,9 @@ def handle_api_call(event, config):
         ids = tagged
     elif config["rule_prefix"]:
         protected = protected_by_rules(config["rule_prefix"])
+        if not protected.issuperset(ids):
+            # A protect run since this container read the rules may have added instances.
+            protected = protected_by_rules(config["rule_prefix"], fresh=True)
         ids = [instance_id for instance_id in ids if instance_id in protected]
     records = []
     for instance_id in ids:
@@ -514,6 +522,10 @@ def handler(event, context):
         log({"action": "ignored", "reason": "malformed event: not a JSON object"})
         return {"action": "ignored"}
     kind = event.get("detail-type")
+    if kind in SOURCES and event.get("source") != SOURCES[kind]:
+        reason = f"{kind!r} from source {event.get('source')!r}, not {SOURCES[kind]!r}"
+        log({"action": "ignored", "reason": reason})
+        return {"action": "ignored"}
     if kind == STATE_CHANGE:
         return handle_state_change(event, context, config)
     if kind == API_CALL:

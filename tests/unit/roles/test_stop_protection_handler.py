@@ -191,10 +191,15 @@ def test_events_for_other_states_are_skipped(fn, aws, event_state):
     [
         "not an object",
         [],
-        {"detail-type": "EC2 Instance State-change Notification"},
-        {"detail-type": "EC2 Instance State-change Notification", "detail": {"state": "stopped"}},
+        {"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2"},
         {
             "detail-type": "EC2 Instance State-change Notification",
+            "source": "aws.ec2",
+            "detail": {"state": "stopped"},
+        },
+        {
+            "detail-type": "EC2 Instance State-change Notification",
+            "source": "aws.ec2",
             "detail": {"instance-id": 42, "state": "stopped"},
         },
         {"detail-type": "Something Else", "detail": {}},
@@ -415,6 +420,44 @@ def test_attribution_in_instance_mode_only_for_instances_in_our_rules(fn, aws, e
     env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     result = fn.handler(api_call_event([protected, other]), None)
     assert [r["instance_id"] for r in result["attributed"]] == [protected]
+
+
+def test_attribution_sees_instances_protected_after_the_rules_were_read(fn, aws, env):
+    """A warm container read the rules before a protect run added an instance."""
+    events = boto3.client("events", region_name=REGION)
+    first, joined = run_instance(aws), run_instance(aws)
+
+    def protect(ids):
+        pattern = {"source": ["aws.ec2"], "detail": {"state": ["stopped"], "instance-id": ids}}
+        events.put_rule(Name="EC2Protect.1", EventPattern=json.dumps(pattern))
+
+    protect([first])
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    assert [r["instance_id"] for r in fn.handler(api_call_event([first]), None)["attributed"]] == [first]
+    protect([first, joined])
+    result = fn.handler(api_call_event([joined]), None)
+    assert [r["instance_id"] for r in result["attributed"]] == [joined]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        stopped_event("i-0123456789abcdef0") | {"source": "my.app"},
+        api_call_event(["i-0123456789abcdef0"]) | {"source": "aws.events"},
+        {"detail-type": "Scheduled Event", "source": "my.scheduler", "detail": {}},
+        {"detail-type": "EC2 Instance State-change Notification", "detail": {"state": "stopped"}},
+    ],
+)
+def test_events_from_an_unexpected_source_are_ignored(fn, aws, capsys, event):
+    """The invoke permission admits any rule named <name>.*, also on a custom bus, where
+    anyone may put an event that looks like EC2's: it is ignored, with a decision line."""
+    instance_id = run_instance(aws)
+    if "detail" in event and "instance-id" in event["detail"]:
+        event["detail"]["instance-id"] = instance_id
+    assert fn.handler(event, FakeContext())["action"] == "ignored"
+    (line,) = log_lines(capsys)
+    assert line["action"] == "ignored" and "source" in line["reason"]
+    assert state_of(aws, instance_id) == "stopped"
 
 
 def test_other_api_calls_are_ignored(fn, aws):

@@ -308,7 +308,10 @@ def lambda_function_arn(function: str, qualifier: str | None, region: str, accou
         parts = function.split(":")
         if len(parts) >= 3 and parts[1] == "function":  # partial ARN
             account, parts = parts[0], parts[2:]
-        base, given = f"arn:aws:lambda:{region}:{account}:function:{parts[0]}", (parts[1] if len(parts) > 1 else None)
+        base, given = (
+            f"arn:aws:lambda:{region}:{account}:function:{parts[0]}",
+            (parts[1] if len(parts) > 1 else None),
+        )
     qualifier = qualifier or given
     return f"{base}:{qualifier}" if qualifier else base
 

@@ -1,9 +1,11 @@
 """Names, patterns, plan and policies (module_utils naming.py, patterns.py, protection.py, iam_policy.py)."""
 
 import fnmatch
+import importlib.util
 import itertools
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -271,6 +273,39 @@ def test_policy_allows_start_only_on_the_protected_instances():
     logs = statement(document, "WriteOwnLogs")
     assert logs["Resource"] == ["arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/EC2Protect:*"]
     assert "logs:CreateLogGroup" not in logs["Action"]
+    # A deleted log group is recreated by Lambda with the role: that group, no other.
+    assert statement(document, "RecreateOwnLogGroup") == {
+        "Sid": "RecreateOwnLogGroup",
+        "Effect": "Allow",
+        "Action": "logs:CreateLogGroup",
+        "Resource": ["arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/EC2Protect"],
+    }
+
+
+def load_harness_log_patterns():
+    """The harness's CloudWatch Logs filter matcher (standard library only), which matches
+    like AWS's (tools/localstack/README.md, fidelity table)."""
+    path = Path(__file__).resolve().parents[4] / "tools/localstack/guardrails_localstack/log_patterns.py"
+    spec = importlib.util.spec_from_file_location("harness_log_patterns", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("line", "counted"),
+    [
+        ({"action": "failed", "instance_id": "i-1"}, True),
+        ({"action": "suspended", "instance_id": "i-1"}, True),
+        ({"action": "notify-failed", "error_code": "KMS.AccessDeniedException"}, True),
+        ({"action": "started", "instance_id": "i-1", "budget_error": "TagLimitExceeded"}, True),
+        ({"action": "started", "instance_id": "i-1"}, False),
+        ({"action": "skipped-bypass", "reason": "failed once"}, False),
+    ],
+)
+def test_the_attention_alarm_counts_every_decision_that_needs_a_person(line, counted):
+    matcher = load_harness_log_patterns().matcher_for(protection.ATTENTION_PATTERN)
+    assert matcher(protection.ATTENTION_PATTERN, {"message": json.dumps(line)}) is counted
 
 
 def test_policy_lets_the_role_write_only_the_restart_budget_tags():
@@ -369,13 +404,13 @@ def test_bad_sweep_minutes_name_the_value(minutes):
         protection.validate_restart_policy({"sweep_minutes": minutes})
 
 
-def test_alarm_counts_failed_and_suspended_and_notifies_the_topic():
+def test_alarm_counts_what_needs_a_person_and_notifies_the_topic():
     topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
     plan = plan_for(["i-0123456789abcdef0"], notification_topic_arn=topic)
     assert plan["alarm"] == {
         "name": "EC2Protect-attention",
         "log_group": "/aws/lambda/EC2Protect",
-        "pattern": '{ ($.action = "failed") || ($.action = "suspended") }',
+        "pattern": protection.ATTENTION_PATTERN,
         "namespace": "guardrails.ec2",
         "period": 300,
         "actions": [topic],
@@ -513,6 +548,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
         "TagOnlyTheRestartBudget",
         "ReadInstanceState",
         "WriteOwnLogs",
+        "RecreateOwnLogGroup",
         "ReadOwnRules",  # the sweep reads the instance ids from the rules
     }
 
@@ -528,6 +564,38 @@ def test_policy_allows_kms_grants_only_for_aws_resources_on_the_listed_keys():
     }
     bare, _scope = build_policy(plan_for(["i-0123456789abcdef0"]), "123456789012", kms_key_arns=[])
     assert "kms:CreateGrant" not in json.dumps(bare)
+    # No topic, no destination: the keys are for volumes only.
+    assert "kms:GenerateDataKey*" not in json.dumps(document)
+
+
+def test_listed_keys_let_the_role_send_to_an_encrypted_topic_and_queue_through_them_only():
+    topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
+    queue = "arn:aws:sqs:eu-west-1:123456789012:failures"
+    document, _scope = build_policy(
+        plan_for(["i-0123456789abcdef0"]),
+        "123456789012",
+        kms_key_arns=[KEY],
+        notification_topic_arn=topic,
+        failure_destination_arn=queue,
+    )
+    assert statement(document, "SendToEncryptedTopicsAndQueues") == {
+        "Sid": "SendToEncryptedTopicsAndQueues",
+        "Effect": "Allow",
+        "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+        "Resource": [KEY],
+        "Condition": {
+            "StringEquals": {"kms:ViaService": ["sns.eu-west-1.amazonaws.com", "sqs.eu-west-1.amazonaws.com"]}
+        },
+    }
+    topic_only, _scope = build_policy(
+        plan_for(["i-0123456789abcdef0"]), "123456789012", kms_key_arns=[KEY], notification_topic_arn=topic
+    )
+    condition = statement(topic_only, "SendToEncryptedTopicsAndQueues")["Condition"]
+    assert condition == {"StringEquals": {"kms:ViaService": ["sns.eu-west-1.amazonaws.com"]}}
+    unencrypted, _scope = build_policy(
+        plan_for(["i-0123456789abcdef0"]), "123456789012", notification_topic_arn=topic
+    )
+    assert "kms:" not in json.dumps(unencrypted)
 
 
 @pytest.mark.parametrize("mode", ["instance_ids", "tag"])
