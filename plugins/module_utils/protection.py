@@ -89,7 +89,7 @@ LOG_RETENTION_DAYS = (
 INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 # Lambda function names are the strictest of the names derived from the base name.
 BASE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d$")
+REGION = re.compile(r"^(?:eusc-)?[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d$")
 ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>\d{12}):(?P<resource>.+)$"
 )

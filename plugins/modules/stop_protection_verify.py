@@ -68,8 +68,9 @@ options:
     default: 600
   force:
     description:
-      - Drill instances the audit finds unprotected too (to prove that they stay stopped).
-        The drill starts them again itself at the end of their batch.
+      - Drill instances the audit finds unprotected too. The drill starts them again itself
+        at the end of their batch, and fails like any drill in which the protection did not
+        restart an instance (use it to see what an unprotected instance does).
     type: bool
     default: false
   max_concurrent:
@@ -403,24 +404,28 @@ def main():
         module.fail_json_aws(e, msg="Couldn't stop the instances for the drill")
     summary = summarise(entries, "drill")
     changed = summary["drilled"] > 0
-    # With force, unprotected instances are drilled to show they stay stopped: only
-    # protected ones are expected back.
-    expected_back = [e for e in entries if e.get("drilled") and e["protected"]]
-    missing = [e for e in expected_back if not e["recovered"]]
+    # Every drilled instance must come back by the protection, forced or not: a forced drill
+    # of an unprotected instance that stayed stopped is a failed drill, said as such.
+    drilled = [e for e in entries if e.get("drilled")]
+    missing = [e for e in drilled if not e["recovered"]]
     if missing:
         module.fail_json(
-            msg=f"{len(missing)} of {len(expected_back)} protected instances did not recover within "
-            f"{params['timeout']} seconds: "
-            + ", ".join(
-                e["instance_id"] + (" (started again by the drill)" if e.get("restored_by_drill") else "")
-                for e in missing
-            ),
+            msg=f"The drill failed: {len(missing)} of {len(drilled)} drilled instances were not restarted "
+            f"by the protection within {params['timeout']} seconds: "
+            + ", ".join(e["instance_id"] + drill_outcome(e) for e in missing),
             changed=changed,
             passed=False,
             instances=entries,
             summary=summary,
         )
     module.exit_json(changed=changed, passed=True, instances=entries, summary=summary)
+
+
+def drill_outcome(entry):
+    """What happened to a drilled instance that the protection did not bring back."""
+    said = [] if entry["protected"] else ["not protected"]
+    said.append("started again by the drill" if entry.get("restored_by_drill") else "left stopped")
+    return f" ({'; '.join(said)})"
 
 
 if __name__ == "__main__":

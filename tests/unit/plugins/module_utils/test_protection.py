@@ -205,6 +205,13 @@ def test_unknown_region_rejected_when_the_known_list_is_given():
         protection.collect_instances([], ["i-0000000000000000a"], "xx-nowhere-9", known_regions={"eu-west-1"})
 
 
+@pytest.mark.parametrize("region", ["eu-west-1", "us-gov-west-1", "us-isob-east-1", "eusc-de-east-1"])
+def test_every_partitions_region_names_are_accepted(region):
+    """naming.partition_of knows these partitions; validation accepts their regions too."""
+    assert protection.validate_region(region) == region
+    assert naming.partition_of(region) != "aws" or region == "eu-west-1"
+
+
 def test_too_many_shards_for_one_bus_is_refused():
     many = [(i, "eu-west-1", "x") for i in ids(30000)]
     with pytest.raises(protection.ProtectionError, match="use stop_protection_selector: tag"):

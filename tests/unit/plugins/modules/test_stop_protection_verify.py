@@ -48,3 +48,44 @@ def test_unprotected_message_names_each_instance_and_why():
         "i-2: No rule of this deployment names the instance.; "
         "i-3: Bypass tag X is set ('y'). Function is Failed, not Active."
     )
+
+
+@pytest.mark.parametrize(
+    ("protected", "recovered", "passed", "said"),
+    [
+        (True, True, True, None),
+        (True, False, False, "i-0123456789abcdef0 (started again by the drill)"),
+        # force=true: an unprotected instance that stayed stopped fails the drill too.
+        (False, False, False, "i-0123456789abcdef0 (not protected; started again by the drill)"),
+    ],
+)
+def test_a_drill_passes_only_when_the_protection_restarted_every_drilled_instance(
+    run_module, protected, recovered, passed, said
+):
+    entry = {"instance_id": "i-0123456789abcdef0", "protected": protected, "state": "running", "problems": []}
+
+    def drill(_ec2, entries, *_args, **_kwargs):
+        entries[0].update(
+            drilled=True,
+            recovered=recovered,
+            restored_by_drill=not recovered,
+            seconds_to_stopped=1.0,
+            seconds_to_running=2.0 if recovered else None,
+        )
+        return entries
+
+    sts = mock.Mock(
+        get_caller_identity=mock.Mock(return_value={"Account": "1" * 12, "Arn": "arn:aws:iam::x"})
+    )
+    with (
+        mock.patch.object(m.AnsibleAWSModule, "client", return_value=sts),
+        mock.patch.object(m, "audit", return_value=[entry]),
+        mock.patch.object(m, "drill", side_effect=drill),
+    ):
+        result = run_module(
+            m, {"region": "eu-west-1", "instance_ids": [entry["instance_id"]], "mode": "drill", "force": True}
+        )
+    assert result["passed"] is passed and result.get("failed", False) is not passed
+    if said:
+        assert result["msg"].startswith("The drill failed: 1 of 1 drilled instances were not restarted")
+        assert result["msg"].endswith(said)
