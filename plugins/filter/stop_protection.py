@@ -4,6 +4,8 @@
 
 """Filters that turn the stop_protection role's variables into a validated deployment plan."""
 
+import difflib
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
@@ -288,6 +290,30 @@ def stop_protection_verify_report(result):
     }
 
 
+# Variables the role sets for the playbooks that run it (outputs), beside its inputs.
+ROLE_OUTPUTS = ("stop_protection_summary", "stop_protection_verify_results")
+
+
+def stop_protection_unknown_variables(names, argument_specs):
+    """One message per ``stop_protection_*`` variable in ``names`` that no entry point of
+    ``argument_specs`` (the role's ``meta/argument_specs.yml``) knows, naming the closest known
+    one: a typo is otherwise ignored, and its default silently used."""
+    known = set(ROLE_OUTPUTS)
+    for entry_point in (argument_specs or {}).values():
+        known.update((entry_point or {}).get("options") or {})
+    prefix = "stop_protection_"
+    # Compared without the prefix every name shares, which would make any two look alike.
+    suffixes = sorted(name[len(prefix) :] for name in known)
+    messages = []
+    for name in sorted(set(names or ())):
+        if not name.startswith(prefix) or name.startswith(prefix + "_") or name in known:
+            continue
+        close = difflib.get_close_matches(name[len(prefix) :], suffixes, n=1, cutoff=0.75)
+        hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+        messages.append(f"The role does not know the variable {name}: it is ignored{hint}")
+    return messages
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -304,4 +330,5 @@ class FilterModule:
             "stop_protection_policy_names": stop_protection_policy_names,
             "stop_protection_drift": stop_protection_drift,
             "stop_protection_package_sha256": stop_protection_package_sha256,
+            "stop_protection_unknown_variables": stop_protection_unknown_variables,
         }

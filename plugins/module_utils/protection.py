@@ -396,6 +396,10 @@ def collect_instances(hosts, explicit_ids, default_region, known_regions=None):
     ``instance_id`` and optional ``region``.
     """
     found = []
+    if isinstance(explicit_ids, str):
+        # -e stop_protection_instance_ids=i-1,i-2 arrives as a string: read it as Ansible's
+        # list type reads one (comma-separated), never character by character.
+        explicit_ids = [part.strip() for part in explicit_ids.split(",") if part.strip()]
     if explicit_ids:
         for position, entry in enumerate(explicit_ids):
             source = f"stop_protection_instance_ids[{position}]"

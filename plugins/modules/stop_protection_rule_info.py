@@ -12,9 +12,10 @@ description:
   - Lists the rules that the M(guardrails.ec2.stop_protection) role created for one base
     name in one region, with their targets, so that rules an earlier, larger deployment
     left behind can be removed.
-  - Only C(<name>-<n>) shard rules and the C(<name>-attribution) rule belong to a
-    deployment; rules of another deployment whose name starts the same (C(<name>-2-1))
-    are not listed.
+  - Only the shard rules C(<name>.<n>), C(<name>.attribution) and C(<name>.sweep) belong to
+    a deployment, and the same named with C(-) as written before 1.1.0 (returned with
+    C(legacy=true)); rules of another deployment whose name starts the same
+    (C(<name>-2.1)) are not listed.
 author:
   - guardrails.ec2 maintainers (@guardrails-ec2)
 options:
@@ -40,7 +41,7 @@ EXAMPLES = r"""
   guardrails.ec2.stop_protection_rule_info:
     name: EC2Protect
     region: eu-west-1
-    keep: [EC2Protect-1, EC2Protect-2]
+    keep: [EC2Protect.1, EC2Protect.2, EC2Protect.sweep]
   register: rules
 
 - name: Show them
@@ -58,11 +59,11 @@ rules:
     name:
       description: Rule name.
       type: str
-      sample: EC2Protect-1
+      sample: EC2Protect.1
     arn:
       description: Rule ARN.
       type: str
-      sample: arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-1
+      sample: arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.1
     state:
       description: C(ENABLED) or C(DISABLED).
       type: str
@@ -93,7 +94,7 @@ stale:
   returned: always
   type: list
   elements: dict
-  sample: [{"name": "EC2Protect-3", "arn": "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect-3"}]
+  sample: [{"name": "EC2Protect.3", "arn": "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.3"}]
 """
 
 try:

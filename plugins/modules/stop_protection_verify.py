@@ -189,7 +189,7 @@ instances:
       description: The deployment's rules that name the instance (or, in tag mode, match by tag).
       type: list
       elements: str
-      sample: [EC2Protect-1]
+      sample: [EC2Protect.1]
     aws_stop_protection:
       description: Whether AWS's own stop protection (DisableApiStop) is on; null when not read.
       type: bool

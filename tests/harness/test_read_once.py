@@ -96,7 +96,8 @@ REMOVALS = [
 
 def test_unprotect_removes_only_what_exists(aws, endpoint, instances):
     """unprotect reads once too: the first run removes everything, a rerun finds nothing and
-    starts no removal module."""
+    starts no removal module, and says that nothing of that name exists (a wrong
+    stop_protection_name must not read as a removal)."""
     name = unique("ReadOnceGone")
     settings = protect_vars(name, instances(1), stop_protection_keep_logs=False)
     try:
@@ -105,6 +106,7 @@ def test_unprotect_removes_only_what_exists(aws, endpoint, instances):
         assert first.returncode == 0, first.stdout[-3000:]
         results = task_results(first.stdout)
         assert all(results[task] == "changed:" for task in REMOVALS), results
+        assert f"Removed {name} from us-east-1" in first.stdout
         assert name not in {
             function["FunctionName"] for function in aws("lambda").list_functions()["Functions"]
         }
@@ -112,5 +114,7 @@ def test_unprotect_removes_only_what_exists(aws, endpoint, instances):
         assert again.returncode == 0 and changed_count(again) == 0, again.stdout[-3000:]
         results = task_results(again.stdout)
         assert {task: results[task] for task in REMOVALS} == dict.fromkeys(REMOVALS, "skipping:")
+        assert f"Nothing of a deployment named {name} exists in us-east-1" in " ".join(again.stdout.split())
+        assert "Removed" not in again.stdout
     finally:
         run_playbook("unprotect.yml", endpoint, settings)

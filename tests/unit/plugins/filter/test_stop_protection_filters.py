@@ -1,9 +1,14 @@
 """The role's filters: inventory in, validated plan out; errors name the bad value."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.filter import stop_protection as f
+
+ROLE = Path(__file__).resolve().parents[4] / "roles" / "stop_protection"
 
 
 def host(name, instance_id, **extra):
@@ -300,3 +305,23 @@ def test_policy_names_before_the_account_are_the_names_rendered_with_it(region, 
     }
     summary = f.stop_protection_summary(plan, "987654321098", f.naming.partition_of(region))
     assert summary["regions"][0]["policies"] == [policy["name"] for policy in rendered["policies"]]
+
+
+def test_unknown_variables_are_named_with_the_closest_known_one():
+    specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    names = [
+        "stop_protection_inventroy_group",  # a typo of an input of the main entry point
+        "stop_protection_verify_mod",  # of the verify entry point
+        "stop_protection_region",
+        "stop_protection_verify_mode",
+        "stop_protection_summary",  # an output
+        "stop_protection__plan",  # internal
+        "stop_protection_zzz",
+    ]
+    assert f.stop_protection_unknown_variables(names, specs) == [
+        "The role does not know the variable stop_protection_inventroy_group: it is ignored; "
+        "did you mean stop_protection_inventory_group?",
+        "The role does not know the variable stop_protection_verify_mod: it is ignored; "
+        "did you mean stop_protection_verify_mode?",
+        "The role does not know the variable stop_protection_zzz: it is ignored",
+    ]

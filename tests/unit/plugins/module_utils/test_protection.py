@@ -195,6 +195,15 @@ def test_region_is_taken_from_placement_then_region_then_default():
     assert [entry[1] for entry in found] == ["eu-west-1", "us-west-2", "us-east-1"]
 
 
+def test_instance_ids_given_as_one_string_are_read_as_a_comma_separated_list():
+    """-e stop_protection_instance_ids=i-...,i-... is a string, not a list of characters."""
+    found = protection.collect_instances([], "i-0000000000000000a, i-0000000000000000b", "eu-west-1")
+    assert [(instance_id, region) for instance_id, region, _source in found] == [
+        ("i-0000000000000000a", "eu-west-1"),
+        ("i-0000000000000000b", "eu-west-1"),
+    ]
+
+
 def test_missing_region_is_an_error():
     with pytest.raises(protection.ProtectionError, match="names no region"):
         protection.collect_instances([("a", {"instance_id": "i-0000000000000000a"})], [], "")
