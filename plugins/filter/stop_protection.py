@@ -105,6 +105,10 @@ def stop_protection_deployments(
     the playbooks add to run the role once per pair, in parallel."""
     known = _known_regions()
     try:
+        # Checked even when every instance names its own region: a bad setting is an error
+        # whether or not this run happens to use it.
+        if region:
+            protection.validate_region(region, known, source="stop_protection_region (or AWS_REGION)")
         pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
         instances = (
             protection.collect_instances(pairs, instance_ids or [], region, known)

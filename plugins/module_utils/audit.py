@@ -29,6 +29,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.reads import (
     describe_filtered,
     describe_instances,
     instance_attributes,
+    missing_targets,
     tagged_instance_ids,
     tags_of,
 )
@@ -107,6 +108,18 @@ def read_deployment(clients, name, region, account, partition):
             )
         except is_boto3_error_code("ResourceNotFoundException"):
             deployment["invoke_config"] = None
+        destination = (
+            ((deployment["invoke_config"] or {}).get("DestinationConfig") or {}).get("OnFailure") or {}
+        ).get("Destination")
+        targets = [arn for arn in (deployment["env"].get("NOTIFICATION_TOPIC_ARN"), destination) if arn]
+        if targets and "sns" in clients and "sqs" in clients:
+            try:
+                deployment["missing_targets"] = missing_targets(clients.__getitem__, targets)
+            except is_boto3_error_code(("AccessDenied", "AccessDeniedException", "AuthorizationError")):
+                deployment["warnings"].append(
+                    "Could not check that the notification topic and failure destination exist "
+                    "(sns:GetTopicAttributes, sqs:GetQueueUrl); not checked."
+                )
     listed = list_deployment_rules(events, name)
     rules = [rule for rule in listed if rule["kind"] == "state_change"]
     sweep = next((rule for rule in listed if rule["kind"] == "sweep"), None)
@@ -232,6 +245,8 @@ def audit_instance(
             problems.append(
                 "The function has no asynchronous invocation settings (retries, failure destination)."
             )
+        for arn in deployment.get("missing_targets") or ():
+            problems.append(f"{arn} does not exist: the notices or failed events sent there are lost.")
 
     tags = tags_of(instance)
     env = deployment["env"]

@@ -95,6 +95,10 @@ ARN = re.compile(
 )
 
 
+# Any ARN, also those without a region or account (S3's), to say which service one names.
+ANY_ARN = re.compile(r"^arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):[a-z0-9-]*:(?:\d{12})?:.+$")
+
+
 class ProtectionError(ValueError):
     """Bad input, with a message that names the bad value."""
 
@@ -251,12 +255,17 @@ def validate_arn(arn, services, variable):
     """An ARN of one of ``services`` (e.g. ``("sqs", "sns")``), or None."""
     if arn in (None, ""):
         return None
-    match = ARN.fullmatch(arn) if isinstance(arn, str) else None
-    if not match:
-        raise ProtectionError(f"{variable} {arn!r} is not an ARN")
-    if match.group("service") not in services:
+    accepted = ", ".join(services)
+    named = ANY_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    if not named:
+        raise ProtectionError(f"{variable} {arn!r} is not an ARN; it must be the ARN of one of: {accepted}")
+    if named.group("service") not in services:
         raise ProtectionError(
-            f"{variable} {arn!r} is a {match.group('service')} ARN; it must be one of: {', '.join(services)}"
+            f"{variable} {arn!r} is a {named.group('service')} ARN; it must be one of: {accepted}"
+        )
+    if not ARN.fullmatch(arn):
+        raise ProtectionError(
+            f"{variable} {arn!r} names no region or account; a {named.group('service')} ARN has both"
         )
     return arn
 

@@ -181,6 +181,30 @@ def look_up_instances(ec2, instance_ids, shutdown_behavior_of=()):
     }
 
 
+# What SNS and SQS answer for a topic or queue that does not exist.
+NOT_FOUND = ("NotFound", "NotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+def missing_targets(client_for, arns):
+    """Those of ``arns`` (SNS topics, SQS queues) that do not exist: a notice or a failed
+    event sent there would be lost. ``client_for(service)`` returns a client of the ARN's
+    region. Only "not found" counts: a topic of another account that may not be read is
+    not judged here."""
+    missing = []
+    for arn in arns:
+        service, account, name = arn.split(":")[2], arn.split(":")[4], arn.split(":")[5]
+        try:
+            if service == "sns":
+                client_for("sns").get_topic_attributes(TopicArn=arn, aws_retry=True)
+            elif service == "sqs":
+                client_for("sqs").get_queue_url(
+                    QueueName=name, QueueOwnerAWSAccountId=account, aws_retry=True
+                )
+        except is_boto3_error_code(list(NOT_FOUND)):
+            missing.append(arn)
+    return missing
+
+
 def instance_warnings(found, warn_managed=False):
     """The warnings protect gives about ``look_up_instances``' result."""
     warnings = [

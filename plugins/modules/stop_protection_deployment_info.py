@@ -68,6 +68,14 @@ options:
         M(guardrails.ec2.stop_protection_verify) reports it for every instance.
     type: bool
     default: false
+  targets:
+    description:
+      - ARNs of the SNS topic and SQS queue the deployment sends to (notification topic,
+        failure destination); those that do not exist are returned in RV(missing_targets).
+    type: list
+    elements: str
+    default: []
+    version_added: 1.1.0
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -163,6 +171,13 @@ instances:
   returned: always
   type: dict
   sample: {"states": {"i-0123456789abcdef0": "running"}, "missing": [], "auto_scaling_groups": {}, "shutdown_terminates": []}
+missing_targets:
+  description: Those of O(targets) that do not exist (a notice or failed event sent there would be lost).
+  returned: always
+  type: list
+  elements: str
+  sample: ["arn:aws:sns:eu-west-1:123456789012:ops-typo"]
+  version_added: 1.1.0
 function:
   description: The function's role and code hash, or null when there is no function.
   returned: always
@@ -180,7 +195,11 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.ownership import read_ownership
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pattern_instance_ids
-from ansible_collections.guardrails.ec2.plugins.module_utils.reads import instance_warnings, look_up_instances
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import (
+    instance_warnings,
+    look_up_instances,
+    missing_targets,
+)
 
 
 def main():
@@ -192,6 +211,7 @@ def main():
             instance_ids=dict(type="list", elements="str", default=[]),
             warn_managed=dict(type="bool", default=False),
             warn_shutdown_terminate=dict(type="bool", default=False),
+            targets=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -203,6 +223,7 @@ def main():
     name = module.params["name"]
     instance_ids = module.params["instance_ids"]
     instances = {"states": {}, "missing": [], "auto_scaling_groups": {}, "shutdown_terminates": []}
+    missing = []
     try:
         identity = clients["sts"].get_caller_identity(aws_retry=True)
         account, partition = identity["Account"], identity["Arn"].split(":")[1]
@@ -218,6 +239,10 @@ def main():
             joining = [i for i in instance_ids if i not in protected]
             instances = look_up_instances(
                 clients["ec2"], instance_ids, joining if module.params["warn_shutdown_terminate"] else ()
+            )
+        if module.params["targets"]:
+            missing = missing_targets(
+                lambda service: module.client(service, retry_decorator=retry), module.params["targets"]
             )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Couldn't read stop protection {name} in {module.region}")
@@ -240,6 +265,7 @@ def main():
         rules=found["rules"],
         state=found["state"],
         instances=instances,
+        missing_targets=missing,
         stale=[rule for rule in found["rules"] if rule["name"] not in keep],
         function={"role": function.get("Role"), "code_sha256": function.get("CodeSha256")}
         if function

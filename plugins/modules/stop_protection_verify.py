@@ -337,7 +337,7 @@ def main():
     retry = AWSRetry.jittered_backoff()
     clients = {
         service: module.client(service, retry_decorator=retry)
-        for service in ("ec2", "lambda", "events", "iam", "kms")
+        for service in ("ec2", "lambda", "events", "iam", "kms", "sns", "sqs")
     }
     region = module.region
     warnings = []

@@ -64,12 +64,20 @@ def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoi
     name = unique("Deployer")
     ids = instances(1)
     credentials = deployer(policy_for(name))
+    # A topic and a failure queue: protect and the audit check that both exist.
+    topic = aws("sns").create_topic(Name=name)["TopicArn"]
+    queue_url = aws("sqs").create_queue(QueueName=name)["QueueUrl"]
+    queue = aws("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     # As a first-time user writes it: the region only with the instances, none in the
     # environment, so every AWS task (IAM's too) must take the region of its deployment.
     settings = protect_vars(
         name,
         [{"instance_id": instance_id, "region": "us-east-1"} for instance_id in ids],
         stop_protection_region="",
+        stop_protection_notification_topic_arn=topic,
+        stop_protection_failure_destination_arn=queue,
         stop_protection_sweep_minutes=5,
         stop_protection_keep_logs=False,
     )
@@ -82,10 +90,16 @@ def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoi
         ),
         ("unprotect.yml", settings),
     ]
-    for playbook, extra_vars in steps:
-        result = run_as(credentials, endpoint, playbook, extra_vars, region_in_environment=False)
-        assert result.returncode == 0, f"{playbook} {extra_vars}:\n{result.stdout[-4000:]}"
-    assert name not in [function["FunctionName"] for function in aws("lambda").list_functions()["Functions"]]
+    try:
+        for playbook, extra_vars in steps:
+            result = run_as(credentials, endpoint, playbook, extra_vars, region_in_environment=False)
+            assert result.returncode == 0, f"{playbook} {extra_vars}:\n{result.stdout[-4000:]}"
+        assert name not in [
+            function["FunctionName"] for function in aws("lambda").list_functions()["Functions"]
+        ]
+    finally:
+        aws("sns").delete_topic(TopicArn=topic)
+        aws("sqs").delete_queue(QueueUrl=queue_url)
 
 
 def test_without_pass_role_the_function_cannot_be_deployed(aws, endpoint, instances, deployer):

@@ -343,6 +343,9 @@ def resources(context: RequestContext) -> list[tuple[str, dict[str, list[str]]]]
         name = request.get("TopicArn") or request.get("TargetArn")
     elif service == "sqs" and request.get("QueueUrl"):
         name = f"arn:aws:sqs:{region}:{account}:{request['QueueUrl'].rstrip('/').rsplit('/', 1)[-1]}"
+    elif service == "sqs" and request.get("QueueName"):  # GetQueueUrl, CreateQueue
+        owner = request.get("QueueOwnerAWSAccountId") or account
+        name = f"arn:aws:sqs:{region}:{owner}:{request['QueueName']}"
     elif service == "lambda" and request.get("FunctionName"):
         name = lambda_function_arn(request["FunctionName"], request.get("Qualifier"), region, account)
     elif service == "lambda" and request.get("Resource"):  # ListTags, TagResource, UntagResource

@@ -325,3 +325,22 @@ def test_unknown_variables_are_named_with_the_closest_known_one():
         "did you mean stop_protection_verify_mode?",
         "The role does not know the variable stop_protection_zzz: it is ignored",
     ]
+
+
+def test_deployments_one_host_per_region():
+    deployments = f.stop_protection_deployments(
+        [], instance_ids=[{"instance_id": "i-0000000000000000a", "region": "eu-west-1"}], region="us-east-1"
+    )
+    assert [(d["host"], d["region"]) for d in deployments] == [("own-eu-west-1", "eu-west-1")]
+
+
+def test_deployments_check_the_default_region_even_when_every_instance_names_its_own():
+    with pytest.raises(
+        AnsibleFilterError,
+        match=r"stop_protection_region \(or AWS_REGION\) 'mars-north-1' is not an AWS region",
+    ):
+        f.stop_protection_deployments(
+            [],
+            instance_ids=[{"instance_id": "i-0000000000000000a", "region": "eu-west-1"}],
+            region="mars-north-1",
+        )

@@ -125,7 +125,15 @@ BAD_INPUTS = [
     ({"bypass_tag_key": ""}, "stop_protection_bypass_tag_key"),
     ({"notification_topic_arn": "arn:aws:sqs:eu-west-1:123456789012:q"}, "is a sqs ARN"),
     ({"failure_destination_arn": "arn:aws:lambda:eu-west-1:123456789012:function:f"}, "is a lambda ARN"),
-    ({"failure_destination_arn": "not-an-arn"}, "'not-an-arn' is not an ARN"),
+    (
+        {"failure_destination_arn": "not-an-arn"},
+        "'not-an-arn' is not an ARN; it must be the ARN of one of: sqs, sns",
+    ),
+    (
+        {"failure_destination_arn": "arn:aws:s3:::my-bucket"},
+        "'arn:aws:s3:::my-bucket' is a s3 ARN; it must be one of: sqs, sns",
+    ),
+    ({"notification_topic_arn": "arn:aws:sns:::ops"}, "'arn:aws:sns:::ops' names no region or account"),
     ({"instances": []}, "no instances selected: the inventory group 'stop_protected'"),
     ({"instances": [], "inventory_group": "web"}, "no instances selected: the inventory group 'web'"),
     ({"regions": ["moon-1"]}, "'moon-1'"),
