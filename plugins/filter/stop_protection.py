@@ -5,6 +5,7 @@
 """Filters that turn the stop_protection role's variables into a validated deployment plan."""
 
 import difflib
+import os
 
 from ansible.errors import AnsibleFilterError
 
@@ -294,6 +295,12 @@ def stop_protection_verify_report(result):
     }
 
 
+def stop_protection_report_path(path):
+    """``path`` (``~`` expanded) made absolute against the directory ansible-playbook runs
+    in (the controller's working directory), not the playbook's or the collection's folder."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
 # Variables the role sets for the playbooks that run it (outputs), beside its inputs.
 ROLE_OUTPUTS = ("stop_protection_summary", "stop_protection_verify_results")
 
@@ -335,4 +342,5 @@ class FilterModule:
             "stop_protection_drift": stop_protection_drift,
             "stop_protection_package_sha256": stop_protection_package_sha256,
             "stop_protection_unknown_variables": stop_protection_unknown_variables,
+            "stop_protection_report_path": stop_protection_report_path,
         }

@@ -42,7 +42,7 @@ def playbook_command(name, extra_vars):
     return lab_playbook_command(name, extra_vars=extra_vars)
 
 
-def run_playbook(name, endpoint, extra_vars, timeout=300):
+def run_playbook(name, endpoint, extra_vars, timeout=300, cwd=None):
     return subprocess.run(
         playbook_command(name, extra_vars),
         env=playbook_env(endpoint),
@@ -50,6 +50,7 @@ def run_playbook(name, endpoint, extra_vars, timeout=300):
         text=True,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
 
 

@@ -119,7 +119,8 @@ def test_drill_over_broken_protection_leaves_every_instance_running(
     aws, endpoint, instances, behaviours, tmp_path
 ):
     """The stop event of the first drilled instance is lost, which no audit can see: the
-    drill must start it again itself, stop drilling, and leave the fleet running."""
+    drill must start it again itself, stop drilling, leave the fleet running, and say that
+    it failed. Its report, given as a relative path, lands where the command runs."""
     ec2 = aws("ec2")
     ids = instances(3)
     variables = protect_vars("DrillProtect", ids)
@@ -134,10 +135,14 @@ def test_drill_over_broken_protection_leaves_every_instance_running(
             | {
                 "stop_protection_verify_mode": "drill",
                 "stop_protection_verify_timeout": 5,
-                "stop_protection_verify_report_path": str(report),
+                "stop_protection_verify_report_path": "drill.json",
             },
+            cwd=tmp_path,
         )
         assert result.returncode != 0, result.stdout[-3000:]
+        said = " ".join(result.stdout.split())
+        assert "The drill failed: 1 of 1 drilled instances were not restarted by the protection" in said
+        assert "(started again by the drill)" in said
         (region,) = json.loads(report.read_text())
         by_id = {entry["instance_id"]: entry for entry in region["instances"]}
         drill_order = sorted(ids)  # the role drills a region's instances in id order

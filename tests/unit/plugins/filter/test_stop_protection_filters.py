@@ -344,3 +344,9 @@ def test_deployments_check_the_default_region_even_when_every_instance_names_its
             instance_ids=[{"instance_id": "i-0000000000000000a", "region": "eu-west-1"}],
             region="mars-north-1",
         )
+
+
+def test_report_path_is_relative_to_where_the_command_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert f.stop_protection_report_path("out/verify.json") == str(tmp_path / "out" / "verify.json")
+    assert f.stop_protection_report_path("/abs/verify.json") == "/abs/verify.json"
