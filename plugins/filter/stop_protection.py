@@ -40,6 +40,14 @@ def _extra_regions(regions, region, tag_mode, require_instances):
     return sorted(extra)
 
 
+def _failed(exc, errors):
+    """Bad input: raised (``errors="raise"``), or returned as ``{"error": message}`` for a
+    task that fails with the message alone."""
+    if errors == "return":
+        return {"error": str(exc)}
+    raise AnsibleFilterError(str(exc)) from exc
+
+
 def stop_protection_plan(
     hosts,
     name="EC2Protect",
@@ -59,6 +67,7 @@ def stop_protection_plan(
     inventory_group="stop_protected",
     resource_tags=None,
     function=None,
+    errors="raise",
 ):
     known = _known_regions()
     try:
@@ -90,7 +99,7 @@ def stop_protection_plan(
             function=function,
         )
     except protection.ProtectionError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
+        return _failed(exc, errors)
 
 
 def stop_protection_deployments(
@@ -101,6 +110,7 @@ def stop_protection_deployments(
     selector=protection.MODE_INSTANCE_IDS,
     assume_roles=None,
     require_instances=True,
+    errors="raise",
 ):
     """One deployment per account and region (``protection.plan_deployments``): the hosts
     the playbooks add to run the role once per pair, in parallel."""
@@ -125,7 +135,7 @@ def stop_protection_deployments(
             instances, accounts, assume_roles, tag_mode=tag_mode, regions=extra
         )
     except protection.ProtectionError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
+        return _failed(exc, errors)
 
 
 def _unset_empty(settings):

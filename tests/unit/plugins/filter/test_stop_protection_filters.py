@@ -350,3 +350,12 @@ def test_report_path_is_relative_to_where_the_command_runs(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert f.stop_protection_report_path("out/verify.json") == str(tmp_path / "out" / "verify.json")
     assert f.stop_protection_report_path("/abs/verify.json") == "/abs/verify.json"
+
+
+def test_bad_input_can_be_returned_for_a_task_to_fail_with_the_message_alone():
+    bad = [{"instance_id": "i-123", "region": "eu-west-1"}]
+    message = "stop_protection_instance_ids[0] 'i-123' is not an EC2 instance id"
+    assert f.stop_protection_plan([], instance_ids=bad, errors="return")["error"].startswith(message)
+    assert f.stop_protection_deployments([], instance_ids=bad, errors="return")["error"].startswith(message)
+    with pytest.raises(AnsibleFilterError, match=r"'i-123' is not an EC2 instance id"):
+        f.stop_protection_plan([], instance_ids=bad)
