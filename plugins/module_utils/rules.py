@@ -4,7 +4,12 @@
 
 """Reading a deployment's EventBridge rules, shared by the rule_info and verify modules."""
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.naming import rule_kind
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    DESCRIPTION_PREFIX,
+    RULE_SEPARATOR,
+    rule_kind,
+)
+from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pattern_instance_ids
 
 
 def list_deployment_rules(client, name, with_targets=True):
@@ -70,3 +75,29 @@ def list_targets(client, rule):
         token = reply.get("NextToken")
         if not token:
             return targets
+
+
+def other_deployments(client, name):
+    """``{deployment name: [instance ids]}`` of the other guardrails.ec2 deployments on the
+    region's default bus: rules named ``<other>.<n>``/``.sweep``/``.attribution`` whose
+    description says they are this collection's (``naming.DESCRIPTION_PREFIX``), with the
+    instance ids their patterns name (none in tag mode). Deployment ``name`` is left out.
+    """
+    found = {}
+    token = None
+    while True:
+        kwargs = {"NextToken": token} if token else {}
+        reply = client.list_rules(aws_retry=True, **kwargs)
+        for rule in reply.get("Rules", []):
+            base = rule["Name"].split(RULE_SEPARATOR, 1)[0]
+            if base == name or not (rule.get("Description") or "").startswith(DESCRIPTION_PREFIX):
+                continue
+            kind = rule_kind(base, rule["Name"])
+            if kind is None or kind[2]:  # not a rule of deployment <base>, or of a release before 1.1
+                continue
+            ids = found.setdefault(base, [])
+            if kind[0] == "state_change":
+                ids.extend(pattern_instance_ids(rule.get("EventPattern")))
+        token = reply.get("NextToken")
+        if not token:
+            return {base: sorted(set(ids)) for base, ids in sorted(found.items())}

@@ -68,6 +68,14 @@ options:
         M(guardrails.ec2.stop_protection_verify) reports it for every instance.
     type: bool
     default: false
+  others:
+    description:
+      - Also list the other deployments of this collection on the region's default bus
+        (RV(other_deployments)), and warn about each of O(instance_ids) that one of them
+        protects already (two functions would restart it, each with its own budget).
+    type: bool
+    default: false
+    version_added: 1.1.0
   targets:
     description:
       - ARNs of the SNS topic and SQS queue the deployment sends to (notification topic,
@@ -171,6 +179,12 @@ instances:
   returned: always
   type: dict
   sample: {"states": {"i-0123456789abcdef0": "running"}, "missing": [], "auto_scaling_groups": {}, "shutdown_terminates": []}
+other_deployments:
+  description: With O(others), the other deployments of this collection in the region, each with the instance ids its rules name.
+  returned: always
+  type: dict
+  sample: {"WebProtect": ["i-0123456789abcdef0"]}
+  version_added: 1.1.0
 missing_targets:
   description: Those of O(targets) that do not exist (a notice or failed event sent there would be lost).
   returned: always
@@ -200,6 +214,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.reads import (
     look_up_instances,
     missing_targets,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils.rules import other_deployments
 
 
 def main():
@@ -212,6 +227,7 @@ def main():
             warn_managed=dict(type="bool", default=False),
             warn_shutdown_terminate=dict(type="bool", default=False),
             targets=dict(type="list", elements="str", default=[]),
+            others=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -224,6 +240,7 @@ def main():
     instance_ids = module.params["instance_ids"]
     instances = {"states": {}, "missing": [], "auto_scaling_groups": {}, "shutdown_terminates": []}
     missing = []
+    others = {}
     try:
         identity = clients["sts"].get_caller_identity(aws_retry=True)
         account, partition = identity["Account"], identity["Arn"].split(":")[1]
@@ -240,6 +257,8 @@ def main():
             instances = look_up_instances(
                 clients["ec2"], instance_ids, joining if module.params["warn_shutdown_terminate"] else ()
             )
+        if module.params["others"]:
+            others = other_deployments(clients["events"], name)
         if module.params["targets"]:
             missing = missing_targets(
                 lambda service: module.client(service, retry_decorator=retry), module.params["targets"]
@@ -248,6 +267,14 @@ def main():
         module.fail_json_aws(e, msg=f"Couldn't read stop protection {name} in {module.region}")
     for warning in instance_warnings(instances, module.params["warn_managed"]):
         module.warn(warning)
+    for other, protected in others.items():
+        both = sorted(set(protected) & set(instance_ids))
+        if both:
+            module.warn(
+                f"{', '.join(both)} {'is' if len(both) == 1 else 'are'} also protected by the deployment {other} "
+                f"in {module.region}: two functions restart {'it' if len(both) == 1 else 'them'}, each with its own "
+                "restart budget. Protect each instance in one deployment only."
+            )
     for role in found["legacy"]:
         module.warn(
             f"The account-wide role {role} of a pre-release deployment of {name} still exists: each region now has "
@@ -266,6 +293,7 @@ def main():
         state=found["state"],
         instances=instances,
         missing_targets=missing,
+        other_deployments=others,
         stale=[rule for rule in found["rules"] if rule["name"] not in keep],
         function={"role": function.get("Role"), "code_sha256": function.get("CodeSha256")}
         if function

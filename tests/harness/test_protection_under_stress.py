@@ -38,13 +38,13 @@ def playbook_env(endpoint):
     return env
 
 
-def playbook_command(name, extra_vars):
-    return lab_playbook_command(name, extra_vars=extra_vars)
+def playbook_command(name, extra_vars, extra=()):
+    return lab_playbook_command(name, extra=extra, extra_vars=extra_vars)
 
 
-def run_playbook(name, endpoint, extra_vars, timeout=300, cwd=None):
+def run_playbook(name, endpoint, extra_vars, timeout=300, cwd=None, extra=()):
     return subprocess.run(
-        playbook_command(name, extra_vars),
+        playbook_command(name, extra_vars, extra),
         env=playbook_env(endpoint),
         capture_output=True,
         text=True,

@@ -34,8 +34,9 @@ def task_results(stdout):
 def test_a_rerun_skips_what_is_in_sync_and_repairs_what_drifted(aws, endpoint, instances):
     events, lam, logs = aws("events"), aws("lambda"), aws("logs")
     name = unique("ReadOnce")
+    first_id, joining = instances(2)
     settings = protect_vars(
-        name, instances(1), stop_protection_sweep_minutes=5, stop_protection_keep_logs=False
+        name, [first_id], stop_protection_sweep_minutes=5, stop_protection_keep_logs=False
     )
     group = f"/aws/lambda/{name}"
     try:
@@ -49,6 +50,19 @@ def test_a_rerun_skips_what_is_in_sync_and_repairs_what_drifted(aws, endpoint, i
         assert {task: results[task] for task in SKIPPED_WHEN_IN_SYNC} == dict.fromkeys(
             SKIPPED_WHEN_IN_SYNC, "skipping:"
         )
+
+        # --check --diff with one more instance: Ansible's before/after of the rule and the
+        # policy, the instance named as joining both, and nothing written.
+        preview = run_playbook(
+            "protect.yml", endpoint, settings | {"stop_protection_instance_ids": [first_id, joining]},
+            extra=("--check", "--diff"),
+        )  # fmt: skip
+        said = " ".join(preview.stdout.split())
+        assert preview.returncode == 0 and changed_count(preview) > 0, preview.stdout[-3000:]
+        assert f"+++ after: rule {name}.1 in us-east-1 (planned)" in said
+        assert f"us-east-1 rule {name}.1: instances joining {joining}" in said
+        assert f"us-east-1 policy {name}-us-east-1 (ec2:StartInstances): instances joining {joining}" in said
+        assert joining not in events.describe_rule(Name=f"{name}.1")["EventPattern"]
 
         # Drift in every resource the reader compares.
         events.disable_rule(Name=f"{name}.1")
@@ -66,7 +80,7 @@ def test_a_rerun_skips_what_is_in_sync_and_repairs_what_drifted(aws, endpoint, i
 
         repair = run_playbook("protect.yml", endpoint, settings)
         assert repair.returncode == 0, repair.stdout[-3000:]
-        assert task_results(repair.stdout)["Show what differs"] == "ok:"
+        assert task_results(repair.stdout)["Show what differs"] == "changed:"
         assert events.describe_rule(Name=f"{name}.1")["State"] == "ENABLED"
         assert lam.get_function_configuration(FunctionName=name)["Timeout"] == 60
         assert "team" not in {
@@ -102,6 +116,20 @@ def test_unprotect_removes_only_what_exists(aws, endpoint, instances):
     settings = protect_vars(name, instances(1), stop_protection_keep_logs=False)
     try:
         assert run_playbook("protect.yml", endpoint, settings).returncode == 0
+        # The same instance in a second deployment (previewed only): protect warns.
+        twice = run_playbook(
+            "protect.yml", endpoint, settings | {"stop_protection_name": "Twice"}, extra=("--check",)
+        )
+        assert twice.returncode == 0, twice.stdout[-3000:]
+        assert f"is also protected by the deployment {name} in us-east-1" in " ".join(
+            (twice.stdout + twice.stderr).split()
+        )
+        # unprotect under a wrong name removes nothing and names the deployment it finds.
+        wrong = run_playbook("unprotect.yml", endpoint, settings | {"stop_protection_name": "Wrong"})
+        said = " ".join(wrong.stdout.split())
+        assert wrong.returncode == 0 and changed_count(wrong) == 0, wrong.stdout[-3000:]
+        assert "Nothing of a deployment named Wrong exists in us-east-1" in said
+        assert name in said.split("Deployments found there: ", 1)[1]
         first = run_playbook("unprotect.yml", endpoint, settings)
         assert first.returncode == 0, first.stdout[-3000:]
         results = task_results(first.stdout)
