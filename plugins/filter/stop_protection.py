@@ -200,6 +200,13 @@ def stop_protection_package_sha256(paths):
         raise AnsibleFilterError(f"Couldn't read the function sources: {exc}") from exc
 
 
+def stop_protection_policy_room(state, desired, name):
+    """Statement ids of rules named as before 1.1.0 to remove before the region's one invoke
+    statement is added, so that the function's policy stays within Lambda's 20 KB
+    (``sync.statements_to_make_room``)."""
+    return sync.statements_to_make_room(name, state.get("function_policy"), desired)
+
+
 def stop_protection_drift(state, desired):
     """Per resource of ``desired``, what differs in the read ``state`` (``sync.region_drift``)."""
     return sync.region_drift(state, desired)
@@ -353,4 +360,5 @@ class FilterModule:
             "stop_protection_package_sha256": stop_protection_package_sha256,
             "stop_protection_unknown_variables": stop_protection_unknown_variables,
             "stop_protection_report_path": stop_protection_report_path,
+            "stop_protection_policy_room": stop_protection_policy_room,
         }

@@ -13,6 +13,7 @@ write and to remove (``stop_protection_reshard``), and calls no AWS API.
 import json
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import listed_instance_ids
+from ansible_collections.guardrails.ec2.plugins.module_utils.sync import invoke_statement
 
 START_STATEMENT = "StartProtectedInstances"
 
@@ -127,16 +128,7 @@ def _views(key, state, desired):
             "tags": group["tags"],
         }
     if key == "statement":
-        statement = desired["statement"]
-        after = {
-            "Sid": statement["statement_id"],
-            "Effect": "Allow",
-            "Principal": {"Service": "events.amazonaws.com"},
-            "Action": "lambda:InvokeFunction",
-            "Resource": desired["function_arn"],
-            "Condition": {"ArnLike": {"AWS:SourceArn": statement["source_arn"]}},
-        }
-        return state.get("statement"), after
+        return state.get("statement"), invoke_statement(desired)
     if key == "metric_filter":
         current = state.get("metric_filter") or {}
         return (current if current.get("count") else None), desired["metric_filter"]

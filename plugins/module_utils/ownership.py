@@ -34,11 +34,11 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_d
 from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
     alarm_state,
     function_state,
+    read_function_policy,
     read_invoke_config,
     read_metric_filter,
     read_metric_filter_missing,
     read_policy_versions,
-    read_statement,
 )
 
 
@@ -169,13 +169,16 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         "metric_filter": read_metric_filter(clients["logs"], names["log_group"], names["attention"])
         if log_group["exists"]
         else read_metric_filter_missing(),
-        "statement": read_statement(clients["lambda"], names["function"], names["invoke_statement"])
+        "function_policy": read_function_policy(
+            clients["lambda"], names["function"], names["invoke_statement"]
+        )
         if function is not None
         else None,
         "invoke_config": read_invoke_config(clients["lambda"], names["function"])
         if function is not None
         else None,
     }
+    state["statement"] = (state["function_policy"] or {}).get("statement")
     alarm_entry, alarm = read_alarm(clients["cloudwatch"], names["attention"])
     resources.append(alarm_entry)
     state["alarm"] = alarm_state(alarm)

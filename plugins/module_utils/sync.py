@@ -25,6 +25,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.iam_policy import p
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     function_arn,
     iam_arn,
+    rule_kind,
     rule_source_pattern,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import plan_environment
@@ -36,13 +37,26 @@ EVENTS_PRINCIPAL = "events.amazonaws.com"
 # --- reads -----------------------------------------------------------------------------------
 
 
-def read_statement(lam, function, statement_id):
-    """The statement ``statement_id`` of the function's resource policy, or None."""
+def read_function_policy(lam, function, statement_id):
+    """The function's resource policy as the rollout needs it: ``statement`` (the one named
+    ``statement_id``, or None), ``size`` (characters of the document as compact JSON, as
+    Lambda returns it and counts it against its 20 KB quota) and ``statements``
+    (``[{"sid", "size"}]``)."""
     try:
-        policy = json.loads(lam.get_policy(aws_retry=True, FunctionName=function)["Policy"])
+        text = lam.get_policy(aws_retry=True, FunctionName=function)["Policy"]
     except is_boto3_error_code("ResourceNotFoundException"):
-        return None
-    return next((found for found in policy.get("Statement", []) if found.get("Sid") == statement_id), None)
+        return {"statement": None, "size": 0, "statements": []}
+    document = json.loads(text)
+    statements = document.get("Statement", [])
+    return {
+        "statement": next((found for found in statements if found.get("Sid") == statement_id), None),
+        "size": _compact_size(document),
+        "statements": [{"sid": found.get("Sid"), "size": _compact_size(found)} for found in statements],
+    }
+
+
+def _compact_size(document):
+    return len(json.dumps(document, separators=(",", ":")))
 
 
 def read_invoke_config(lam, function, qualifier=None):
@@ -101,19 +115,60 @@ def statement_drift(statement, statement_id, target_arn, source_arn):
     the source ARN and account) is a difference."""
     if statement is None:
         return [f"statement {statement_id} is missing"]
-    want = {
-        "Sid": statement_id,
-        "Effect": "Allow",
-        "Principal": {"Service": EVENTS_PRINCIPAL},
-        "Action": "lambda:InvokeFunction",
-        "Resource": target_arn,
-        "Condition": {"ArnLike": {"AWS:SourceArn": source_arn}},
-    }
+    want = invoke_statement(
+        {"statement": {"statement_id": statement_id, "source_arn": source_arn}, "function_arn": target_arn}
+    )
     return [
         f"{key}: {statement.get(key)!r} -> {value!r}"
         for key, value in want.items()
         if statement.get(key) != value
     ] + [f"{key}: unexpected" for key in statement if key not in want]
+
+
+# Lambda's quota on a function's resource-based policy ("Lambda quotas": 20 KB).
+FUNCTION_POLICY_LIMIT = 20 * 1024
+
+
+def invoke_statement(desired):
+    """The region's one invoke statement as Lambda stores it (``statement_drift`` compares it)."""
+    statement = desired["statement"]
+    return {
+        "Sid": statement["statement_id"],
+        "Effect": "Allow",
+        "Principal": {"Service": EVENTS_PRINCIPAL},
+        "Action": "lambda:InvokeFunction",
+        "Resource": desired["function_arn"],
+        "Condition": {"ArnLike": {"AWS:SourceArn": statement["source_arn"]}},
+    }
+
+
+def statements_to_make_room(name, policy, desired, limit=FUNCTION_POLICY_LIMIT):
+    """Statement ids of rules written before 1.1.0 to remove before the region's one
+    statement is added, so that the policy stays within Lambda's 20 KB.
+
+    A 1.0 deployment had one statement per rule; one near the quota cannot take the new
+    statement before the old ones go. Removed first: the old sweep and attribution rules'
+    (for seconds the sweep or the attribution log is paused, no restart is missed), then
+    shard rules' from the last one (their instances are unprotected for the seconds until
+    the new statement is added). None when it fits, or when the statement is in place.
+    """
+    if policy is None or policy.get("statement") is not None:
+        return []
+    excess = policy.get("size", 0) + 1 + _compact_size(invoke_statement(desired)) - limit
+    if excess <= 0:
+        return []
+    legacy = []
+    for statement in policy.get("statements") or []:
+        kind = rule_kind(name, statement["sid"] or "")
+        if kind and kind[2]:
+            legacy.append((kind[0] == "state_change", -(kind[1] or 0), statement))
+    chosen = []
+    for _shard, _index, statement in sorted(legacy, key=lambda item: item[:2]):
+        if excess <= 0:
+            break
+        chosen.append(statement["sid"])
+        excess -= statement["size"] + 1
+    return chosen
 
 
 def invoke_config_drift(current, want):

@@ -157,13 +157,15 @@ state:
     - What the read-once rollout compares with the plan (see the M(guardrails.ec2.stop_protection)
       role) - the log group's retention and tags, the metric filter(s) named like the
       deployment's, the function's invoke statement for its rules and its asynchronous
-      invocation settings (null when there is no function).
+      invocation settings (null when there is no function), and C(function_policy) - the size
+      of the function's resource policy and of each of its statements (Lambda allows 20 KB).
   returned: always
   type: dict
   sample:
     log_group: {"exists": true, "retention": 30, "tags": {"ManagedBy": "guardrails.ec2"}}
     metric_filter: {"count": 1, "name": "EC2Protect-attention", "pattern": "{ ($.action = \"failed\") }", "transformation": {}}
     statement: {"Sid": "guardrails-ec2-rules", "Effect": "Allow"}
+    function_policy: {"size": 342, "statements": [{"sid": "guardrails-ec2-rules", "size": 290}]}
     invoke_config: {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 21600, "on_failure_destination_arn": null}
 stale:
   description: The rules in RV(rules) whose names are not in O(keep).

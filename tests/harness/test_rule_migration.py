@@ -84,3 +84,56 @@ def test_protect_replaces_the_rules_and_statements_of_earlier_releases(aws, endp
     finally:
         run_playbook("unprotect.yml", endpoint, settings)
     assert rule_names(events, name) == []
+
+
+def test_a_large_earlier_deployment_near_the_policy_quota_migrates(aws, endpoint, instances):
+    """A release before 1.1.0 with about 70 rules left a resource policy near Lambda's
+    20 KB (one statement per rule). The harness refuses an AddPermission beyond it, as
+    AWS does: adding the new statement first would fail on every run. protect removes the
+    old sweep's statement first, then everything migrates."""
+    events, lam = aws("events"), aws("lambda")
+    # A long name makes each old statement long, so that fewer fill the policy (each old
+    # rule costs two module runs to remove).
+    name = unique("Big" + "P" * 36)
+    ids = instances(1)
+    settings = protect_vars(name, ids, stop_protection_sweep_minutes=60, stop_protection_keep_logs=False)
+    try:
+        assert run_playbook("protect.yml", endpoint, settings).returncode == 0
+        make_legacy(events, lam, name)
+        function_arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        first = events.describe_rule(Name=f"{name}-1")
+        pattern, description = json.loads(first["EventPattern"]), first["Description"]
+        # More old shard rules (as a larger 1.0 deployment had), until the harness refuses
+        # one more statement, as AWS does past 20 KB.
+        index, refused = 2, None
+        while refused is None:
+            rule = f"{name}-{index}"
+            arn = events.put_rule(Name=rule, EventPattern=json.dumps(pattern), Description=description)[
+                "RuleArn"
+            ]
+            try:
+                lam.add_permission(
+                    FunctionName=name,
+                    StatementId=rule,
+                    Action="lambda:InvokeFunction",
+                    Principal="events.amazonaws.com",
+                    SourceArn=arn,
+                )
+            except lam.exceptions.PolicyLengthExceededException as exc:
+                refused = exc
+                events.delete_rule(Name=rule)
+            else:
+                events.put_targets(Rule=rule, Targets=[{"Id": name, "Arn": function_arn}])
+                index += 1
+        assert index > 40, f"refused after {index - 1} statements: {refused}"
+        policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
+        assert 20 * 1024 - 300 < len(json.dumps(policy, separators=(",", ":"))) <= 20 * 1024
+
+        result = run_playbook("protect.yml", endpoint, settings)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert rule_names(events, name) == [f"{name}.1", f"{name}.sweep"]
+        assert list(statements(lam, name)) == [STATEMENT]
+        assert changed_count(run_playbook("protect.yml", endpoint, settings)) == 0
+    finally:
+        run_playbook("unprotect.yml", endpoint, settings)
+    assert rule_names(events, name) == []

@@ -37,3 +37,11 @@ def stop_lambda_processes():
     from guardrails_localstack.executor import stop_all_executors
 
     stop_all_executors()
+
+
+@hooks.on_infra_start()
+def limit_function_policies():
+    """A function's resource policy holds at most 20 KB, as on AWS (LocalStack has no limit)."""
+    from guardrails_localstack.lambda_limits import install
+
+    install()
