@@ -10,6 +10,7 @@ import os
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    drill,
     iam_policy,
     naming,
     package,
@@ -318,6 +319,69 @@ def stop_protection_report_path(path):
     return os.path.abspath(os.path.expanduser(path))
 
 
+def _planned_regions(planned):
+    """The region results of a looped stop_protection_verify in check mode that may be drilled."""
+    for result in planned.get("results") or []:
+        if result.get("passed") is True and "instances" in result:
+            yield result["stop_protection__region"]["region"], result
+
+
+def stop_protection_drill_batches(planned, max_concurrent=1):
+    """The batches of a drill, from the audit that precedes it (stop_protection_verify in
+    check mode, looped over the regions): ``[{region, number, of, instance_ids}]``, in the
+    order the module's own drill would stop them, so that each batch is one task iteration
+    that shows its outcome as the drill goes."""
+    try:
+        found = []
+        for region, result in _planned_regions(planned):
+            entries = [dict(e, problems=list(e.get("problems") or [])) for e in result["instances"]]
+            batches = drill.plan_batches(entries, max_concurrent)
+            found.extend(
+                {
+                    "region": region,
+                    "number": number,
+                    "of": len(batches),
+                    "instance_ids": [e["instance_id"] for e in batch],
+                }
+                for number, batch in enumerate(batches, start=1)
+            )
+        return found
+    except protection.ProtectionError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def stop_protection_drill_merge(planned, batches, timeout, continue_on_failure=False):
+    """The looped result of the drill as one module run per region would return it: each
+    planned region's ``instances``, ``summary``, ``passed`` and ``msg`` from its ``batches``
+    (results of stop_protection_verify per batch, each with its ``stop_protection__batch``).
+    Regions the audit refused stay as they are."""
+    results = []
+    for result in planned.get("results") or []:
+        region = (result.get("stop_protection__region") or {}).get("region")
+        if result.get("passed") is not True or "instances" not in result:
+            results.append(result)
+            continue
+        own = [b for b in batches or [] if (b.get("stop_protection__batch") or {}).get("region") == region]
+        instances, summary, failure = drill.merge(result["instances"], own, timeout, continue_on_failure)
+        # A batch whose module run failed outright (no instances: an AWS error, a refusal)
+        # fails the region with its message, whatever the other batches showed.
+        broken = [b.get("msg") or "a drill batch failed" for b in own if "instances" not in b]
+        if broken:
+            failure = "; ".join(broken + ([failure] if failure else []))
+        results.append(
+            {
+                "stop_protection__region": result["stop_protection__region"],
+                "changed": any(e.get("drilled") for e in instances),
+                "passed": failure is None,
+                "failed": failure is not None,
+                "msg": failure or "",
+                "instances": instances,
+                "summary": summary,
+            }
+        )
+    return {"results": results}
+
+
 # Variables the role sets for the playbooks that run it (outputs), beside its inputs.
 ROLE_OUTPUTS = ("stop_protection_summary", "stop_protection_verify_results")
 
@@ -361,4 +425,6 @@ class FilterModule:
             "stop_protection_unknown_variables": stop_protection_unknown_variables,
             "stop_protection_report_path": stop_protection_report_path,
             "stop_protection_policy_room": stop_protection_policy_room,
+            "stop_protection_drill_batches": stop_protection_drill_batches,
+            "stop_protection_drill_merge": stop_protection_drill_merge,
         }

@@ -63,6 +63,23 @@ def drill(
     Entries gain ``drilled``, ``recovered``, ``restored_by_drill``, ``seconds_to_stopped``
     and ``seconds_to_running``.
     """
+    batches = plan_batches(entries, max_concurrent)
+    for index, batch in enumerate(batches):
+        try:
+            _drill_batch(ec2, batch, timeout, clock, sleep, poll_interval)
+        finally:
+            # Also when stopping or polling raised: nothing this drill stopped stays stopped.
+            _restore(ec2, batch, sleep)
+        failed = [e for e in batch if e["drilled"] and e["protected"] and not e["recovered"]]
+        if failed and not continue_on_failure:
+            stop_after(failed, [e for later in batches[index + 1 :] for e in later])
+            break
+    return entries
+
+
+def plan_batches(entries, max_concurrent):
+    """The batches a drill stops, in order; every entry gains the drill's fields, and those
+    that cannot be drilled (not running, AWS stop protection) say why in ``problems``."""
     targets = []
     for entry in entries:
         entry.update(
@@ -84,23 +101,55 @@ def drill(
         else:
             targets.append(entry)
     size = concurrency(max_concurrent, len(targets)) if targets else 1
-    batches = [targets[start : start + size] for start in range(0, len(targets), size)]
-    for index, batch in enumerate(batches):
-        try:
-            _drill_batch(ec2, batch, timeout, clock, sleep, poll_interval)
-        finally:
-            # Also when stopping or polling raised: nothing this drill stopped stays stopped.
-            _restore(ec2, batch, sleep)
-        failed = [e for e in batch if e["drilled"] and e["protected"] and not e["recovered"]]
-        if failed and not continue_on_failure:
-            for entry in (e for later in batches[index + 1 :] for e in later):
-                entry["problems"].append(
-                    "Not drilled: the drill stopped after "
-                    + ", ".join(e["instance_id"] for e in failed)
-                    + " did not come back (continue_on_failure=false)."
-                )
-            break
-    return entries
+    return [targets[start : start + size] for start in range(0, len(targets), size)]
+
+
+def stop_after(failed, left):
+    """Say in each of ``left`` that the drill stopped after ``failed`` did not come back."""
+    for entry in left:
+        entry["problems"].append(
+            "Not drilled: the drill stopped after "
+            + ", ".join(e["instance_id"] for e in failed)
+            + " did not come back (continue_on_failure=false)."
+        )
+
+
+def verdict(entries, timeout):
+    """``None`` when every drilled instance was restarted by the protection, else the message
+    of a failed drill, naming each instance and what happened to it (forced or not)."""
+    drilled = [e for e in entries if e.get("drilled")]
+    missing = [e for e in drilled if not e["recovered"]]
+    if not missing:
+        return None
+    return (
+        f"The drill failed: {len(missing)} of {len(drilled)} drilled instances were not restarted "
+        f"by the protection within {timeout} seconds: "
+        + ", ".join(e["instance_id"] + outcome(e) for e in missing)
+    )
+
+
+def outcome(entry):
+    """What happened to a drilled instance that the protection did not bring back."""
+    said = [] if entry["protected"] else ["not protected"]
+    said.append("started again by the drill" if entry.get("restored_by_drill") else "left stopped")
+    return f" ({'; '.join(said)})"
+
+
+def merge(planned, batches, timeout, continue_on_failure=False):
+    """One region's drill from its parts: ``planned`` is the audit that preceded it (the
+    module in check mode: ``instances``), ``batches`` the results of drilling each batch
+    (in order; a batch not run is absent). Returns ``(instances, summary, failure message
+    or None)`` as one drill of the region would."""
+    drilled = {e["instance_id"]: e for result in batches for e in result.get("instances") or []}
+    entries = [dict(entry, problems=list(entry.get("problems") or [])) for entry in planned]
+    order = plan_batches(entries, 1)  # marks what cannot be drilled; one entry a "batch"
+    merged = []
+    for entry in entries:
+        merged.append(drilled.get(entry["instance_id"], entry))
+    failed = [e for e in merged if e.get("drilled") and e["protected"] and not e["recovered"]]
+    if failed and not continue_on_failure:
+        stop_after(failed, [e for (e,) in order if e["instance_id"] not in drilled])
+    return merged, summarise(merged, "drill"), verdict(merged, timeout)
 
 
 def _drill_batch(ec2, targets, timeout, clock, sleep, poll_interval):

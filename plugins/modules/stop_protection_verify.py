@@ -288,7 +288,12 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.audit import audit
-from ansible_collections.guardrails.ec2.plugins.module_utils.drill import concurrency, drill, summarise
+from ansible_collections.guardrails.ec2.plugins.module_utils.drill import (
+    concurrency,
+    drill,
+    summarise,
+    verdict,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     ProtectionError,
     validate_instance_id,
@@ -406,26 +411,16 @@ def main():
     changed = summary["drilled"] > 0
     # Every drilled instance must come back by the protection, forced or not: a forced drill
     # of an unprotected instance that stayed stopped is a failed drill, said as such.
-    drilled = [e for e in entries if e.get("drilled")]
-    missing = [e for e in drilled if not e["recovered"]]
-    if missing:
+    failure = verdict(entries, params["timeout"])
+    if failure:
         module.fail_json(
-            msg=f"The drill failed: {len(missing)} of {len(drilled)} drilled instances were not restarted "
-            f"by the protection within {params['timeout']} seconds: "
-            + ", ".join(e["instance_id"] + drill_outcome(e) for e in missing),
+            msg=failure,
             changed=changed,
             passed=False,
             instances=entries,
             summary=summary,
         )
     module.exit_json(changed=changed, passed=True, instances=entries, summary=summary)
-
-
-def drill_outcome(entry):
-    """What happened to a drilled instance that the protection did not bring back."""
-    said = [] if entry["protected"] else ["not protected"]
-    said.append("started again by the drill" if entry.get("restored_by_drill") else "left stopped")
-    return f" ({'; '.join(said)})"
 
 
 if __name__ == "__main__":

@@ -359,3 +359,38 @@ def test_bad_input_can_be_returned_for_a_task_to_fail_with_the_message_alone():
     assert f.stop_protection_deployments([], instance_ids=bad, errors="return")["error"].startswith(message)
     with pytest.raises(AnsibleFilterError, match=r"'i-123' is not an EC2 instance id"):
         f.stop_protection_plan([], instance_ids=bad)
+
+
+def planned_region(region, states, passed=True):
+    instances = [
+        {"instance_id": f"i-{n:017x}", "region": region, "state": s, "protected": True, "problems": []}
+        for n, s in enumerate(states, start=1)
+    ]
+    return {"stop_protection__region": {"region": region}, "passed": passed, "instances": instances}
+
+
+def test_drill_batches_come_from_the_audit_before_the_drill():
+    planned = {
+        "results": [
+            planned_region("eu-west-1", ["running"] * 3),
+            planned_region("us-east-1", ["running"], False),
+        ]
+    }
+    assert f.stop_protection_drill_batches(planned, "50%") == [
+        {"region": "eu-west-1", "number": 1, "of": 3, "instance_ids": ["i-00000000000000001"]},
+        {"region": "eu-west-1", "number": 2, "of": 3, "instance_ids": ["i-00000000000000002"]},
+        {"region": "eu-west-1", "number": 3, "of": 3, "instance_ids": ["i-00000000000000003"]},
+    ]  # 50% of 3 is one at a time; the refused region is not drilled
+
+
+def test_a_batch_that_failed_outright_fails_its_region():
+    planned = {"results": [planned_region("eu-west-1", ["running"])]}
+    broken = {"failed": True, "msg": "Couldn't stop the instances for the drill: boom",
+              "stop_protection__batch": {"region": "eu-west-1"}}  # fmt: skip
+    (result,) = f.stop_protection_drill_merge(planned, [broken], 60)["results"]
+    assert result["passed"] is False and result["failed"] is True
+    assert result["msg"] == "Couldn't stop the instances for the drill: boom"
+    (untouched,) = f.stop_protection_drill_merge(
+        {"results": [planned_region("eu-west-1", ["running"], False)]}, [], 60
+    )["results"]
+    assert untouched["passed"] is False

@@ -920,3 +920,37 @@ def test_instance_states_describe_in_full_only_a_batch_with_an_unknown_id(retryi
         "DescribeInstances",
         "DescribeInstanceStatus",
     ]
+
+
+# --- a drill batch by batch (the role's verify.yml: one task iteration per batch) ----------
+
+
+def test_batch_by_batch_the_drill_merges_to_what_one_run_reports():
+    """The role drills each batch with its own module run; merged, the result is that of one
+    run: the batch that failed is reported, later batches say why they were not drilled."""
+    a, b, c = ids_of(3)
+    whole_fleet = Fleet({a: None, b: 1, c: 1})
+    whole = run_drill(whole_fleet, fleet_entries(3))
+    planned = fleet_entries(3)
+    batches = drill.plan_batches([dict(e, problems=[]) for e in planned], 1)
+    assert [[e["instance_id"] for e in batch] for batch in batches] == [[a], [b], [c]]
+    first = run_drill(Fleet({a: None}), fleet_entries(1))  # only the first batch runs: it fails
+    merged, summary, failure = drill.merge(planned, [{"instances": first}], timeout=5)
+    assert [(e["drilled"], e["recovered"], e["restored_by_drill"]) for e in merged] == [
+        (e["drilled"], e["recovered"], e["restored_by_drill"]) for e in whole
+    ]
+    assert [e["problems"][-1] for e in merged[1:]] == [e["problems"][-1] for e in whole[1:]]
+    assert summary == drill.summarise(whole, "drill")
+    assert failure == drill.verdict(whole, 5)
+    assert failure.startswith("The drill failed: 1 of 1 drilled instances were not restarted")
+
+
+def test_batches_follow_max_concurrent_and_leave_out_what_cannot_be_drilled():
+    items = entries("running", "stopped", "running", "running")
+    items[2]["aws_stop_protection"] = True
+    batches = drill.plan_batches(items, 2)
+    assert [[e["instance_id"] for e in batch] for batch in batches] == [
+        [items[0]["instance_id"], items[3]["instance_id"]]
+    ]
+    assert items[1]["problems"] == ["Not drilled: the instance was stopped, not running."]
+    assert "DisableApiStop" in items[2]["problems"][0]
