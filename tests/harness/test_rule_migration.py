@@ -30,6 +30,17 @@ def statements(lam, name):
     }
 
 
+def admit_rule(lam, function, rule, rule_arn):
+    """One invoke statement for one rule, named like it, as releases before 1.1.0 wrote them."""
+    lam.add_permission(
+        FunctionName=function,
+        StatementId=rule,
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+        SourceArn=rule_arn,
+    )
+
+
 def make_legacy(events, lam, name):
     """Turn a deployment into what a release before 1.1.0 left: same rules under the old
     names, one exact-ARN invoke statement each, no region-wide statement."""
@@ -44,13 +55,7 @@ def make_legacy(events, lam, name):
         }
         old_arn = events.put_rule(Name=old, **spec)["RuleArn"]
         events.put_targets(Rule=old, Targets=targets)
-        lam.add_permission(
-            FunctionName=name,
-            StatementId=old,
-            Action="lambda:InvokeFunction",
-            Principal="events.amazonaws.com",
-            SourceArn=old_arn,
-        )
+        admit_rule(lam, name, old, old_arn)
         events.remove_targets(Rule=rule, Ids=[target["Id"] for target in targets])
         events.delete_rule(Name=rule)
     lam.remove_permission(FunctionName=name, StatementId=STATEMENT)
@@ -112,13 +117,7 @@ def test_a_large_earlier_deployment_near_the_policy_quota_migrates(aws, endpoint
                 "RuleArn"
             ]
             try:
-                lam.add_permission(
-                    FunctionName=name,
-                    StatementId=rule,
-                    Action="lambda:InvokeFunction",
-                    Principal="events.amazonaws.com",
-                    SourceArn=arn,
-                )
+                admit_rule(lam, name, rule, arn)
             except lam.exceptions.PolicyLengthExceededException as exc:
                 refused = exc
                 events.delete_rule(Name=rule)

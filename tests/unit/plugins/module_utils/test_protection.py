@@ -552,9 +552,12 @@ def test_policy_in_tag_mode_is_conditioned_on_the_tag():
     assert start["Condition"] == {"StringEquals": {"aws:ResourceTag/K": "V"}}
 
 
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:restarts"
+QUEUE = "arn:aws:sqs:eu-west-1:123456789012:failures"
+
+
 def test_policy_grants_publish_and_send_only_on_configured_targets():
-    topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
-    queue = "arn:aws:sqs:eu-west-1:123456789012:failures"
+    topic, queue = TOPIC, QUEUE
     document, _scope = build_policy(
         plan_for(["i-0123456789abcdef0"]),
         "123456789012",
@@ -593,8 +596,7 @@ def test_policy_allows_kms_grants_only_for_aws_resources_on_the_listed_keys():
 
 
 def test_listed_keys_let_the_role_send_to_an_encrypted_topic_and_queue_through_them_only():
-    topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
-    queue = "arn:aws:sqs:eu-west-1:123456789012:failures"
+    topic, queue = TOPIC, QUEUE
     document, _scope = build_policy(
         plan_for(["i-0123456789abcdef0"]),
         "123456789012",
