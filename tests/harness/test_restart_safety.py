@@ -3,6 +3,7 @@ behaviours, and IAM enforced for the function's generated role (so the budget ta
 written with exactly the permissions the role grants)."""
 
 import json
+import re
 import time
 
 from conftest import instance_states, shutdown_from_inside, wait_for
@@ -143,6 +144,15 @@ def test_drill_over_broken_protection_leaves_every_instance_running(
         said = " ".join(result.stdout.split())
         assert "The drill failed: 1 of 1 drilled instances were not restarted by the protection" in said
         assert "(started again by the drill)" in said
+        # Progress as it goes: the first batch is drilled and shown on its own; the later
+        # batches are not drilled after it failed.
+        first_id = sorted(ids)[0]
+        assert "TASK [guardrails.ec2.stop_protection : Show us-east-1 batch 1 of 3]" in result.stdout
+        assert f"{first_id} (us-east-1): NOT back, started again by the drill" in said
+        assert re.search(
+            r"TASK \[guardrails.ec2.stop_protection : Drill us-east-1 batch 2 of 3\] \**\nskipping:",
+            result.stdout,
+        )
         (region,) = json.loads(report.read_text())
         by_id = {entry["instance_id"]: entry for entry in region["instances"]}
         drill_order = sorted(ids)  # the role drills a region's instances in id order
