@@ -197,14 +197,22 @@ def build_policies(
                 },
             }
         )
-    if (attribution or budget["sweep_minutes"]) and plan["mode"] == MODE_INSTANCE_IDS:
-        # Attribution and the sweep read the instance ids from the deployment's own rules.
+    own_rules = [rule_source_pattern(partition, region, account, name) for region in regions]
+    if budget["sweep_minutes"] or (attribution and plan["mode"] == MODE_INSTANCE_IDS):
+        # Attribution and the sweep read the instance ids from the deployment's own rules,
+        # and the sweep checks that they are enabled and target the function.
+        statements.append(
+            {"Sid": "ReadOwnRules", "Effect": "Allow", "Action": "events:DescribeRule", "Resource": own_rules}
+        )
+    if budget["sweep_minutes"]:
+        # Self-repair: each sweep enables its own rules again and puts its target back when
+        # someone disarmed them; on the deployment's rules only.
         statements.append(
             {
-                "Sid": "ReadOwnRules",
+                "Sid": "RepairOwnRules",
                 "Effect": "Allow",
-                "Action": "events:DescribeRule",
-                "Resource": [rule_source_pattern(partition, region, account, name) for region in regions],
+                "Action": ["events:EnableRule", "events:ListTargetsByRule", "events:PutTargets"],
+                "Resource": own_rules,
             }
         )
     first = document(statements)

@@ -63,7 +63,7 @@ DEFAULT_RESTART_POLICY = {
 # role may not use) count too, so that the alarm never goes quiet with the notices.
 ATTENTION_PATTERN = (
     '{ ($.action = "failed") || ($.action = "suspended") || ($.action = "notify-failed")'
-    ' || ($.budget_error = "*") }'
+    ' || ($.action = "tamper-repaired") || ($.budget_error = "*") }'
 )
 MAX_SWEEP_MINUTES = 1440
 
@@ -674,7 +674,8 @@ def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_to
     if notification_topic_arn:
         env["NOTIFICATION_TOPIC_ARN"] = notification_topic_arn
     budget = plan.get("restart_policy") or DEFAULT_RESTART_POLICY
-    if attribution or (budget["sweep_minutes"] and plan["mode"] == MODE_INSTANCE_IDS):
+    if attribution or budget["sweep_minutes"]:
+        # Attribution and the sweep read the rules; the sweep also repairs them.
         env["RULE_NAME_PREFIX"] = plan["names"]["rule_prefix"]
     env.update(
         RESTART_LIMIT=str(budget["restart_limit"]),

@@ -19,9 +19,10 @@ variables the role sets:
 ``PROTECTION_TAG_VALUE``   ... and its value
 ``BYPASS_TAG_KEY``         an instance carrying this tag is left stopped (maintenance)
 ``NOTIFICATION_TOPIC_ARN`` optional SNS topic told of every restart and failure
-``RULE_NAME_PREFIX``       instance_ids mode, for attribution and the sweep: the
-                           deployment's rules ``<prefix>1``, ``<prefix>2``, ... name the
-                           protected instances
+``RULE_NAME_PREFIX``       for attribution and the sweep: the deployment's rules
+                           ``<prefix>1``, ``<prefix>2``, ... (in instance_ids mode they
+                           name the protected instances); the sweep keeps them enabled
+                           and targeting the function
 ``RESTART_LIMIT``          restart budget: at most this many restarts of one instance ...
 ``RESTART_WINDOW_SECONDS`` ... within this many seconds; past it the instance is suspended
 ``RESTART_HISTORY_TAG_KEY`` instance tag holding the times of its recent restarts
@@ -384,6 +385,8 @@ def fail(config, record, decide, why, code, message):
 
 
 _PROTECTED_BY_RULES = {}
+# The deployment's shard rules as the last fresh read described them, by prefix.
+_OWN_RULES = {}
 
 
 def protected_by_rules(prefix, fresh=False):
@@ -395,19 +398,76 @@ def protected_by_rules(prefix, fresh=False):
     if fresh or prefix not in _PROTECTED_BY_RULES:
         events = client("events")
         ids = set()
+        rules = []
         index = 1
         while True:
-            try:
-                rule = events.describe_rule(Name=f"{prefix}{index}")
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                    break
-                raise
+            rule = describe_rule(events, f"{prefix}{index}")
+            if rule is None:
+                break
+            rules.append(rule)
             pattern = json.loads(rule.get("EventPattern") or "{}")
             ids.update((pattern.get("detail") or {}).get("instance-id") or [])
             index += 1
         _PROTECTED_BY_RULES[prefix] = ids
+        _OWN_RULES[prefix] = rules
     return _PROTECTED_BY_RULES[prefix]
+
+
+def describe_rule(events, name):
+    """The rule, or None when it does not exist."""
+    try:
+        return events.describe_rule(Name=name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def own_function_arn(context):
+    """The function's unqualified ARN, the target the deployment's rules name."""
+    arn = getattr(context, "invoked_function_arn", None) or ""
+    return ":".join(arn.split(":")[:7]) if arn.count(":") >= 6 else None
+
+
+def repair_own_rules(config, context):
+    """Self-repair, run by each sweep: the deployment's shard and attribution rules must be
+    enabled and target this function. Whoever disabled one, or removed its target, disarmed
+    the protection of its instances; it is enabled again, or the target put back, and each
+    repair logged as ``tamper-repaired`` (the attention alarm counts it). The role may do
+    this on its own rules only. A disabled sweep rule cannot repair itself: the sweep does
+    not run (the audit reports it)."""
+    prefix, arn = config["rule_prefix"], own_function_arn(context)
+    if not prefix or not arn:
+        return []
+    events = client("events")
+    if config["mode"] == "tag" or prefix not in _OWN_RULES:
+        # In instance mode this sweep has just read them (stopped_protected_instances).
+        protected_by_rules(prefix, fresh=True)
+    rules = list(_OWN_RULES[prefix])
+    attribution = describe_rule(events, f"{prefix}attribution")
+    if attribution is not None:
+        rules.append(attribution)
+    repaired = []
+    for rule in rules:
+        fixes = []
+        if rule.get("State") == "DISABLED":
+            events.enable_rule(Name=rule["Name"])
+            fixes.append("enabled again")
+        targets = events.list_targets_by_rule(Rule=rule["Name"]).get("Targets", [])
+        if not any(target.get("Arn") == arn for target in targets):
+            events.put_targets(Rule=rule["Name"], Targets=[{"Id": arn.rsplit(":", 1)[-1], "Arn": arn}])
+            fixes.append("target put back")
+        if fixes:
+            record = {
+                "action": "tamper-repaired",
+                "rule": rule["Name"],
+                "repaired": fixes,
+                "trigger": "sweep",
+                "reason": "the rule was disarmed (disabled, or its target removed) by someone else",
+            }
+            log(record)
+            repaired.append(record)
+    return repaired
 
 
 DESCRIBE_FILTER_LIMIT = 200  # DescribeInstances takes at most 200 values in one filter
@@ -437,7 +497,10 @@ def handle_sweep(event, context, config, sleep=time.sleep):
     restart failed for longer than Lambda's retries last, under the same rules."""
     ec2 = client("ec2")
     instances = stopped_protected_instances(ec2, config)
-    actions = []
+    # Repaired first: an instance whose rule was disabled is restarted below in any case, and
+    # its next stop is caught by its rule again.
+    repaired = repair_own_rules(config, context)
+    actions = [record["action"] for record in repaired]
     for position, instance in enumerate(instances):
         if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
             log(

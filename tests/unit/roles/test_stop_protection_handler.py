@@ -786,6 +786,51 @@ def test_sweep_in_tag_mode_finds_instances_by_tag(fn, aws, env):
     assert (state_of(aws, tagged), state_of(aws, untagged)) == ("running", "stopped")
 
 
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:EC2Protect"
+
+
+class ContextOf(FakeContext):
+    """The Lambda context of the deployment's function (``invoked_function_arn``)."""
+
+    def __init__(self, arn=FUNCTION_ARN):
+        super().__init__()
+        self.invoked_function_arn = arn
+
+
+@pytest.mark.parametrize("mode", ["instance_ids", "tag"])
+def test_sweep_repairs_disarmed_rules_and_says_so(fn, aws, env, capsys, mode):
+    """Disabled, or its target removed: the sweep enables the rule again, puts the function
+    back as its target, and logs one tamper-repaired line per rule; a sound rule is left be."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    if mode == "tag":
+        env.setenv("PROTECTION_MODE", "tag")
+    events = boto3.client("events", region_name=REGION)
+    instance_id = run_instance(aws)
+    aws.start_instances(InstanceIds=[instance_id])
+    put_shard_rule(1, [instance_id])
+    put_shard_rule(2, [instance_id])
+    events.put_targets(Rule="EC2Protect.2", Targets=[{"Id": "EC2Protect", "Arn": FUNCTION_ARN}])
+    events.put_rule(Name="EC2Protect.attribution", EventPattern=json.dumps({"source": ["aws.ec2"]}))
+    events.put_targets(Rule="EC2Protect.attribution", Targets=[{"Id": "x", "Arn": FUNCTION_ARN + "-other"}])
+    events.disable_rule(Name="EC2Protect.1")  # disabled, and no target either
+
+    result = fn.handler(scheduled_event(), ContextOf(FUNCTION_ARN + ":7"))
+
+    assert result["actions"] == ["tamper-repaired", "tamper-repaired"]
+    assert events.describe_rule(Name="EC2Protect.1")["State"] == "ENABLED"
+    for rule in ("EC2Protect.1", "EC2Protect.attribution"):
+        targets = events.list_targets_by_rule(Rule=rule)["Targets"]
+        assert {"Id": "EC2Protect", "Arn": FUNCTION_ARN} in [
+            {"Id": t["Id"], "Arn": t["Arn"]} for t in targets
+        ]
+    lines = {line["rule"]: line for line in log_lines(capsys) if line["action"] == "tamper-repaired"}
+    assert lines["EC2Protect.1"]["repaired"] == ["enabled again", "target put back"]
+    assert lines["EC2Protect.attribution"]["repaired"] == ["target put back"]
+    assert "EC2Protect.2" not in lines
+    # Repaired, so the next sweep finds nothing to say.
+    assert fn.handler(scheduled_event(), ContextOf())["actions"] == []
+
+
 def test_sweep_obeys_bypass_suspension_and_budget(fn, aws, env, capsys):
     env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     env.setenv("RESTART_LIMIT", "1")

@@ -322,6 +322,7 @@ def load_harness_log_patterns():
         ({"action": "failed", "instance_id": "i-1"}, True),
         ({"action": "suspended", "instance_id": "i-1"}, True),
         ({"action": "notify-failed", "error_code": "KMS.AccessDeniedException"}, True),
+        ({"action": "tamper-repaired", "rule": "EC2Protect.1", "repaired": ["enabled again"]}, True),
         ({"action": "started", "instance_id": "i-1", "budget_error": "TagLimitExceeded"}, True),
         ({"action": "started", "instance_id": "i-1"}, False),
         ({"action": "skipped-bypass", "reason": "failed once"}, False),
@@ -410,13 +411,28 @@ def test_no_sweep_means_no_rule_no_rule_reading_and_no_prefix():
     assert env["SWEEP_MINUTES"] == "0" and "RULE_NAME_PREFIX" not in env
 
 
-def test_sweep_in_tag_mode_finds_instances_by_tag_not_by_rules():
-    plan = protection.build_plan(
-        "N", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
-    )
+@pytest.mark.parametrize("mode", ["tag", "instance_ids"])
+def test_the_sweep_may_read_and_repair_its_own_rules_only(mode):
+    """Each sweep re-enables the deployment's rules and puts their target back (in tag mode
+    too, where it finds instances by tag); without a sweep the role may not touch them."""
+    kwargs = {"regions": ["eu-west-1"], "tag_key": "K", "tag_value": "V"} if mode == "tag" else {
+        "instances": [("i-0123456789abcdef0", "eu-west-1", "x")]}  # fmt: skip
+    plan = protection.build_plan("N", mode=mode, bypass_tag_key="B", **kwargs)
     document, _scope = build_policy(plan, "123456789012", tag_key="K", tag_value="V")
-    assert "ReadOwnRules" not in {s["Sid"] for s in document["Statement"]}
-    assert "RULE_NAME_PREFIX" not in protection.lambda_environment(plan, "K", "V", "B", None, False)
+    own = ["arn:aws:events:eu-west-1:123456789012:rule/N.*"]
+    assert statement(document, "ReadOwnRules")["Resource"] == own
+    assert statement(document, "RepairOwnRules") == {
+        "Sid": "RepairOwnRules",
+        "Effect": "Allow",
+        "Action": ["events:EnableRule", "events:ListTargetsByRule", "events:PutTargets"],
+        "Resource": own,
+    }
+    assert protection.lambda_environment(plan, "K", "V", "B", None, False)["RULE_NAME_PREFIX"] == "N."
+    no_sweep = protection.build_plan(
+        "N", mode=mode, bypass_tag_key="B", restart_policy={"sweep_minutes": 0}, **kwargs
+    )
+    bare, _scope = build_policy(no_sweep, "123456789012", tag_key="K", tag_value="V")
+    assert "events:" not in json.dumps(bare)
 
 
 @pytest.mark.parametrize("minutes", [-1, 1441, True, "5"])
@@ -577,6 +593,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
         "WriteOwnLogs",
         "RecreateOwnLogGroup",
         "ReadOwnRules",  # the sweep reads the instance ids from the rules
+        "RepairOwnRules",  # and enables them again, or puts their target back
     }
 
 
