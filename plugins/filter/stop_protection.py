@@ -11,6 +11,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     drill,
+    guard,
     iam_policy,
     naming,
     package,
@@ -382,6 +383,43 @@ def stop_protection_drill_merge(planned, batches, timeout, continue_on_failure=F
     return {"results": results}
 
 
+def stop_protection_guard_policy(plan, automation_principals, path, protection_tag_key=None):
+    """The guard policy of the plan's deployment as files to write: ``[{"path", "document"}]``,
+    one document when it fits an SCP's 5,120 characters (``path``), else ``<path>.1``, ... .
+    ``protection_tag_key`` (the tag a dynamic inventory selects by) is guarded in instance-id
+    mode too."""
+    try:
+        settings, budget = plan["settings"], plan["restart_policy"]
+        tag_mode = plan["mode"] == protection.MODE_TAG
+        keys = {settings["tag_key"] or protection_tag_key, settings["bypass_tag_key"]}
+        statements = guard.guard_statements(
+            plan["name"],
+            automation_principals,
+            tag_keys=sorted(key for key in keys if key),
+            budget_tag_keys=[budget["history_tag_key"], budget["suspended_tag_key"]],
+            topic_arn=settings["notification_topic_arn"],
+        )
+        statements += guard.stop_protection_off_statements(
+            automation_principals,
+            instance_arns=[
+                f"arn:aws:ec2:{entry['region']}:*:instance/{instance_id}"
+                for entry in plan["regions"]
+                for instance_id in entry["instance_ids"]
+            ],
+            tag_key=settings["tag_key"] if tag_mode else None,
+            tag_value=settings["tag_value"] if tag_mode else None,
+        )
+        found = guard.documents(statements)
+    except protection.ProtectionError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+    if len(found) == 1:
+        return [{"path": os.path.abspath(os.path.expanduser(path)), "document": found[0]}]
+    return [
+        {"path": os.path.abspath(os.path.expanduser(f"{path}.{index}")), "document": document}
+        for index, document in enumerate(found, start=1)
+    ]
+
+
 # Variables the role sets for the playbooks that run it (outputs), beside its inputs.
 ROLE_OUTPUTS = ("stop_protection_summary", "stop_protection_verify_results")
 
@@ -427,4 +465,5 @@ class FilterModule:
             "stop_protection_policy_room": stop_protection_policy_room,
             "stop_protection_drill_batches": stop_protection_drill_batches,
             "stop_protection_drill_merge": stop_protection_drill_merge,
+            "stop_protection_guard_policy": stop_protection_guard_policy,
         }

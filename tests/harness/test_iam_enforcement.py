@@ -23,7 +23,7 @@ from conftest import (
 )
 from test_lambda_executor import RESTART_SOURCE
 
-README_DENY = {
+TAG_DENY = {
     "Sid": "OnlyAutomationChangesStopProtectionTags",
     "Effect": "Deny",
     "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
@@ -235,9 +235,9 @@ def test_negated_operator_on_a_missing_key_is_met(aws, principals, instances):
     assert refused(ec2.stop_instances, InstanceIds=[unowned])[0] == "UnauthorizedOperation"
 
 
-def test_readme_deny_snippet_holds_for_people_not_for_automation(principals, instances):
+def test_a_tag_deny_holds_for_people_not_for_automation(principals, instances):
     (instance_id,) = instances(1)
-    policy = document(ALLOW_ALL, README_DENY)
+    policy = document(ALLOW_ALL, TAG_DENY)
     person = principals.client(principals.user(policy), "ec2")
     automation = principals.client(principals.role(policy, name=unique("platform-automation")), "ec2")
     bypass = [{"Key": "StopProtectionBypass", "Value": "maintenance"}]

@@ -394,3 +394,25 @@ def test_a_batch_that_failed_outright_fails_its_region():
         {"results": [planned_region("eu-west-1", ["running"], False)]}, [], 60
     )["results"]
     assert untouched["passed"] is False
+
+
+def test_guard_policy_files_are_one_path_or_numbered_when_split(tmp_path):
+    automation = ["arn:aws:iam::*:role/platform-automation"]
+    small = f.stop_protection_plan([], instance_ids=["i-0000000000000000a"], region="eu-west-1")
+    (only,) = f.stop_protection_guard_policy(
+        small, automation, str(tmp_path / "guard.json"), "StopProtection"
+    )
+    assert only["path"] == str(tmp_path / "guard.json")
+    statement = next(s for s in only["document"]["Statement"] if s["Sid"] == "GuardTheProtectionTags")
+    assert statement["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"] == [
+        "StopProtection",
+        "StopProtectionBypass",
+    ]
+    many = [f"i-{n:017x}" for n in range(300)]
+    large = f.stop_protection_plan([], instance_ids=many, region="eu-west-1")
+    files = f.stop_protection_guard_policy(large, automation, str(tmp_path / "guard.json"))
+    assert [item["path"] for item in files] == [
+        str(tmp_path / f"guard.json.{n}") for n in range(1, len(files) + 1)
+    ]
+    with pytest.raises(AnsibleFilterError, match="stop_protection_automation_principals"):
+        f.stop_protection_guard_policy(small, [], "guard.json")
