@@ -63,7 +63,7 @@ DEFAULT_RESTART_POLICY = {
 # role may not use) count too, so that the alarm never goes quiet with the notices.
 ATTENTION_PATTERN = (
     '{ ($.action = "failed") || ($.action = "suspended") || ($.action = "notify-failed")'
-    ' || ($.action = "tamper-repaired") || ($.budget_error = "*") }'
+    ' || ($.action = "tamper-repaired") || ($.action = "repair-failed") || ($.budget_error = "*") }'
 )
 MAX_SWEEP_MINUTES = 1440
 

@@ -497,10 +497,7 @@ def handle_sweep(event, context, config, sleep=time.sleep):
     restart failed for longer than Lambda's retries last, under the same rules."""
     ec2 = client("ec2")
     instances = stopped_protected_instances(ec2, config)
-    # Repaired first: an instance whose rule was disabled is restarted below in any case, and
-    # its next stop is caught by its rule again.
-    repaired = repair_own_rules(config, context)
-    actions = [record["action"] for record in repaired]
+    actions = []
     for position, instance in enumerate(instances):
         if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
             log(
@@ -527,6 +524,19 @@ def handle_sweep(event, context, config, sleep=time.sleep):
             actions.append("failed")
             continue
         actions.append(record["action"])
+    # After the restarts, which must never wait for it or fail with it.
+    try:
+        actions.extend(record["action"] for record in repair_own_rules(config, context))
+    except ClientError as exc:
+        log(
+            {
+                "action": "repair-failed",
+                "error_code": exc.response["Error"]["Code"],
+                "trigger": "sweep",
+                "reason": "could not check or repair the deployment's rules",
+            }
+        )
+        actions.append("repair-failed")
     return {"swept": len(instances), "actions": actions}
 
 

@@ -831,6 +831,21 @@ def test_sweep_repairs_disarmed_rules_and_says_so(fn, aws, env, capsys, mode):
     assert fn.handler(scheduled_event(), ContextOf())["actions"] == []
 
 
+def test_a_repair_that_fails_never_stops_the_sweeps_restarts(fn, aws, env, capsys):
+    """The role may lack the repair permissions (a policy from before them): the sweep
+    still restarts, and says that it could not check the rules."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    lost = run_instance(aws)
+    put_shard_rule(1, [lost])
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListTargetsByRule")
+    with mock.patch.object(fn, "repair_own_rules", side_effect=denied):
+        result = fn.handler(scheduled_event(), ContextOf())
+    assert result["actions"] == ["started", "repair-failed"]
+    assert state_of(aws, lost) in ("pending", "running")
+    (failed,) = [line for line in log_lines(capsys) if line["action"] == "repair-failed"]
+    assert failed["error_code"] == "AccessDeniedException"
+
+
 def test_sweep_obeys_bypass_suspension_and_budget(fn, aws, env, capsys):
     env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     env.setenv("RESTART_LIMIT", "1")

@@ -323,6 +323,7 @@ def load_harness_log_patterns():
         ({"action": "suspended", "instance_id": "i-1"}, True),
         ({"action": "notify-failed", "error_code": "KMS.AccessDeniedException"}, True),
         ({"action": "tamper-repaired", "rule": "EC2Protect.1", "repaired": ["enabled again"]}, True),
+        ({"action": "repair-failed", "error_code": "AccessDeniedException"}, True),
         ({"action": "started", "instance_id": "i-1", "budget_error": "TagLimitExceeded"}, True),
         ({"action": "started", "instance_id": "i-1"}, False),
         ({"action": "skipped-bypass", "reason": "failed once"}, False),
