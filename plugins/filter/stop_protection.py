@@ -335,8 +335,7 @@ def stop_protection_drill_batches(planned, max_concurrent=1):
     try:
         found = []
         for region, result in _planned_regions(planned):
-            entries = [dict(e, problems=list(e.get("problems") or [])) for e in result["instances"]]
-            batches = drill.plan_batches(entries, max_concurrent)
+            batches = drill.plan_batches(drill.fresh(result["instances"]), max_concurrent)
             found.extend(
                 {
                     "region": region,
@@ -364,11 +363,6 @@ def stop_protection_drill_merge(planned, batches, timeout, continue_on_failure=F
             continue
         own = [b for b in batches or [] if (b.get("stop_protection__batch") or {}).get("region") == region]
         instances, summary, failure = drill.merge(result["instances"], own, timeout, continue_on_failure)
-        # A batch whose module run failed outright (no instances: an AWS error, a refusal)
-        # fails the region with its message, whatever the other batches showed.
-        broken = [b.get("msg") or "a drill batch failed" for b in own if "instances" not in b]
-        if broken:
-            failure = "; ".join(broken + ([failure] if failure else []))
         results.append(
             {
                 "stop_protection__region": result["stop_protection__region"],
@@ -413,9 +407,9 @@ def stop_protection_guard_policy(plan, automation_principals, path, protection_t
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     if len(found) == 1:
-        return [{"path": os.path.abspath(os.path.expanduser(path)), "document": found[0]}]
+        return [{"path": stop_protection_report_path(path), "document": found[0]}]
     return [
-        {"path": os.path.abspath(os.path.expanduser(f"{path}.{index}")), "document": document}
+        {"path": stop_protection_report_path(f"{path}.{index}"), "document": document}
         for index, document in enumerate(found, start=1)
     ]
 

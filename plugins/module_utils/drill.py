@@ -70,11 +70,21 @@ def drill(
         finally:
             # Also when stopping or polling raised: nothing this drill stopped stays stopped.
             _restore(ec2, batch, sleep)
-        failed = [e for e in batch if e["drilled"] and e["protected"] and not e["recovered"]]
+        failed = not_brought_back(batch)
         if failed and not continue_on_failure:
             stop_after(failed, [e for later in batches[index + 1 :] for e in later])
             break
     return entries
+
+
+def not_brought_back(entries):
+    """The protected instances a drill stopped that the protection did not bring back."""
+    return [e for e in entries if e.get("drilled") and e["protected"] and not e["recovered"]]
+
+
+def fresh(entries):
+    """Copies of audited entries that a drill can mark without touching the originals."""
+    return [dict(entry, problems=list(entry.get("problems") or [])) for entry in entries]
 
 
 def plan_batches(entries, max_concurrent):
@@ -139,17 +149,21 @@ def merge(planned, batches, timeout, continue_on_failure=False):
     """One region's drill from its parts: ``planned`` is the audit that preceded it (the
     module in check mode: ``instances``), ``batches`` the results of drilling each batch
     (in order; a batch not run is absent). Returns ``(instances, summary, failure message
-    or None)`` as one drill of the region would."""
+    or None)`` as one drill of the region would. A batch whose module run failed outright
+    (no instances: an AWS error, a refusal) fails the region with its message, whatever the
+    other batches showed."""
     drilled = {e["instance_id"]: e for result in batches for e in result.get("instances") or []}
-    entries = [dict(entry, problems=list(entry.get("problems") or [])) for entry in planned]
+    entries = fresh(planned)
     order = plan_batches(entries, 1)  # marks what cannot be drilled; one entry a "batch"
-    merged = []
-    for entry in entries:
-        merged.append(drilled.get(entry["instance_id"], entry))
-    failed = [e for e in merged if e.get("drilled") and e["protected"] and not e["recovered"]]
+    merged = [drilled.get(entry["instance_id"], entry) for entry in entries]
+    failed = not_brought_back(merged)
     if failed and not continue_on_failure:
         stop_after(failed, [e for (e,) in order if e["instance_id"] not in drilled])
-    return merged, summarise(merged, "drill"), verdict(merged, timeout)
+    failure = verdict(merged, timeout)
+    broken = [result.get("msg") or "a drill batch failed" for result in batches if "instances" not in result]
+    if broken:
+        failure = "; ".join(broken + ([failure] if failure else []))
+    return merged, summarise(merged, "drill"), failure
 
 
 def _drill_batch(ec2, targets, timeout, clock, sleep, poll_interval):

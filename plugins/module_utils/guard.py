@@ -13,11 +13,10 @@ aws:PrincipalARN``). The documents are valid as service control policies (each w
 boundary. Standard library only.
 """
 
-import json
-
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     resource_names,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import compact_json
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
 
 # AWS Organizations: the maximum size of a service control policy.
@@ -192,7 +191,7 @@ def validate_principals(principals, variable="stop_protection_automation_princip
 
 def size(document):
     """Characters of a document as written (compact JSON), against the SCP limit."""
-    return len(json.dumps(document, separators=(",", ":")))
+    return len(compact_json(document))
 
 
 def documents(statements, limit=SCP_LIMIT):

@@ -19,7 +19,7 @@ API_CALL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 MAX_EVENT_PATTERN_CHARS = 2048
 
 
-def _compact(document):
+def compact_json(document):
     return json.dumps(document, separators=(",", ":"))
 
 
@@ -28,7 +28,7 @@ def state_change_pattern(instance_ids=None):
     detail = {"state": ["stopped"]}
     if instance_ids is not None:
         detail["instance-id"] = list(instance_ids)
-    return _compact({"source": ["aws.ec2"], "detail-type": [STATE_CHANGE_DETAIL_TYPE], "detail": detail})
+    return compact_json({"source": ["aws.ec2"], "detail-type": [STATE_CHANGE_DETAIL_TYPE], "detail": detail})
 
 
 def sweep_schedule(minutes):
@@ -38,7 +38,7 @@ def sweep_schedule(minutes):
 
 def attribution_pattern():
     """The pattern for CloudTrail-recorded StopInstances calls."""
-    return _compact(
+    return compact_json(
         {
             "source": ["aws.ec2"],
             "detail-type": [API_CALL_DETAIL_TYPE],

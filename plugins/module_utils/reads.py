@@ -105,6 +105,16 @@ def marker_pages(call, **kwargs):
         kwargs["Marker"] = reply["Marker"]
 
 
+def token_pages(call, **kwargs):
+    """Every reply page of a list call paged by ``NextToken`` (EventBridge and others)."""
+    while True:
+        reply = call(aws_retry=True, **kwargs)
+        yield reply
+        if not reply.get("NextToken"):
+            break
+        kwargs["NextToken"] = reply["NextToken"]
+
+
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
 
 
@@ -192,7 +202,7 @@ def missing_targets(client_for, arns):
     not judged here."""
     missing = []
     for arn in arns:
-        service, account, name = arn.split(":")[2], arn.split(":")[4], arn.split(":")[5]
+        _arn, _partition, service, _region, account, name = arn.split(":", 5)
         try:
             if service == "sns":
                 client_for("sns").get_topic_attributes(TopicArn=arn, aws_retry=True)

@@ -10,6 +10,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     rule_kind,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pattern_instance_ids
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import token_pages
 
 
 def list_deployment_rules(client, name, with_targets=True):
@@ -22,12 +23,7 @@ def list_deployment_rules(client, name, with_targets=True):
     ``client`` is an events client wrapped with AWSRetry (calls use ``aws_retry=True``).
     """
     rules = []
-    token = None
-    while True:
-        kwargs = {"NamePrefix": name}
-        if token:
-            kwargs["NextToken"] = token
-        reply = client.list_rules(aws_retry=True, **kwargs)
+    for reply in token_pages(client.list_rules, NamePrefix=name):
         for rule in reply.get("Rules", []):
             found = rule_kind(name, rule["Name"])
             if found is None:
@@ -48,33 +44,21 @@ def list_deployment_rules(client, name, with_targets=True):
             if with_targets:
                 entry["targets"] = list_targets(client, rule["Name"])
             rules.append(entry)
-        token = reply.get("NextToken")
-        if not token:
-            break
     rules.sort(key=lambda rule: (rule["legacy"], rule["index"] is None, rule["index"] or 0, rule["name"]))
     return rules
 
 
 def list_targets(client, rule):
-    targets = []
-    token = None
-    while True:
-        kwargs = {"Rule": rule}
-        if token:
-            kwargs["NextToken"] = token
-        reply = client.list_targets_by_rule(aws_retry=True, **kwargs)
-        # "extra": every other field (input, retry policy, ...): the role's targets have none.
-        targets.extend(
-            {
-                "id": target["Id"],
-                "arn": target["Arn"],
-                "extra": {key: value for key, value in target.items() if key not in ("Id", "Arn")},
-            }
-            for target in reply.get("Targets", [])
-        )
-        token = reply.get("NextToken")
-        if not token:
-            return targets
+    # "extra": every other field (input, retry policy, ...): the role's targets have none.
+    return [
+        {
+            "id": target["Id"],
+            "arn": target["Arn"],
+            "extra": {key: value for key, value in target.items() if key not in ("Id", "Arn")},
+        }
+        for reply in token_pages(client.list_targets_by_rule, Rule=rule)
+        for target in reply.get("Targets", [])
+    ]
 
 
 def other_deployments(client, name):
@@ -84,10 +68,7 @@ def other_deployments(client, name):
     instance ids their patterns name (none in tag mode). Deployment ``name`` is left out.
     """
     found = {}
-    token = None
-    while True:
-        kwargs = {"NextToken": token} if token else {}
-        reply = client.list_rules(aws_retry=True, **kwargs)
+    for reply in token_pages(client.list_rules):
         for rule in reply.get("Rules", []):
             base = rule["Name"].split(RULE_SEPARATOR, 1)[0]
             if base == name or not (rule.get("Description") or "").startswith(DESCRIPTION_PREFIX):
@@ -98,6 +79,4 @@ def other_deployments(client, name):
             ids = found.setdefault(base, [])
             if kind[0] == "state_change":
                 ids.extend(pattern_instance_ids(rule.get("EventPattern")))
-        token = reply.get("NextToken")
-        if not token:
-            return {base: sorted(set(ids)) for base, ids in sorted(found.items())}
+    return {base: sorted(set(ids)) for base, ids in sorted(found.items())}

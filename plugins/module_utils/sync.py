@@ -28,6 +28,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     rule_kind,
     rule_source_pattern,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import compact_json
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import plan_environment
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
 
@@ -56,7 +57,7 @@ def read_function_policy(lam, function, statement_id):
 
 
 def _compact_size(document):
-    return len(json.dumps(document, separators=(",", ":")))
+    return len(compact_json(document))
 
 
 def read_invoke_config(lam, function, qualifier=None):
