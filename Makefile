@@ -34,7 +34,7 @@ export ANSIBLE_HOME := $(BUILD_DIR)/ansible-home
 export PATH := $(BIN):$(PATH)
 
 # Settings for the emulator that tests use: async retries after 1 s, not AWS's 60 s.
-TEST_EMULATOR_ENV := --env LAMBDA_RETRY_BASE_DELAY=1
+TEST_EMULATOR_ENV := --env LAMBDA_RETRY_BASE_DELAY=1 --env GUARDRAILS_ALARM_EVALUATION_SECONDS=10
 LAUNCHER = $(LOCALSTACK_VENV)/bin/python tools/localstack/launcher.py --state-dir $(STATE_DIR)
 WITH_EMULATOR = set -a; . $(STATE_DIR)/endpoint.env; set +a;
 
@@ -111,6 +111,7 @@ lock: | $(UV)
 # --- emulator --------------------------------------------------------------------------
 
 # Async Lambda retries wait LAMBDA_RETRY_BASE_DELAY seconds (60 on AWS); tests want 1.
+# Alarms are evaluated every GUARDRAILS_ALARM_EVALUATION_SECONDS (60 on AWS); tests want 10.
 EMULATOR_ENV ?= $(TEST_EMULATOR_ENV)
 
 .PHONY: emulator-start emulator-stop

@@ -51,7 +51,7 @@ def endpoint(tmp_path_factory):
         ROOT / ".venv/localstack",
         ROOT / ".venv/lambda-runtime",
     )
-    url = harness.start(None, {"LAMBDA_RETRY_BASE_DELAY": "1"})
+    url = harness.start(None, {"LAMBDA_RETRY_BASE_DELAY": "1", "GUARDRAILS_ALARM_EVALUATION_SECONDS": "10"})
     try:
         yield url
     finally:

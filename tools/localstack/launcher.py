@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = "lambda,events,ec2,iam,sts,logs,cloudwatch,sqs,sns,kms"
+SERVICES = "lambda,events,ec2,iam,sts,logs,cloudwatch,sqs,sns,kms,cloudtrail"
 READY_TIMEOUT_SECONDS = 120
 STOP_GRACE_SECONDS = 15
 LAMBDA_PYTHONS = ("3.12", "3.13")
@@ -142,6 +142,7 @@ class Harness:
                 "LAMBDA_RUNTIME_EXECUTOR": "guardrails-local",
                 "PROVIDER_OVERRIDE_EC2": "guardrails",
                 "PROVIDER_OVERRIDE_EVENTS": "guardrails",
+                "PROVIDER_OVERRIDE_CLOUDTRAIL": "guardrails",
                 # IAM evaluated for IAM users and role sessions; --env GUARDRAILS_ENFORCE_IAM=0 turns it off.
                 "GUARDRAILS_ENFORCE_IAM": "1",
                 "GUARDRAILS_LAMBDA_RUNTIME_PATH": str(self.runtime_path),

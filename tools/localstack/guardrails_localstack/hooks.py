@@ -45,3 +45,19 @@ def limit_function_policies():
     from guardrails_localstack.lambda_limits import install
 
     install()
+
+
+@hooks.on_infra_start()
+def evaluate_alarms_as_often_as_cloudwatch():
+    """Alarms are evaluated every minute (LocalStack: once per evaluation range)."""
+    from guardrails_localstack.alarms import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def publish_cloudtrail_events():
+    """The calls that disarm a deployment reach EventBridge as CloudTrail events (LocalStack: none)."""
+    from guardrails_localstack.cloudtrail import install
+
+    install()
