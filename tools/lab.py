@@ -156,8 +156,21 @@ def log_lines(logs, function):
     return lines
 
 
-def decisions(logs, function):
+# The sweep's closing line: the heartbeat its alarm counts, not a decision.
+HEARTBEAT = "swept"
+
+
+def json_lines(logs, function):
     return [json.loads(line) for line in log_lines(logs, function) if line.startswith("{")]
+
+
+def decisions(logs, function):
+    """The function's decision lines, heartbeats left out."""
+    return [line for line in json_lines(logs, function) if line.get("action") != HEARTBEAT]
+
+
+def heartbeats(logs, function):
+    return [line for line in json_lines(logs, function) if line.get("action") == HEARTBEAT]
 
 
 def reports(logs, function):

@@ -69,6 +69,7 @@ def stop_protection_plan(
     inventory_group="stop_protected",
     resource_tags=None,
     function=None,
+    automation_principals=None,
     errors="raise",
 ):
     known = _known_regions()
@@ -99,6 +100,7 @@ def stop_protection_plan(
             inventory_group=inventory_group,
             resource_tags=resource_tags,
             function=function,
+            automation_principals=automation_principals or [],
         )
     except protection.ProtectionError as exc:
         return _failed(exc, errors)

@@ -11,6 +11,11 @@ stand-ins with the same methods.
 import json
 from datetime import UTC, datetime
 
+try:
+    from botocore.exceptions import ClientError
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.iam_eval import (
@@ -19,7 +24,12 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.iam_eval import (
     invoke_sources,
     role_policy_documents,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.naming import function_arn, instance_arn
+from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    TAMPER_KINDS,
+    function_arn,
+    instance_arn,
+    resource_names,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
     STATE_CHANGE_DETAIL_TYPE,
     listed_instance_ids,
@@ -50,6 +60,73 @@ def sample_event(instance_id, region, account, state="stopped"):
             "detail": {"instance-id": instance_id, "state": state},
         }
     )
+
+
+WATCHING_KINDS = ("attribution", *TAMPER_KINDS)
+
+
+def records_management_writes(selectors):
+    """Whether a trail's event selectors (``GetEventSelectors``) record management write
+    events: no selectors at all is CloudTrail's default (every management event)."""
+    advanced = selectors.get("AdvancedEventSelectors")
+    if advanced:
+        for selector in advanced:
+            fields = {field["Field"]: field for field in selector.get("FieldSelectors") or []}
+            if "Management" not in (fields.get("eventCategory") or {}).get("Equals", []):
+                continue
+            read_only = fields.get("readOnly")
+            if (
+                read_only is None
+                or "false" in read_only.get("Equals", [])
+                or "true" in read_only.get("NotEquals", [])
+            ):
+                return True
+        return False
+    basic = selectors.get("EventSelectors")
+    if not basic:
+        return True
+    return any(
+        selector.get("IncludeManagementEvents", True)
+        and selector.get("ReadWriteType", "All") in ("All", "WriteOnly")
+        for selector in basic
+    )
+
+
+def management_trails(cloudtrail, region):
+    """Names of the trails that log this region's management write events now (trails of
+    the region and multi-region trails, an organization's included)."""
+    found = []
+    for trail in cloudtrail.describe_trails(aws_retry=True, includeShadowTrails=True).get("trailList") or []:
+        if trail.get("HomeRegion") != region and not trail.get("IsMultiRegionTrail"):
+            continue
+        arn = trail.get("TrailARN") or trail["Name"]
+        if not cloudtrail.get_trail_status(aws_retry=True, Name=arn).get("IsLogging"):
+            continue
+        if records_management_writes(cloudtrail.get_event_selectors(aws_retry=True, TrailName=arn)):
+            found.append(trail["Name"])
+    return found
+
+
+def check_trails(clients, deployment, region, warnings, report):
+    """The deployment's attribution and tamper rules see nothing without a trail that
+    records management events: say whether one does (``report["management_trails"]``)."""
+    if not deployment.get("watching_rules") or "cloudtrail" not in clients:
+        return
+    try:
+        trails = management_trails(clients["cloudtrail"], region)
+    except ClientError as exc:
+        warnings.append(
+            f"Could not check for a CloudTrail trail ({exc.response['Error']['Code']}: cloudtrail:DescribeTrails, "
+            "cloudtrail:GetTrailStatus, cloudtrail:GetEventSelectors); the attribution and tamper rules need one."
+        )
+        return
+    report["management_trails"] = trails
+    if not trails:
+        warnings.append(
+            f"No CloudTrail trail logs management events in {region}: the rules "
+            f"{', '.join(deployment['watching_rules'])} will see no calls (create a trail that records "
+            "management events, read and write, or at least write)."
+        )
 
 
 def read_deployment(clients, name, region, account, partition):
@@ -121,6 +198,8 @@ def read_deployment(clients, name, region, account, partition):
                     "(sns:GetTopicAttributes, sqs:GetQueueUrl); not checked."
                 )
     listed = list_deployment_rules(events, name)
+    # Rules that see only what a CloudTrail trail records.
+    deployment["watching_rules"] = [rule["name"] for rule in listed if rule["kind"] in WATCHING_KINDS]
     rules = [rule for rule in listed if rule["kind"] == "state_change"]
     sweep = next((rule for rule in listed if rule["kind"] == "sweep"), None)
     if sweep is not None:
@@ -362,6 +441,7 @@ def audit(
     check_attribute=True,
     warnings=None,
     code_sha256=None,
+    report=None,
 ):
     """One entry per instance; what could not be checked is appended to ``warnings``.
 
@@ -374,6 +454,7 @@ def audit(
     deployment = read_deployment(clients, name, region, account, partition)
     deployment["expected_code_sha256"] = code_sha256
     warnings.extend(deployment["warnings"])
+    check_trails(clients, deployment, region, warnings, {} if report is None else report)
     if not instance_ids:
         if deployment["function"] is None:
             raise ProtectionError(
@@ -410,3 +491,39 @@ def audit(
         for i in instance_ids
     ]
     return entries
+
+
+# What an alarm in ALARM means, for the audit's warning.
+ALARM_MEANING = {
+    "attention": "a decision needs a person (failed or suspended restart, failed notice, repaired or unrepairable rule); see the function's log",
+    "heartbeat": (
+        "no sweep has completed for about three sweep intervals: the protection may be disarmed (sweep rule "
+        "disabled or deleted, function deleted or throttled, role or log group broken)"
+    ),
+}
+
+
+def alarm_states(cloudwatch, name, warnings):
+    """The state of the deployment's alarms (``attention``, ``heartbeat``), read in one call:
+    ``{kind: {"name", "state", "reason", "since"}}``, None for an alarm that does not exist.
+    Each alarm in ALARM adds a warning that says what it means."""
+    names = resource_names(name)
+    wanted = {kind: names[kind] for kind in ALARM_MEANING}
+    reply = cloudwatch.describe_alarms(aws_retry=True, AlarmNames=list(wanted.values()))
+    described = {alarm["AlarmName"]: alarm for alarm in reply.get("MetricAlarms") or []}
+    states = {}
+    for kind, alarm_name in wanted.items():
+        found = described.get(alarm_name)
+        states[kind] = (
+            {
+                "name": alarm_name,
+                "state": found.get("StateValue"),
+                "reason": found.get("StateReason"),
+                "since": str(found.get("StateUpdatedTimestamp") or "") or None,
+            }
+            if found
+            else None
+        )
+        if found and found.get("StateValue") == "ALARM":
+            warnings.append(f"Alarm {alarm_name} is in ALARM: {ALARM_MEANING[kind]}.")
+    return states

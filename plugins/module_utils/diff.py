@@ -129,10 +129,10 @@ def _views(key, state, desired):
         }
     if key == "statement":
         return state.get("statement"), invoke_statement(desired)
-    if key == "metric_filter":
-        current = state.get("metric_filter") or {}
-        return (current if current.get("count") else None), desired["metric_filter"]
-    # function, alarm, invoke_config: the read state has the desired shape already.
+    if key in ("metric_filter", "heartbeat_filter"):
+        current = state.get(key) or {}
+        return (current if current.get("count") else None), desired.get(key)
+    # function, alarm, heartbeat, invoke_config: the read state has the desired shape already.
     return state.get(key), desired.get(key)
 
 

@@ -16,45 +16,21 @@ boundary. Standard library only.
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     resource_names,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import compact_json
+from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
+    ALARM_ACTIONS,
+    FUNCTION_ACTIONS,
+    LOG_ACTIONS,
+    POLICY_ACTIONS,
+    ROLE_ACTIONS,
+    RULE_ACTIONS,
+    TAG_ACTIONS,
+    TOPIC_ACTIONS,
+    compact_json,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
 
 # AWS Organizations: the maximum size of a service control policy.
 SCP_LIMIT = 5120
-
-RULE_ACTIONS = ["events:DeleteRule", "events:DisableRule", "events:PutRule", "events:RemoveTargets"]
-FUNCTION_ACTIONS = [
-    "lambda:AddPermission",
-    "lambda:DeleteFunction",
-    "lambda:DeleteFunctionEventInvokeConfig",
-    "lambda:PutFunctionConcurrency",
-    "lambda:PutFunctionEventInvokeConfig",
-    "lambda:RemovePermission",
-    "lambda:UpdateFunctionCode",
-    "lambda:UpdateFunctionConfiguration",
-    "lambda:UpdateFunctionEventInvokeConfig",
-]
-ROLE_ACTIONS = [
-    "iam:AttachRolePolicy",
-    "iam:DeleteRole",
-    "iam:DeleteRolePermissionsBoundary",
-    "iam:DeleteRolePolicy",
-    "iam:DetachRolePolicy",
-    "iam:PutRolePermissionsBoundary",
-    "iam:PutRolePolicy",
-    "iam:UpdateAssumeRolePolicy",
-    "iam:UpdateRole",
-]
-POLICY_ACTIONS = [
-    "iam:CreatePolicyVersion",
-    "iam:DeletePolicy",
-    "iam:DeletePolicyVersion",
-    "iam:SetDefaultPolicyVersion",
-]
-LOG_ACTIONS = ["logs:DeleteLogGroup", "logs:DeleteMetricFilter", "logs:PutMetricFilter"]
-ALARM_ACTIONS = ["cloudwatch:DeleteAlarms", "cloudwatch:DisableAlarmActions", "cloudwatch:PutMetricAlarm"]
-TOPIC_ACTIONS = ["sns:DeleteTopic", "sns:SetTopicAttributes", "sns:Unsubscribe"]
-TAG_ACTIONS = ["ec2:CreateTags", "ec2:DeleteTags"]
 
 
 def _unless(principals):

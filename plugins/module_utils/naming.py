@@ -15,6 +15,11 @@ import re
 # dot, so the one invoke permission per region, a SourceArn pattern "rule/<name>.*", admits
 # this deployment's rules and no other deployment's ("<name>-2.1" does not match "<name>.*").
 RULE_SEPARATOR = "."
+# The rules "<name>.tamper", ... that report calls disarming the deployment
+# (patterns.tamper_patterns builds one pattern per kind).
+TAMPER_KINDS = ("tamper", "tamper-log", "tamper-ec2", "tamper-iam")
+# The target id of the notification topic on the tamper rules (their second target).
+TOPIC_TARGET_ID = "notify"
 
 
 # The longest suffix added to the base name: the attribution rule "<name>.attribution".
@@ -66,6 +71,8 @@ def resource_names(name):
         "invoke_statement": INVOKE_STATEMENT_ID,
         # Metric filter, metric and alarm for decisions that need a person.
         "attention": f"{name}-attention",
+        # Metric filter, metric and alarm on the sweep's heartbeat (the dead-man's switch).
+        "heartbeat": f"{name}-heartbeat",
     }
 
 
@@ -110,7 +117,8 @@ def rule_index(name, candidate, separator=RULE_SEPARATOR):
 def rule_kind(name, candidate):
     """``(kind, index, legacy)`` of a rule of deployment ``name``, or None when it is not one.
 
-    ``kind`` is ``state_change`` (``index`` its shard number), ``attribution`` or ``sweep``;
+    ``kind`` is ``state_change`` (``index`` its shard number), ``attribution``, ``sweep``
+    or one of ``TAMPER_KINDS``;
     ``legacy`` marks the names of releases before 1.1.0 (``<name>-1``, ``<name>-sweep``, ...).
     A deployment called ``<name>-2`` has rules ``<name>-2.1`` ... and is never mistaken for
     ours: a base name holds no dot, and its legacy rules ``<name>-2-1`` match nothing here.
@@ -122,6 +130,8 @@ def rule_kind(name, candidate):
         for kind in ("attribution", "sweep"):
             if candidate == f"{name}{separator}{kind}":
                 return kind, None, legacy
+        if not legacy and candidate in {f"{name}{separator}{kind}" for kind in TAMPER_KINDS}:
+            return candidate[len(name) + 1 :], None, legacy
     return None
 
 

@@ -22,6 +22,8 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     DESCRIPTION_PREFIX,
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
+    TAMPER_KINDS,
+    TOPIC_TARGET_ID,
     function_arn,
     iam_arn,
     owner_tagged,
@@ -82,20 +84,34 @@ def read_log_group(logs, group, function_is_ours):
     return _found("log group", group, owner_tagged(tags), NOT_TAGGED), state
 
 
-def read_alarm(cloudwatch, alarm):
-    """The alarm's ownership entry and the alarm as described (None when missing)."""
-    reply = cloudwatch.describe_alarms(aws_retry=True, AlarmNames=[alarm])
-    found = next(iter(reply.get("MetricAlarms") or []), None)
-    if found is None:
-        return _missing("alarm", alarm), None
-    ours = (found.get("AlarmDescription") or "").startswith(DESCRIPTION_PREFIX)
-    return _found("alarm", alarm, ours, f"its description does not start with {DESCRIPTION_PREFIX!r}"), found
+def read_alarms(cloudwatch, alarms):
+    """For each alarm name, in one call: its ownership entry and the alarm as described
+    (None when missing)."""
+    reply = cloudwatch.describe_alarms(aws_retry=True, AlarmNames=list(alarms))
+    described = {found["AlarmName"]: found for found in reply.get("MetricAlarms") or []}
+    result = []
+    for alarm in alarms:
+        found = described.get(alarm)
+        if found is None:
+            result.append((_missing("alarm", alarm), None))
+            continue
+        ours = (found.get("AlarmDescription") or "").startswith(DESCRIPTION_PREFIX)
+        entry = _found("alarm", alarm, ours, f"its description does not start with {DESCRIPTION_PREFIX!r}")
+        result.append((entry, found))
+    return result
+
+
+def _topic_of_tamper_rule(rule, target):
+    """A tamper rule's second target: the notification topic, under its own id."""
+    return rule.get("kind") in TAMPER_KINDS and target["id"] == TOPIC_TARGET_ID and ":sns:" in target["arn"]
 
 
 def judge_rule(rule, arn):
     """Ownership entry of a listed rule (``rules.list_deployment_rules`` with targets)."""
     strangers = [
-        target["arn"] for target in rule.get("targets") or [] if target["arn"] not in (arn, f"{arn}:$LATEST")
+        target["arn"]
+        for target in rule.get("targets") or []
+        if target["arn"] not in (arn, f"{arn}:$LATEST") and not _topic_of_tamper_rule(rule, target)
     ]
     if not (rule.get("description") or "").startswith(DESCRIPTION_PREFIX):
         return _found(
@@ -166,9 +182,12 @@ def read_ownership(clients, name, region, account, partition, policies=()):
     # What the read-once rollout compares with the plan (sync.py); rules are read below.
     state = {
         "log_group": log_group,
-        "metric_filter": read_metric_filter(clients["logs"], names["log_group"], names["attention"])
-        if log_group["exists"]
-        else read_metric_filter_missing(),
+        **{
+            key: read_metric_filter(clients["logs"], names["log_group"], names[alarm])
+            if log_group["exists"]
+            else read_metric_filter_missing()
+            for key, alarm in (("metric_filter", "attention"), ("heartbeat_filter", "heartbeat"))
+        },
         "function_policy": read_function_policy(
             clients["lambda"], names["function"], names["invoke_statement"]
         )
@@ -179,9 +198,11 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         else None,
     }
     state["statement"] = (state["function_policy"] or {}).get("statement")
-    alarm_entry, alarm = read_alarm(clients["cloudwatch"], names["attention"])
-    resources.append(alarm_entry)
-    state["alarm"] = alarm_state(alarm)
+    (attention_entry, attention), (heartbeat_entry, heartbeat) = read_alarms(
+        clients["cloudwatch"], [names["attention"], names["heartbeat"]]
+    )
+    resources.extend([attention_entry, heartbeat_entry])
+    state["alarm"], state["heartbeat"] = alarm_state(attention), alarm_state(heartbeat)
     state["function"] = function_state(function, (function or {}).get("Tags"))
     rules = list_deployment_rules(clients["events"], name)
     resources.extend(judge_rule(rule, arn) for rule in rules)

@@ -20,16 +20,20 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     METRIC_NAMESPACE,
     OWNER_TAG_KEY,
     OWNER_TAG_VALUE,
+    RULE_SEPARATOR,
     regional_names,
     resource_names,
     rule_name,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
+    IAM_EVENTS_REGION,
+    MAX_EVENT_PATTERN_CHARS,
     attribution_pattern,
     pattern_instance_ids,
     shard_instance_ids,
     state_change_pattern,
     sweep_schedule,
+    tamper_patterns,
 )
 
 MODE_INSTANCE_IDS = "instance_ids"
@@ -60,10 +64,12 @@ DEFAULT_RESTART_POLICY = {
 # Decisions that need a person: one metric filter counts them, one alarm fires on any. A
 # restart whose budget could not be written (budget_error: the instance may then restart
 # forever) and a notice that could not be sent (notify-failed: e.g. a topic's KMS key the
-# role may not use) count too, so that the alarm never goes quiet with the notices.
+# role may not use) count too, so that the alarm never goes quiet with the notices; and so do
+# calls that disarm the deployment (tamper) and the sweep's repairs of them.
 ATTENTION_PATTERN = (
     '{ ($.action = "failed") || ($.action = "suspended") || ($.action = "notify-failed")'
-    ' || ($.action = "tamper-repaired") || ($.action = "repair-failed") || ($.budget_error = "*") }'
+    ' || ($.action = "tamper") || ($.action = "tamper-repaired") || ($.action = "repair-failed")'
+    ' || ($.budget_error = "*") }'
 )
 MAX_SWEEP_MINUTES = 1440
 
@@ -463,6 +469,7 @@ def build_plan(
     inventory_group="stop_protected",
     resource_tags=None,
     function=None,
+    automation_principals=(),
 ):
     """What to deploy, per region: validated, sharded, ready for the role's tasks.
 
@@ -492,6 +499,7 @@ def build_plan(
         validate_region(region, known_regions, source="stop_protection_regions entry")
     tags = validate_resource_tags(resource_tags)
     function = validate_function_settings(function)
+    automation_principals = validate_automation_principals(automation_principals)
 
     by_region = {}
     for instance_id, region, _source in instances:
@@ -539,6 +547,24 @@ def build_plan(
                     "description": rule_description([], "StopInstances callers"),
                 }
             )
+        if automation_principals:
+            rules.extend(
+                tamper_rules(
+                    name,
+                    region,
+                    automation_principals,
+                    [
+                        key
+                        for key in (
+                            tag_key if mode == MODE_TAG else None,
+                            bypass_tag_key,
+                            restart_policy["suspended_tag_key"],
+                        )
+                        if key
+                    ],
+                    notification_topic_arn,
+                )
+            )
         if restart_policy["sweep_minutes"]:
             rules.append(
                 {
@@ -566,14 +592,65 @@ def build_plan(
             "notification_topic_arn": notification_topic_arn or None,
             "failure_destination_arn": failure_destination_arn or None,
             "kms_key_arns": sorted(validate_kms_key_arns(kms_key_arns)),
+            "automation_principals": automation_principals,
             "function": function,
         },
         "tags": tags,
         "alarm": alarm_settings(names, restart_policy["alarm_period_seconds"], notification_topic_arn),
+        "heartbeat": heartbeat_settings(
+            names,
+            restart_policy["sweep_minutes"],
+            restart_policy["alarm_period_seconds"],
+            notification_topic_arn,
+        ),
     }
 
 
 RULE_DESCRIPTION = DESCRIPTION_PREFIX + ": {}"
+
+
+def validate_automation_principals(principals, variable="stop_protection_automation_principals"):
+    """ARN patterns of the principals that run protect, verify and unprotect (may be empty:
+    then no tamper rules). EventBridge's wildcard refuses consecutive ``*``."""
+    if principals is None:
+        return []
+    if isinstance(principals, str) or not isinstance(principals, (list, tuple)):
+        raise ProtectionError(f"{variable} must be a list of ARN patterns, got {principals!r}")
+    for principal in principals:
+        if not isinstance(principal, str) or not principal.startswith("arn:") or "**" in principal:
+            raise ProtectionError(
+                f"{variable} entry {principal!r} is not an ARN pattern (arn:aws:iam::<account>:role/<name>, "
+                "* for any characters, never **)"
+            )
+    return sorted(set(principals))
+
+
+def tamper_rules(name, region, automation_principals, tag_keys, topic_arn):
+    """The rules that report calls disarming the deployment in ``region`` by anyone but
+    the automation (``patterns.tamper_patterns``); each also targets the topic, when set,
+    so that deleting the function does not silence them."""
+    found = tamper_patterns(
+        name, region, automation_principals, tag_keys, topic_arn, iam=region == IAM_EVENTS_REGION
+    )
+    rules = []
+    for kind, pattern in found.items():
+        if len(pattern) > MAX_EVENT_PATTERN_CHARS:
+            raise ProtectionError(
+                f"the {kind} rule of {name} in {region} would have a pattern of {len(pattern)} characters, "
+                f"EventBridge allows {MAX_EVENT_PATTERN_CHARS}: list fewer or shorter "
+                "stop_protection_automation_principals"
+            )
+        rules.append(
+            {
+                "name": f"{name}{RULE_SEPARATOR}{kind}",
+                "pattern": pattern,
+                "instance_ids": [],
+                "kind": kind,
+                "description": rule_description([], kind),
+                "topic_arn": topic_arn or None,
+            }
+        )
+    return rules
 
 
 def rule_description(instance_ids, kind):
@@ -663,7 +740,35 @@ def alarm_settings(names, period, topic_arn):
     }
 
 
-# --- IAM ---------------------------------------------------------------------------------------
+# The sweep's closing line (stop_protection_handler.handle_sweep).
+HEARTBEAT_PATTERN = '{ $.action = "swept" }'
+# The heartbeat alarm looks at one sweep interval, missing data breaching. CloudWatch
+# evaluates an alarm over a range wider than its evaluation periods and fills in missing
+# points only when that range holds fewer real ones than the periods ("Configuring how
+# CloudWatch alarms treat missing data", CloudWatch user guide): the alarm fires once the
+# whole range, about three sweep intervals, passed without a heartbeat; one late or lost
+# scheduled sweep never fires it.
+HEARTBEAT_EVALUATION_PERIODS = 1
+
+
+def heartbeat_settings(names, sweep_minutes, alarm_period, topic_arn):
+    """The dead-man's switch: a metric filter counts the sweep's ``swept`` lines, an alarm
+    fires when none arrived for about three sweep intervals (``HEARTBEAT_EVALUATION_PERIODS``),
+    missing data counting as breaching. None without a sweep or with alarms turned off."""
+    if not sweep_minutes or not alarm_period:
+        return None
+    return {
+        "name": names["heartbeat"],
+        "log_group": names["log_group"],
+        "pattern": HEARTBEAT_PATTERN,
+        "namespace": METRIC_NAMESPACE,
+        "period": sweep_minutes * 60,
+        "evaluation_periods": HEARTBEAT_EVALUATION_PERIODS,
+        "actions": [topic_arn] if topic_arn else [],
+    }
+
+
+# --- The function's environment ----------------------------------------------------------------
 
 
 def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn, attribution):

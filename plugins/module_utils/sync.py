@@ -23,6 +23,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_p
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.iam_policy import plan_policies
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    TOPIC_TARGET_ID,
     function_arn,
     iam_arn,
     rule_kind,
@@ -237,13 +238,25 @@ def rule_drift(planned, deployed, target_id, target_arn):
     drift += _differs("schedule", deployed.get("schedule_expression"), planned.get("schedule"))
     drift += _differs("role", deployed.get("role_arn"), None)
     drift += _differs("state", deployed.get("state"), "ENABLED")
-    want = [{"id": target_id, "arn": target_arn, "extra": {}}]
-    have = [
-        {"id": target["id"], "arn": target["arn"], "extra": target.get("extra") or {}}
-        for target in deployed.get("targets") or []
-    ]
+    want = [dict(target, extra={}) for target in rule_targets(planned, target_id, target_arn)]
+    have = sorted(
+        (
+            {"id": target["id"], "arn": target["arn"], "extra": target.get("extra") or {}}
+            for target in deployed.get("targets") or []
+        ),
+        key=lambda target: target["id"],
+    )
     drift += _differs("targets", have, want)
     return drift
+
+
+def rule_targets(planned, target_id, target_arn):
+    """A planned rule's targets, by id: the function, and the topic of a tamper rule (so that
+    deleting the function does not silence it)."""
+    targets = [{"id": target_id, "arn": target_arn}]
+    if planned.get("topic_arn"):
+        targets.append({"id": TOPIC_TARGET_ID, "arn": planned["topic_arn"]})
+    return sorted(targets, key=lambda target: target["id"])
 
 
 # --- the desired state of a region, and what differs ---------------------------------------------
@@ -274,6 +287,7 @@ def desired_state(
     policies (``[{"name", "document"}]``, ``protection.build_policies``)."""
     names = plan["names"]
     alarm = plan.get("alarm")
+    heartbeat = plan.get("heartbeat")
     entry = next(item for item in plan["regions"] if item["region"] == region)
     role_arn = iam_arn(partition, account, "role", entry["role"])
     return {
@@ -308,26 +322,23 @@ def desired_state(
             "Tags": plan["tags"],
             "CodeSha256": code_sha256,
         },
-        "alarm": {
-            "AlarmName": names["attention"],
-            "AlarmDescription": (
-                f"guardrails.ec2 stop protection {plan['name']}: an instance could not be restarted, "
-                "or was suspended after too many restarts; see the function's log"
-            ),
-            "MetricName": alarm["name"],
-            "Namespace": alarm["namespace"],
-            "Statistic": "Sum",
-            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-            "Threshold": 1.0,
-            "Period": alarm["period"],
-            "EvaluationPeriods": 1,
-            "TreatMissingData": "notBreaching",
-            "AlarmActions": list(alarm["actions"]),
-            "InsufficientDataActions": [],
-            "OKActions": [],
-        }
-        if alarm
-        else None,
+        "alarm": alarm_request(
+            alarm,
+            f"guardrails.ec2 stop protection {plan['name']}: an instance could not be restarted, "
+            "or was suspended after too many restarts; see the function's log",
+            comparison="GreaterThanOrEqualToThreshold",
+            evaluation_periods=1,
+            missing="notBreaching",
+        ),
+        "heartbeat": alarm_request(
+            heartbeat,
+            f"guardrails.ec2 stop protection {plan['name']}: no sweep has completed for about three "
+            "sweep intervals - the protection may be disarmed (rule disabled or deleted, function "
+            "deleted or throttled, role or log group broken)",
+            comparison="LessThanThreshold",
+            evaluation_periods=(heartbeat or {}).get("evaluation_periods"),
+            missing="breaching",
+        ),
         "function_arn": function_arn(partition, region, account, names["function"]),
         "rule_target_id": names["function"],
         "statement": {
@@ -335,21 +346,49 @@ def desired_state(
             "source_arn": rule_source_pattern(partition, region, account, plan["name"]),
         },
         "log_group": {"name": names["log_group"], "retention": int(log_retention_days), "tags": plan["tags"]},
-        "metric_filter": {
-            "name": names["attention"],
-            "pattern": alarm["pattern"],
-            "transformation": {
-                "metric_name": alarm["name"],
-                "metric_namespace": alarm["namespace"],
-                "metric_value": "1",
-            },
-        }
-        if alarm
-        else None,
+        "metric_filter": metric_filter_request(alarm),
+        "heartbeat_filter": metric_filter_request(heartbeat),
         "invoke_config": {
             "maximum_retry_attempts": int(retry_attempts),
             "maximum_event_age_in_seconds": int(max_event_age_seconds),
             "on_failure_destination_arn": failure_destination_arn or None,
+        },
+    }
+
+
+def alarm_request(settings, description, comparison, evaluation_periods, missing):
+    """The ``PutMetricAlarm`` request of one of the deployment's alarms on its own metric
+    (``protection.alarm_settings``/``heartbeat_settings``), or None when there is none."""
+    if not settings:
+        return None
+    return {
+        "AlarmName": settings["name"],
+        "AlarmDescription": description,
+        "MetricName": settings["name"],
+        "Namespace": settings["namespace"],
+        "Statistic": "Sum",
+        "ComparisonOperator": comparison,
+        "Threshold": 1.0,
+        "Period": settings["period"],
+        "EvaluationPeriods": evaluation_periods,
+        "TreatMissingData": missing,
+        "AlarmActions": list(settings["actions"]),
+        "InsufficientDataActions": [],
+        "OKActions": [],
+    }
+
+
+def metric_filter_request(settings):
+    """The metric filter that feeds one alarm's metric: 1 per matching log line."""
+    if not settings:
+        return None
+    return {
+        "name": settings["name"],
+        "pattern": settings["pattern"],
+        "transformation": {
+            "metric_name": settings["name"],
+            "metric_namespace": settings["namespace"],
+            "metric_value": "1",
         },
     }
 
@@ -387,8 +426,8 @@ def region_drift(state, desired):
     """Per resource of ``desired_state``, what differs in ``state`` (the ``state`` that
     ``stop_protection_deployment_info`` returns); an empty list means in sync. Keys:
     ``policy <name>`` for each managed policy, ``role``, ``function``, ``alarm``,
-    ``statement``, ``log_group``, ``metric_filter``, ``invoke_config``."""
-    metric_filter = desired["metric_filter"]
+    ``heartbeat``, ``statement``, ``log_group``, ``metric_filter``, ``heartbeat_filter``,
+    ``invoke_config``."""
     role = desired["role"]
     tags = desired["tags"]
     return {
@@ -405,6 +444,7 @@ def region_drift(state, desired):
         if all(value is not None for key, value in desired["function"].items() if key != "VpcId")
         else ["not compared: the function's settings were not all given"],
         "alarm": alarm_drift(state.get("alarm"), desired["alarm"]),
+        "heartbeat": alarm_drift(state.get("heartbeat"), desired.get("heartbeat")),
         "statement": statement_drift(
             state.get("statement"),
             desired["statement"]["statement_id"],
@@ -414,9 +454,14 @@ def region_drift(state, desired):
         "log_group": log_group_drift(
             state["log_group"], desired["log_group"]["retention"], desired["log_group"]["tags"]
         ),
-        "metric_filter": metric_filter_drift(
-            state["metric_filter"], metric_filter["name"] if metric_filter else None, metric_filter
-        ),
+        **{
+            key: metric_filter_drift(
+                state.get(key) or read_metric_filter_missing(),
+                desired[key]["name"] if desired.get(key) else None,
+                desired.get(key),
+            )
+            for key in ("metric_filter", "heartbeat_filter")
+        },
         "invoke_config": invoke_config_drift(state.get("invoke_config"), desired["invoke_config"]),
     }
 
@@ -429,7 +474,7 @@ def rules_to_write(planned, deployed, target_id, target_arn):
     for rule in planned:
         drift = rule_drift(rule, current.get(rule["name"]), target_id, target_arn)
         if drift:
-            changed.append(dict(rule, drift=drift))
+            changed.append(dict(rule, drift=drift, targets=rule_targets(rule, target_id, target_arn)))
     return changed
 
 

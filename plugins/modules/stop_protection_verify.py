@@ -158,6 +158,33 @@ passed:
   returned: when the audit ran
   type: bool
   sample: true
+management_trails:
+  description:
+    - With attribution or tamper rules deployed, the names of the CloudTrail trails that log
+      the region's management write events (those rules see nothing without one; an empty
+      list also gives a warning). Null when not checked.
+  returned: when the audit ran
+  type: list
+  elements: str
+  sample: [organization-trail]
+alarms:
+  description:
+    - The state of the deployment's two alarms in the region, null for one that does not exist
+      (no alarms, or no sweep for the heartbeat); null when they could not be read. An alarm
+      in ALARM also gives a warning that says what it means.
+  returned: when the audit ran
+  type: dict
+  contains:
+    attention:
+      description: C(<name>-attention), on decisions that need a person.
+      type: dict
+      sample: {"name": "EC2Protect-attention", "state": "OK", "reason": "Threshold Crossed", "since": "2026-12-06 17:00:00+00:00"}
+    heartbeat:
+      description:
+        - C(<name>-heartbeat), the dead-man's switch. C(ALARM) when no sweep completed for two
+          sweep intervals, whatever disarmed it.
+      type: dict
+      sample: {"name": "EC2Protect-heartbeat", "state": "ALARM", "reason": "Threshold Crossed", "since": "2026-12-06 17:00:00+00:00"}
 instances:
   description: One entry per listed instance, in the order given.
   returned: always
@@ -284,10 +311,11 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.audit import audit
+from ansible_collections.guardrails.ec2.plugins.module_utils.audit import alarm_states, audit
 from ansible_collections.guardrails.ec2.plugins.module_utils.drill import (
     concurrency,
     drill,
@@ -342,10 +370,11 @@ def main():
     retry = AWSRetry.jittered_backoff()
     clients = {
         service: module.client(service, retry_decorator=retry)
-        for service in ("ec2", "lambda", "events", "iam", "kms", "sns", "sqs")
+        for service in ("ec2", "lambda", "events", "iam", "kms", "sns", "sqs", "cloudwatch", "cloudtrail")
     }
     region = module.region
     warnings = []
+    report = {"management_trails": None}
     try:
         identity = module.client("sts", retry_decorator=retry).get_caller_identity(aws_retry=True)
         account, partition = identity["Account"], identity["Arn"].split(":")[1]
@@ -359,7 +388,15 @@ def main():
             check_attribute=params["check_stop_protection_attribute"],
             warnings=warnings,
             code_sha256=params["code_sha256"],
+            report=report,
         )
+        try:
+            alarms = alarm_states(clients["cloudwatch"], params["name"], warnings)
+        except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
+            alarms = None
+            warnings.append(
+                "Could not read the deployment's alarms (cloudwatch:DescribeAlarms); their state was not checked."
+            )
     except ProtectionError as exc:
         module.fail_json(msg=str(exc), passed=False)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
@@ -375,9 +412,18 @@ def main():
                 + unprotected_message(entries),
                 passed=False,
                 instances=entries,
+                alarms=alarms,
+                management_trails=report["management_trails"],
                 summary=summary,
             )
-        module.exit_json(changed=False, passed=True, instances=entries, summary=summary)
+        module.exit_json(
+            changed=False,
+            passed=True,
+            instances=entries,
+            alarms=alarms,
+            management_trails=report["management_trails"],
+            summary=summary,
+        )
 
     unprotected = [e for e in entries if not e["protected"]]
     if unprotected and not params["force"]:
@@ -386,6 +432,8 @@ def main():
             + unprotected_message(entries),
             passed=False,
             instances=entries,
+            alarms=alarms,
+            management_trails=report["management_trails"],
             summary=summarise(entries, "audit"),
         )
     if module.check_mode:
@@ -394,6 +442,8 @@ def main():
             changed=bool(would_stop),
             passed=True,
             instances=entries,
+            alarms=alarms,
+            management_trails=report["management_trails"],
             summary=summarise(entries, "audit"),
             would_stop=would_stop,
         )
@@ -418,9 +468,18 @@ def main():
             changed=changed,
             passed=False,
             instances=entries,
+            alarms=alarms,
+            management_trails=report["management_trails"],
             summary=summary,
         )
-    module.exit_json(changed=changed, passed=True, instances=entries, summary=summary)
+    module.exit_json(
+        changed=changed,
+        passed=True,
+        instances=entries,
+        alarms=alarms,
+        management_trails=report["management_trails"],
+        summary=summary,
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """docs/deployer-policy.json is enough to protect, audit, drill and unprotect, and needed.
 
+Every part is deployed: sweep and heartbeat alarm (with the first sweep protect runs), the
+tamper rules with the topic as their second target, topic and failure queue.
+
 The playbooks run as an IAM user that holds only that policy, with IAM enforced by the
 harness (including iam:PassRole when the function is handed its role, and Lambda calls on
 a published version judged on the qualified ARN, as AWS does).
@@ -80,6 +83,8 @@ def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoi
         stop_protection_failure_destination_arn=queue,
         stop_protection_sweep_minutes=5,
         stop_protection_keep_logs=False,
+        # The tamper rules, with the topic as their second target.
+        stop_protection_automation_principals=["arn:aws:iam::*:user/deployer-*"],
     )
     steps = [
         ("protect.yml", settings),

@@ -12,8 +12,14 @@ import subprocess
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REGION, unique
-from test_protection_under_stress import playbook_command, playbook_env, protect_vars
+from conftest import REGION, unique, wait_for
+from test_protection_under_stress import (
+    playbook_command,
+    playbook_env,
+    protect_vars,
+    read_decisions,
+    run_playbook,
+)
 
 ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
@@ -63,14 +69,7 @@ def guarded_users(aws, tmp_path):
 
 
 def run_as(credentials, endpoint, playbook, extra_vars):
-    return subprocess.run(
-        playbook_command(playbook, extra_vars),
-        env=playbook_env(endpoint) | credentials,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_playbook(playbook, endpoint, extra_vars, timeout=600, credentials=credentials)
 
 
 def refused(call, **kwargs):
@@ -86,7 +85,13 @@ def test_the_guard_policy_stops_an_insider_and_lets_the_automation_through(
 ):
     name = unique("Guarded")
     (instance_id,) = instances(1)
-    settings = protect_vars(name, [instance_id], stop_protection_keep_logs=False)
+    settings = protect_vars(
+        name,
+        [instance_id],
+        stop_protection_keep_logs=False,
+        # The tamper rules too: a refused attempt is still reported.
+        stop_protection_automation_principals=[f"arn:aws:iam::*:user/{name}-automation"],
+    )
     document = guarded_users.guard_document(name, [instance_id])
     automation = guarded_users(name, "automation", document)
     insider = guarded_users(name, "insider", document)
@@ -113,6 +118,20 @@ def test_the_guard_policy_stops_an_insider_and_lets_the_automation_through(
         # Everything else stays allowed: the Deny statements aim at the deployment only.
         assert refused(ec2.create_tags, Resources=[instance_id], Tags=[{"Key": "Team", "Value": "x"}]) is None
         assert aws("events").describe_rule(Name=f"{name}.1")["State"] == "ENABLED"
+
+        def attempts():
+            return {
+                (line["event_name"], line.get("refused"))
+                for line in read_decisions(aws("logs"), name)
+                if line["action"] == "tamper"
+            }
+
+        expected = {
+            ("DisableRule", "AccessDeniedException"),
+            ("PutFunctionConcurrency20171031", "AccessDeniedException"),
+            ("CreateTags", "UnauthorizedOperation"),
+        }
+        assert wait_for(lambda: expected <= attempts(), timeout=30, interval=1), attempts()
 
         for playbook in ("verify.yml", "unprotect.yml"):
             result = run_as(automation, endpoint, playbook, settings)

@@ -42,10 +42,11 @@ def playbook_command(name, extra_vars, extra=()):
     return lab_playbook_command(name, extra=extra, extra_vars=extra_vars)
 
 
-def run_playbook(name, endpoint, extra_vars, timeout=300, cwd=None, extra=()):
+def run_playbook(name, endpoint, extra_vars, timeout=300, cwd=None, extra=(), credentials=None):
+    """``credentials``: the access key of the principal that runs it (default: the test keys)."""
     return subprocess.run(
         playbook_command(name, extra_vars, extra),
-        env=playbook_env(endpoint),
+        env=playbook_env(endpoint) | (credentials or {}),
         capture_output=True,
         text=True,
         timeout=timeout,

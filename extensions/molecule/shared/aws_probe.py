@@ -89,7 +89,8 @@ def receive(queue_name, region, expect, timeout):
 
 
 def decisions(name, region):
-    """The restart function's JSON decision lines, oldest first."""
+    """The restart function's JSON decision lines, oldest first; the sweep's heartbeat
+    lines (``swept``) are not decisions and are left out."""
     logs = boto3.client("logs", region_name=region)
     group = naming.resource_names(name)["log_group"]
     lines = []
@@ -100,8 +101,9 @@ def decisions(name, region):
             )
             for event in events["events"]:
                 text = event["message"].strip()
-                if text.startswith("{"):
-                    lines.append((event["timestamp"], json.loads(text)))
+                line = json.loads(text) if text.startswith("{") else None
+                if line and line.get("action") != "swept":
+                    lines.append((event["timestamp"], line))
     return {"decisions": [entry[1] for entry in sorted(lines, key=lambda item: item[0])]}
 
 

@@ -6,9 +6,13 @@ Invoked by EventBridge with:
   and start it when it is still stopped, protected and not bypassed;
 * (attribution on) an "AWS API Call via CloudTrail" event for ``StopInstances``: log who
   stopped which instance; never start anything;
+* (tamper rules on) an "AWS API Call via CloudTrail" event for a call that disarms the
+  deployment, made by someone other than its automation: log ``tamper`` (who, what, from
+  where, refused or not) and notify;
 * (sweep on) the schedule rule's "Scheduled Event": find the protected instances of the
   region that are stopped now and decide for each as for a stop event (lost events,
-  restarts that failed for longer than Lambda's retries last).
+  restarts that failed for longer than Lambda's retries last), repair the deployment's
+  rules, and log one ``swept`` line: the heartbeat its alarm counts.
 
 Every decision is one JSON line in the function's log. Settings come from environment
 variables the role sets:
@@ -55,8 +59,27 @@ SCHEDULED = "Scheduled Event"
 # Each kind of event the function acts on, with the only source AWS sends it from. The
 # invoke permission admits every rule named <name>.*, on any bus of the account, and a
 # custom bus accepts any source but "aws.*" from PutEvents: an event whose source does not
-# match is ignored (one decision line), never acted on.
+# match is ignored (one decision line), never acted on. API calls other than StopInstances
+# (the tamper rules') come from the source of their service: any "aws.*".
 SOURCES = {STATE_CHANGE: "aws.ec2", API_CALL: "aws.ec2", SCHEDULED: "aws.events"}
+TAMPER_SOURCE = "aws.*"
+# The rules besides the shards that the sweep keeps enabled and targeting the function.
+OWN_RULE_KINDS = ("attribution", "tamper", "tamper-log", "tamper-ec2", "tamper-iam")
+# What a disarming call names, in CloudTrail's requestParameters, for the tamper line.
+TAMPER_TARGET_KEYS = (
+    "name",
+    "rule",
+    "functionName",
+    "logGroupName",
+    "filterName",
+    "alarmNames",
+    "alarmName",
+    "topicArn",
+    "subscriptionArn",
+    "roleName",
+    "policyArn",
+    "instanceId",
+)
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
 SPOT_INTERRUPTION = "Server.SpotInstanceShutdown"
 HIBERNATION = "Client.UserInitiatedHibernate"
@@ -430,8 +453,8 @@ def own_function_arn(context):
 
 
 def repair_own_rules(config, context):
-    """Self-repair, run by each sweep: the deployment's shard and attribution rules must be
-    enabled and target this function. Whoever disabled one, or removed its target, disarmed
+    """Self-repair, run by each sweep: the deployment's shard, attribution and tamper rules
+    must be enabled and target this function. Whoever disabled one, or removed its target, disarmed
     the protection of its instances; it is enabled again, or the target put back, and each
     repair logged as ``tamper-repaired`` (the attention alarm counts it). The role may do
     this on its own rules only. A disabled sweep rule cannot repair itself: the sweep does
@@ -444,9 +467,10 @@ def repair_own_rules(config, context):
         # In instance mode this sweep has just read them (stopped_protected_instances).
         protected_by_rules(prefix, fresh=True)
     rules = list(_OWN_RULES[prefix])
-    attribution = describe_rule(events, f"{prefix}attribution")
-    if attribution is not None:
-        rules.append(attribution)
+    for kind in OWN_RULE_KINDS:
+        rule = describe_rule(events, f"{prefix}{kind}")
+        if rule is not None:
+            rules.append(rule)
     repaired = []
     for rule in rules:
         fixes = []
@@ -537,7 +561,66 @@ def handle_sweep(event, context, config, sleep=time.sleep):
             }
         )
         actions.append("repair-failed")
+    # The heartbeat: the heartbeat alarm fires when no sweep got this far for two sweep
+    # intervals (rule disabled or deleted, function deleted or throttled, role broken, log
+    # group or metric filter gone). Logged last, so that a sweep which could not read the
+    # instances leaves none.
+    log({"action": "swept", "trigger": "sweep", "stopped_found": len(instances)})
     return {"swept": len(instances), "actions": actions}
+
+
+def tamper_target(parameters):
+    """What a disarming call acted on, from CloudTrail's requestParameters: the first name
+    it gives, or the instances and tag keys of an EC2 call."""
+    for key in TAMPER_TARGET_KEYS:
+        if parameters.get(key):
+            return f"{key}={parameters[key]}"
+    resources = ((parameters.get("resourcesSet") or {}).get("items")) or []
+    ids = [item.get("resourceId") for item in resources if isinstance(item, dict)]
+    return f"resources={','.join(filter(None, ids))}" if ids else None
+
+
+def handle_tamper(event, config):
+    """A call that disarms the deployment, by anyone but its automation (the tamper rules'
+    patterns leave those out): one ``tamper`` line, counted by the attention alarm, and a
+    notice. A refused call is reported too: it was an attempt."""
+    detail = event.get("detail") or {}
+    identity = detail.get("userIdentity") or {}
+    parameters = detail.get("requestParameters") or {}
+    tags = [
+        item.get("key")
+        for item in ((parameters.get("tagSet") or {}).get("items") or [])
+        if isinstance(item, dict)
+    ]
+    record = {
+        "action": "tamper",
+        "event_name": detail.get("eventName"),
+        "event_source": detail.get("eventSource"),
+        "target": tamper_target(parameters),
+        "caller_arn": identity.get("arn"),
+        "caller_type": identity.get("type"),
+        "source_ip": detail.get("sourceIPAddress"),
+        "event_time": detail.get("eventTime"),
+        "region": detail.get("awsRegion") or event.get("region") or config["region"],
+    }
+    if tags:
+        record["tag_keys"] = tags
+    if detail.get("errorCode"):
+        record["refused"] = detail["errorCode"]
+    log(record)
+    outcome = f"It was refused ({record['refused']})." if record.get("refused") else "It succeeded."
+    notify(
+        config,
+        f"Stop protection: {record['event_name']} by {record['caller_arn']}",
+        [
+            f"{record['caller_arn']} ({record['caller_type']}) called {record['event_name']} on "
+            f"{record['target'] or 'a resource of the deployment'} in {record['region']} "
+            f"from {record['source_ip']} at {record['event_time']}.",
+            outcome,
+            "The call disarms the stop protection; only the deployment's automation should make it.",
+        ],
+    )
+    return record
 
 
 def handle_api_call(event, config):
@@ -589,18 +672,29 @@ def handle_api_call(event, config):
     return records
 
 
+def source_matches(source, expected):
+    """``expected`` is a source, or a prefix ending in ``*`` that must be followed by more."""
+    if expected.endswith("*"):
+        return isinstance(source, str) and len(source) >= len(expected) and source.startswith(expected[:-1])
+    return source == expected
+
+
 def handler(event, context):
     config = settings()
     if not isinstance(event, dict):
         log({"action": "ignored", "reason": "malformed event: not a JSON object"})
         return {"action": "ignored"}
     kind = event.get("detail-type")
-    if kind in SOURCES and event.get("source") != SOURCES[kind]:
-        reason = f"{kind!r} from source {event.get('source')!r}, not {SOURCES[kind]!r}"
+    tamper = kind == API_CALL and (event.get("detail") or {}).get("eventName") != "StopInstances"
+    expected = TAMPER_SOURCE if tamper else SOURCES.get(kind)
+    if expected and not source_matches(event.get("source"), expected):
+        reason = f"{kind!r} from source {event.get('source')!r}, not {expected!r}"
         log({"action": "ignored", "reason": reason})
         return {"action": "ignored"}
     if kind == STATE_CHANGE:
         return handle_state_change(event, context, config)
+    if tamper:
+        return {"tamper": handle_tamper(event, config)}
     if kind == API_CALL:
         return {"attributed": handle_api_call(event, config)}
     if kind == SCHEDULED:

@@ -106,6 +106,13 @@ def log_lines(capsys):
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
 
+def sweep_decisions(capsys):
+    """The sweep's lines but its closing heartbeat (``swept``), which every sweep logs."""
+    lines = log_lines(capsys)
+    assert lines and lines[-1]["action"] == "swept", lines
+    return lines[:-1]
+
+
 def client_error(code, operation="StartInstances"):
     return ClientError({"Error": {"Code": code, "Message": f"{code} happened"}}, operation)
 
@@ -460,8 +467,93 @@ def test_events_from_an_unexpected_source_are_ignored(fn, aws, capsys, event):
     assert state_of(aws, instance_id) == "stopped"
 
 
-def test_other_api_calls_are_ignored(fn, aws):
-    assert fn.handler(api_call_event(["i-1"], "StartInstances"), None) == {"attributed": []}
+def tamper_event(event_name, parameters, source="aws.events", error_code=None, **identity):
+    detail = {
+        "eventSource": f"{source[4:]}.amazonaws.com",
+        "eventName": event_name,
+        "eventTime": "2026-12-06T03:04:05Z",
+        "awsRegion": REGION,
+        "sourceIPAddress": "198.51.100.9",
+        "userIdentity": identity or {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/mallory"},
+        "requestParameters": parameters,
+    }
+    if error_code:
+        detail["errorCode"] = error_code
+    return {
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": source,
+        "region": REGION,
+        "detail": detail,
+    }
+
+
+def test_a_disarming_call_is_logged_as_tamper_and_notified(fn, aws, env, capsys):
+    """Who, what, from where: one tamper line (the attention alarm counts it) and a notice."""
+    sns = boto3.client("sns", region_name=REGION)
+    topic = sns.create_topic(Name="restarts")["TopicArn"]
+    env.setenv("NOTIFICATION_TOPIC_ARN", topic)
+    with mock.patch.object(fn, "notify", wraps=fn.notify) as notify:
+        result = fn.handler(tamper_event("DisableRule", {"name": "EC2Protect.1"}), None)
+    (line,) = log_lines(capsys)
+    assert line == result["tamper"]
+    assert {
+        key: line[key] for key in ("action", "event_name", "target", "caller_arn", "source_ip", "region")
+    } == {
+        "action": "tamper",
+        "event_name": "DisableRule",
+        "target": "name=EC2Protect.1",
+        "caller_arn": "arn:aws:iam::123456789012:user/mallory",
+        "source_ip": "198.51.100.9",
+        "region": REGION,
+    }
+    assert "refused" not in line
+    (call,) = notify.call_args_list
+    subject, lines = call.args[1], call.args[2]
+    assert subject == "Stop protection: DisableRule by arn:aws:iam::123456789012:user/mallory"
+    assert "called DisableRule on name=EC2Protect.1" in lines[0] and lines[1] == "It succeeded."
+
+
+@pytest.mark.parametrize(
+    ("event", "target", "extra"),
+    [
+        (
+            tamper_event("PutFunctionConcurrency20171031", {"functionName": "EC2Protect"}, "aws.lambda"),
+            "functionName=EC2Protect",
+            {},
+        ),
+        (
+            tamper_event(
+                "CreateTags",
+                {
+                    "resourcesSet": {"items": [{"resourceId": "i-0123456789abcdef0"}]},
+                    "tagSet": {"items": [{"key": "StopProtectionBypass", "value": "x"}]},
+                },
+                "aws.ec2",
+                error_code="Client.UnauthorizedOperation",
+            ),
+            "resources=i-0123456789abcdef0",
+            {"tag_keys": ["StopProtectionBypass"], "refused": "Client.UnauthorizedOperation"},
+        ),
+    ],
+)
+def test_the_tamper_line_says_what_was_touched_and_whether_it_was_refused(
+    fn, aws, capsys, event, target, extra
+):
+    fn.handler(event, None)
+    (line,) = log_lines(capsys)
+    assert line["target"] == target
+    assert {key: line.get(key) for key in extra} == extra
+
+
+def test_a_tamper_event_is_acted_on_only_from_an_aws_source(fn, aws, capsys):
+    """A custom bus takes any source but aws.* from PutEvents: a look-alike is ignored."""
+    assert fn.handler(tamper_event("DisableRule", {"name": "EC2Protect.1"}) | {"source": "my.app"}, None) == {
+        "action": "ignored"
+    }
+    assert fn.handler(tamper_event("DisableRule", {"name": "EC2Protect.1"}) | {"source": "aws."}, None) == {
+        "action": "ignored"
+    }
+    assert [line["action"] for line in log_lines(capsys)] == ["ignored", "ignored"]
 
 
 # --- cold start --------------------------------------------------------------------------------
@@ -761,9 +853,33 @@ def test_sweep_restarts_the_listed_instances_left_stopped(fn, aws, env, capsys):
     assert result == {"swept": 2, "actions": ["started", "started"]}
     assert {state_of(aws, i) for i in (lost, also_lost, fine)} == {"running"}
     assert state_of(aws, stranger) == "stopped"
-    lines = log_lines(capsys)
+    lines = sweep_decisions(capsys)
     assert sorted(line["instance_id"] for line in lines) == sorted([lost, also_lost])
     assert {line["trigger"] for line in lines} == {"sweep"}
+
+
+def test_each_sweep_that_read_the_instances_leaves_a_heartbeat(fn, aws, env, capsys):
+    """One ``swept`` line per sweep, last, with what it found; a sweep that could not read
+    the instances (a broken role) leaves none, so that the heartbeat alarm fires."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    put_shard_rule(1, [run_instance(aws)])
+    fn.handler(scheduled_event(), FakeContext())
+    restarted, heartbeat = log_lines(capsys)
+    assert (restarted["action"], heartbeat) == (
+        "started",
+        {"action": "swept", "trigger": "sweep", "stopped_found": 1},
+    )
+    fn.handler(scheduled_event(), FakeContext())
+    (heartbeat,) = log_lines(capsys)
+    assert heartbeat == {"action": "swept", "trigger": "sweep", "stopped_found": 0}
+    ec2 = mock.MagicMock()
+    ec2.get_paginator.return_value.paginate.side_effect = client_error(
+        "UnauthorizedOperation", "DescribeInstances"
+    )
+    fn._CLIENTS.update(ec2=ec2)
+    with pytest.raises(ClientError):
+        fn.handler(scheduled_event(), FakeContext())
+    assert log_lines(capsys) == []
 
 
 def test_sweep_reads_the_rules_afresh_each_time(fn, aws, env):
@@ -813,10 +929,14 @@ def test_sweep_repairs_disarmed_rules_and_says_so(fn, aws, env, capsys, mode):
     events.put_rule(Name="EC2Protect.attribution", EventPattern=json.dumps({"source": ["aws.ec2"]}))
     events.put_targets(Rule="EC2Protect.attribution", Targets=[{"Id": "x", "Arn": FUNCTION_ARN + "-other"}])
     events.disable_rule(Name="EC2Protect.1")  # disabled, and no target either
+    events.put_rule(Name="EC2Protect.tamper-ec2", EventPattern=json.dumps({"source": ["aws.ec2"]}))
+    events.put_targets(Rule="EC2Protect.tamper-ec2", Targets=[{"Id": "EC2Protect", "Arn": FUNCTION_ARN}])
+    events.disable_rule(Name="EC2Protect.tamper-ec2")  # the insider silences the tamper report first
 
     result = fn.handler(scheduled_event(), ContextOf(FUNCTION_ARN + ":7"))
 
-    assert result["actions"] == ["tamper-repaired", "tamper-repaired"]
+    assert result["actions"] == ["tamper-repaired"] * 3
+    assert events.describe_rule(Name="EC2Protect.tamper-ec2")["State"] == "ENABLED"
     assert events.describe_rule(Name="EC2Protect.1")["State"] == "ENABLED"
     for rule in ("EC2Protect.1", "EC2Protect.attribution"):
         targets = events.list_targets_by_rule(Rule=rule)["Targets"]
@@ -855,7 +975,7 @@ def test_sweep_obeys_bypass_suspension_and_budget(fn, aws, env, capsys):
     spent = run_instance(aws, tags={"StopProtectionRestarts": str(now - 10)})
     put_shard_rule(1, sorted([bypassed, suspended, spent]))
     fn.handler(scheduled_event(), FakeContext())
-    actions = {line["instance_id"]: line["action"] for line in log_lines(capsys)}
+    actions = {line["instance_id"]: line["action"] for line in sweep_decisions(capsys)}
     assert actions == {bypassed: "skipped-bypass", suspended: "skipped-suspended", spent: "suspended"}
     assert {state_of(aws, i) for i in actions} == {"stopped"}
 
@@ -909,7 +1029,7 @@ def test_sweep_stops_before_the_invocation_runs_out_of_time(fn, aws, env, capsys
     put_shard_rule(1, [run_instance(aws), run_instance(aws)])
     result = fn.handler(scheduled_event(), FakeContext(remaining_ms=5000))
     assert result["actions"] == []
-    (line,) = log_lines(capsys)
+    (line,) = sweep_decisions(capsys)
     assert line["action"] == "sweep-incomplete" and "2 stopped instances left" in line["reason"]
 
 

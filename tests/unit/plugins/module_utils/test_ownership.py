@@ -81,17 +81,18 @@ def deploy(aws, function_tags=None, role_tags=None, policy_tags=None, group_tags
         Description="guardrails.ec2 stop protection: 1 instances",
     )
     events.put_targets(Rule="EC2Protect-1", Targets=[{"Id": "EC2Protect", "Arn": FUNCTION_ARN}])
-    aws["cloudwatch"].put_metric_alarm(
-        AlarmName="EC2Protect-attention",
-        AlarmDescription="guardrails.ec2 stop protection EC2Protect: an instance could not be restarted",
-        MetricName="EC2Protect-attention",
-        Namespace="guardrails.ec2",
-        Statistic="Sum",
-        Period=300,
-        EvaluationPeriods=1,
-        Threshold=1.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
+    for alarm in ("attention", "heartbeat"):
+        aws["cloudwatch"].put_metric_alarm(
+            AlarmName=f"EC2Protect-{alarm}",
+            AlarmDescription=f"guardrails.ec2 stop protection EC2Protect: {alarm}",
+            MetricName=f"EC2Protect-{alarm}",
+            Namespace="guardrails.ec2",
+            Statistic="Sum",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
 
 
 def test_nothing_deployed_is_nothing_foreign(aws):
@@ -115,6 +116,7 @@ def test_what_the_role_deployed_is_ours(aws):
     assert [entry["kind"] for entry in found["resources"]] == [
         "function",
         "log group",
+        "alarm",
         "alarm",
         "rule",
         "role",
@@ -204,3 +206,20 @@ def test_the_account_wide_role_of_a_pre_release_deployment_is_reported(aws):
         Tags=[{"Key": "ManagedBy", "Value": "guardrails.ec2"}],
     )
     assert read(aws)["legacy"] == ["EC2ProtectRole"]
+
+
+def test_a_tamper_rule_may_also_target_the_topic_and_no_other_rule_may():
+    arn = FUNCTION_ARN
+    topic = "arn:aws:sns:eu-west-1:123456789012:alerts"
+    targets = [{"id": "EC2Protect", "arn": arn}, {"id": "notify", "arn": topic}]
+    base = {"description": "guardrails.ec2 stop protection: tamper", "targets": targets}
+    assert o.judge_rule(dict(base, name="EC2Protect.tamper", kind="tamper"), arn)["ours"] is True
+    shard = o.judge_rule(dict(base, name="EC2Protect.1", kind="state_change"), arn)
+    assert (shard["ours"], shard["reason"]) == (False, f"it also targets {topic}")
+    queue = [
+        {"id": "EC2Protect", "arn": arn},
+        {"id": "notify", "arn": "arn:aws:sqs:eu-west-1:123456789012:q"},
+    ]
+    assert (
+        o.judge_rule(dict(base, name="EC2Protect.tamper", kind="tamper", targets=queue), arn)["ours"] is False
+    )

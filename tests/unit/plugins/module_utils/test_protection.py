@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import iam_policy, naming, patterns, protection
+from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    iam_policy,
+    naming,
+    patterns,
+    protection,
+    sync,
+)
 
 
 def ids(count, seed=7):
@@ -29,6 +35,7 @@ def test_every_name_derives_from_the_base_name():
         "sweep_rule": "EC2Protect.sweep",
         "invoke_statement": "guardrails-ec2-rules",
         "attention": "EC2Protect-attention",
+        "heartbeat": "EC2Protect-heartbeat",
     }
 
 
@@ -458,6 +465,47 @@ def test_alarm_counts_what_needs_a_person_and_notifies_the_topic():
     }
     assert plan_for(["i-0123456789abcdef0"])["alarm"]["actions"] == []
     assert plan_for(["i-0123456789abcdef0"], restart_policy={"alarm_period_seconds": 0})["alarm"] is None
+
+
+def test_the_heartbeat_alarm_fires_when_its_evaluation_range_holds_no_sweep():
+    topic = "arn:aws:sns:eu-west-1:123456789012:restarts"
+    plan = plan_for(
+        ["i-0123456789abcdef0"], notification_topic_arn=topic, restart_policy={"sweep_minutes": 3}
+    )
+    assert plan["heartbeat"] == {
+        "name": "EC2Protect-heartbeat",
+        "log_group": "/aws/lambda/EC2Protect",
+        "pattern": protection.HEARTBEAT_PATTERN,
+        "namespace": "guardrails.ec2",
+        "period": 180,
+        "evaluation_periods": 1,
+        "actions": [topic],
+    }
+    alarm = sync.desired_state(plan, "eu-west-1", "123456789012", "aws", 30, 2, 3600)["heartbeat"]
+    # Fewer than one heartbeat in a period, and no data at all counts as none.
+    assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["Statistic"]) == (
+        "LessThanThreshold",
+        1.0,
+        "Sum",
+    )
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (180, 1, "breaching")
+    assert alarm["AlarmActions"] == [topic]
+    # No sweep, or alarms turned off: no heartbeat to miss.
+    for policy in ({"sweep_minutes": 0}, {"alarm_period_seconds": 0}):
+        assert plan_for(["i-0123456789abcdef0"], restart_policy=policy)["heartbeat"] is None
+
+
+@pytest.mark.parametrize(
+    ("line", "counted"),
+    [
+        ({"action": "swept", "trigger": "sweep", "stopped_found": 0}, True),
+        ({"action": "sweep-incomplete", "trigger": "sweep"}, False),
+        ({"action": "started", "trigger": "sweep", "instance_id": "i-1"}, False),
+    ],
+)
+def test_the_heartbeat_counts_only_the_sweeps_closing_line(line, counted):
+    matcher = load_harness_log_patterns().matcher_for(protection.HEARTBEAT_PATTERN)
+    assert matcher(protection.HEARTBEAT_PATTERN, {"message": json.dumps(line)}) is counted
 
 
 @pytest.mark.parametrize("period", [5, 45, 90, 86460, -60, True])
@@ -1054,3 +1102,79 @@ def test_only_the_owner_tag_marks_a_resource_as_ours():
     assert naming.owner_tagged({"ManagedBy": "guardrails.ec2", "Team": "x"})
     assert not naming.owner_tagged({"ManagedBy": "someone-else"})
     assert not naming.owner_tagged(None)
+
+
+# --- tamper rules ------------------------------------------------------------------------------
+
+
+AUTOMATION = ["arn:aws:iam::123456789012:role/platform/deployer", "arn:aws:iam::*:user/ci"]
+
+
+def test_tamper_rules_exist_only_with_automation_principals_and_iam_only_in_us_east_1():
+    assert not [
+        r for r in plan_for(["i-0123456789abcdef0"])["regions"][0]["rules"] if r["kind"].startswith("tamper")
+    ]
+    topic = "arn:aws:sns:us-east-1:123456789012:alerts"
+    for region, kinds in (
+        ("eu-west-1", ["tamper", "tamper-log", "tamper-ec2"]),
+        ("us-east-1", ["tamper", "tamper-log", "tamper-ec2", "tamper-iam"]),
+    ):
+        plan = plan_for(
+            ["i-0123456789abcdef0"],
+            region=region,
+            automation_principals=AUTOMATION,
+            notification_topic_arn=topic if region == "us-east-1" else None,
+        )
+        rules = [rule for rule in plan["regions"][0]["rules"] if rule["kind"].startswith("tamper")]
+        assert [rule["kind"] for rule in rules] == kinds
+        assert [rule["name"] for rule in rules] == [f"EC2Protect.{kind}" for kind in kinds]
+        assert {rule["topic_arn"] for rule in rules} == {topic if region == "us-east-1" else None}
+        # Each rule is the deployment's by name, as unprotect and the invoke permission see it.
+        assert all(naming.rule_kind("EC2Protect", rule["name"])[0] == rule["kind"] for rule in rules)
+        assert set(kinds) <= set(naming.TAMPER_KINDS)
+
+
+def test_a_tamper_pattern_leaves_out_the_automation_and_the_regions_function_role():
+    pattern = json.loads(
+        patterns.tamper_patterns("EC2Protect", "eu-west-1", AUTOMATION, ["StopProtectionBypass"])["tamper"]
+    )
+    assert pattern["detail"]["userIdentity"]["arn"] == [
+        {
+            "anything-but": {
+                "wildcard": [
+                    "arn:aws:iam::123456789012:role/platform/deployer",
+                    # A role's sessions, as CloudTrail records them (its path left out).
+                    "arn:aws:sts::123456789012:assumed-role/deployer/*",
+                    "arn:aws:iam::*:user/ci",
+                    "arn:*:sts::*:assumed-role/EC2Protect-eu-west-1/*",
+                ]
+            }
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("principals", "message"),
+    [
+        ("arn:aws:iam::*:role/x", "must be a list of ARN patterns"),
+        (["deployer"], "entry 'deployer' is not an ARN pattern"),
+        (["arn:aws:iam::**:role/x"], "never \\*\\*"),
+    ],
+)
+def test_bad_automation_principals_are_named(principals, message):
+    with pytest.raises(protection.ProtectionError, match=message):
+        plan_for(["i-0123456789abcdef0"], automation_principals=principals)
+
+
+def test_a_tamper_pattern_too_long_for_eventbridge_names_the_variable():
+    many = [f"arn:aws:iam::123456789012:role/automation-role-number-{n:03d}" for n in range(40)]
+    with pytest.raises(
+        protection.ProtectionError, match="list fewer or shorter stop_protection_automation_principals"
+    ):
+        plan_for(["i-0123456789abcdef0"], automation_principals=many)
+
+
+def test_the_actions_the_tamper_rules_watch_are_the_ones_the_guard_policy_denies():
+    from ansible_collections.guardrails.ec2.plugins.module_utils import guard
+
+    assert guard.RULE_ACTIONS is patterns.RULE_ACTIONS and guard.FUNCTION_ACTIONS is patterns.FUNCTION_ACTIONS

@@ -85,3 +85,22 @@ def test_near_the_quota_the_fewest_old_statements_go_sweep_and_attribution_first
 def test_statements_of_this_release_or_another_deployment_are_never_chosen():
     policy = policy_of(["EC2Protect.1", "Other-1", "EC2Protect-2-1"])
     assert sync.statements_to_make_room("EC2Protect", policy, DESIRED, limit=policy["size"]) == []
+
+
+def test_a_tamper_rule_without_its_topic_target_drifts():
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
+    topic = "arn:aws:sns:eu-west-1:123456789012:alerts"
+    planned = {"name": "EC2Protect.tamper", "pattern": "{}", "description": "d", "topic_arn": topic}
+    deployed = {
+        "name": "EC2Protect.tamper",
+        "event_pattern": "{}",
+        "description": "d",
+        "state": "ENABLED",
+        "targets": [{"id": "notify", "arn": topic}, {"id": "EC2Protect", "arn": arn}],
+    }
+    assert sync.rule_drift(planned, deployed, "EC2Protect", arn) == []
+    deployed["targets"] = deployed["targets"][1:]
+    (drift,) = sync.rule_drift(planned, deployed, "EC2Protect", arn)
+    assert drift.startswith("targets:")
+    (written,) = sync.rules_to_write([planned], [deployed], "EC2Protect", arn)
+    assert written["targets"] == [{"id": "EC2Protect", "arn": arn}, {"id": "notify", "arn": topic}]

@@ -1,6 +1,7 @@
 """Audit checks, drill timing and summaries of stop_protection_verify (module_utils/audit.py, drill.py, iam_eval.py)."""
 
 import json
+from unittest import mock
 
 import boto3
 import pytest
@@ -954,3 +955,115 @@ def test_batches_follow_max_concurrent_and_leave_out_what_cannot_be_drilled():
     ]
     assert items[1]["problems"] == ["Not drilled: the instance was stopped, not running."]
     assert "DisableApiStop" in items[2]["problems"][0]
+
+
+def test_the_audit_reports_both_alarms_and_warns_of_each_in_alarm(retrying):
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
+        warnings = []
+        assert audit.alarm_states(retrying(cloudwatch), "EC2Protect", warnings) == {
+            "attention": None,
+            "heartbeat": None,
+        }
+        for kind in ("attention", "heartbeat"):
+            cloudwatch.put_metric_alarm(
+                AlarmName=f"EC2Protect-{kind}",
+                MetricName=f"EC2Protect-{kind}",
+                Namespace="guardrails.ec2",
+                Statistic="Sum",
+                Period=300,
+                EvaluationPeriods=2,
+                Threshold=1.0,
+                ComparisonOperator="LessThanThreshold",
+            )
+        cloudwatch.set_alarm_state(
+            AlarmName="EC2Protect-heartbeat", StateValue="ALARM", StateReason="no sweep"
+        )
+        cloudwatch.set_alarm_state(AlarmName="EC2Protect-attention", StateValue="OK", StateReason="quiet")
+        states = audit.alarm_states(retrying(cloudwatch), "EC2Protect", warnings)
+    assert (states["attention"]["state"], states["heartbeat"]["state"]) == ("OK", "ALARM")
+    assert states["heartbeat"]["reason"] == "no sweep"
+    (warning,) = warnings
+    assert warning.startswith(
+        "Alarm EC2Protect-heartbeat is in ALARM: no sweep has completed for about three sweep intervals"
+    )
+
+
+@pytest.mark.parametrize(
+    ("selectors", "records"),
+    [
+        ({}, True),  # no selectors: CloudTrail's default, every management event
+        ({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": True}]}, True),
+        ({"EventSelectors": [{"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True}]}, True),
+        ({"EventSelectors": [{"ReadWriteType": "ReadOnly", "IncludeManagementEvents": True}]}, False),
+        ({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": False}]}, False),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {"FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]}
+                ]
+            },
+            True,
+        ),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {
+                        "FieldSelectors": [
+                            {"Field": "eventCategory", "Equals": ["Management"]},
+                            {"Field": "readOnly", "Equals": ["true"]},
+                        ]
+                    }
+                ]
+            },
+            False,
+        ),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {"FieldSelectors": [{"Field": "eventCategory", "Equals": ["Data"]}]}
+                ]
+            },
+            False,
+        ),
+    ],
+)
+def test_a_trail_counts_when_it_records_management_writes(selectors, records):
+    assert audit.records_management_writes(selectors) is records
+
+
+def test_the_audit_says_whether_a_trail_feeds_the_watching_rules(retrying):
+    deployment = {"watching_rules": ["EC2Protect.tamper"]}
+    with mock_aws():
+        cloudtrail = boto3.client("cloudtrail", region_name="eu-west-1")
+        warnings, report = [], {}
+        audit.check_trails({"cloudtrail": retrying(cloudtrail)}, deployment, "eu-west-1", warnings, report)
+        assert report == {"management_trails": []}
+        assert warnings[0].startswith(
+            "No CloudTrail trail logs management events in eu-west-1: the rules EC2Protect.tamper"
+        )
+        boto3.client("s3", region_name="eu-west-1").create_bucket(
+            Bucket="trail", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        cloudtrail.create_trail(Name="org", S3BucketName="trail", IsMultiRegionTrail=True)
+        audit.check_trails({"cloudtrail": retrying(cloudtrail)}, deployment, "eu-west-1", warnings, report)
+        assert report == {"management_trails": []}  # created, but not logging yet
+        cloudtrail.start_logging(Name="org")
+        warnings.clear()
+        audit.check_trails({"cloudtrail": retrying(cloudtrail)}, deployment, "eu-west-1", warnings, report)
+        assert (report, warnings) == ({"management_trails": ["org"]}, [])
+    # No rule that watches CloudTrail: nothing to check, nothing said.
+    audit.check_trails({"cloudtrail": None}, {"watching_rules": []}, "eu-west-1", warnings, report)
+
+
+def test_a_trail_check_that_fails_says_so_and_the_audit_goes_on():
+    cloudtrail = mock.Mock()
+    cloudtrail.describe_trails.side_effect = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeTrails"
+    )
+    warnings, report = [], {}
+    audit.check_trails(
+        {"cloudtrail": cloudtrail}, {"watching_rules": ["EC2Protect.tamper"]}, "eu-west-1", warnings, report
+    )
+    assert report == {}
+    assert warnings[0].startswith("Could not check for a CloudTrail trail (AccessDeniedException")

@@ -80,6 +80,7 @@ def test_a_drill_passes_only_when_the_protection_restarted_every_drilled_instanc
     with (
         mock.patch.object(m.AnsibleAWSModule, "client", return_value=sts),
         mock.patch.object(m, "audit", return_value=[entry]),
+        mock.patch.object(m, "alarm_states", return_value={"attention": None, "heartbeat": None}),
         mock.patch.object(m, "drill", side_effect=drill),
     ):
         result = run_module(

@@ -304,12 +304,12 @@ def log_group_args(desired):
     }
 
 
-def metric_filter_args(desired):
+def metric_filter_args(desired, key="metric_filter"):
     return {
         "log_group_name": desired["log_group"]["name"],
-        "filter_name": desired["metric_filter"]["name"],
-        "filter_pattern": desired["metric_filter"]["pattern"],
-        "metric_transformation": desired["metric_filter"]["transformation"],
+        "filter_name": desired[key]["name"],
+        "filter_pattern": desired[key]["pattern"],
+        "metric_transformation": desired[key]["transformation"],
         "state": "present",
     }
 
@@ -318,22 +318,28 @@ def drift_of(aws, plan, desired, key):
     return sync.region_drift(state(aws, plan), desired)[key]
 
 
-def test_log_group_and_metric_filter_written_by_the_modules_are_in_sync(aws, run_module, plan, desired):
+@pytest.mark.parametrize("key", ["metric_filter", "heartbeat_filter"])
+def test_log_group_and_metric_filter_written_by_the_modules_are_in_sync(aws, run_module, plan, desired, key):
     assert drift_of(aws, plan, desired, "log_group") == ["missing"]
     assert run(run_module, cloudwatchlogs_log_group, log_group_args(desired))["changed"] is True
     assert drift_of(aws, plan, desired, "log_group") == []
     assert run(run_module, cloudwatchlogs_log_group, log_group_args(desired))["changed"] is False
 
-    assert drift_of(aws, plan, desired, "metric_filter")
+    assert drift_of(aws, plan, desired, key)
     assert (
-        run(run_module, cloudwatchlogs_log_group_metric_filter, metric_filter_args(desired))["changed"]
+        run(run_module, cloudwatchlogs_log_group_metric_filter, metric_filter_args(desired, key))["changed"]
         is True
     )
-    assert drift_of(aws, plan, desired, "metric_filter") == []
+    assert drift_of(aws, plan, desired, key) == []
     assert (
-        run(run_module, cloudwatchlogs_log_group_metric_filter, metric_filter_args(desired))["changed"]
+        run(run_module, cloudwatchlogs_log_group_metric_filter, metric_filter_args(desired, key))["changed"]
         is False
     )
+    # The two filters' names share no prefix: neither module run sees the other's filter.
+    other = "heartbeat_filter" if key == "metric_filter" else "metric_filter"
+    assert drift_of(aws, plan, desired, other) == [
+        f"0 metric filters named {desired[other]['name']}*, want exactly {desired[other]['name']}"
+    ]
 
 
 def _retention(logs, group):
@@ -588,8 +594,8 @@ def test_a_drifted_role_is_found_and_the_module_would_repair_it(
 # --- alarm ------------------------------------------------------------------------------------
 
 
-def alarm_args(desired):
-    alarm = desired["alarm"]
+def alarm_args(desired, key="alarm"):
+    alarm = desired[key]
     return {
         "name": alarm["AlarmName"],
         "description": alarm["AlarmDescription"],
@@ -606,23 +612,24 @@ def alarm_args(desired):
     }
 
 
-def test_the_alarm_written_by_the_module_is_in_sync_and_drift_is_found(aws, run_module, plan, desired):
-    assert drift_of(aws, plan, desired, "alarm") == ["missing"]
-    assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired))["changed"] is True
-    assert drift_of(aws, plan, desired, "alarm") == []
-    assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired))["changed"] is False
+@pytest.mark.parametrize("key", ["alarm", "heartbeat"])
+def test_the_alarm_written_by_the_module_is_in_sync_and_drift_is_found(aws, run_module, plan, desired, key):
+    assert drift_of(aws, plan, desired, key) == ["missing"]
+    assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired, key))["changed"] is True
+    assert drift_of(aws, plan, desired, key) == []
+    assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired, key))["changed"] is False
     for change in (
         {"Threshold": 5.0},
-        {"TreatMissingData": "breaching"},
+        {"TreatMissingData": "ignore"},
         {"AlarmActions": ["arn:aws:sns:eu-west-1:123456789012:t"]},
     ):
-        request = dict(desired["alarm"]) | change
+        request = dict(desired[key]) | change
         aws("cloudwatch").put_metric_alarm(**request)
-        found = drift_of(aws, plan, desired, "alarm")
+        found = drift_of(aws, plan, desired, key)
         assert [line.split(":")[0] for line in found] == list(change), found
-        assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired))["changed"] is True
-        assert drift_of(aws, plan, desired, "alarm") == []
-    assert drift_of(aws, plan, dict(desired, alarm=None), "alarm") == ["the alarm exists"]
+        assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired, key))["changed"] is True
+        assert drift_of(aws, plan, desired, key) == []
+    assert drift_of(aws, plan, dict(desired, **{key: None}), key) == ["the alarm exists"]
 
 
 # --- function -----------------------------------------------------------------------------------
