@@ -73,6 +73,8 @@ def resource_names(name):
         "attention": f"{name}-attention",
         # Metric filter, metric and alarm on the sweep's heartbeat (the dead-man's switch).
         "heartbeat": f"{name}-heartbeat",
+        # Instance tag that remembers where protect turned AWS's stop protection on.
+        "api_stop_marker": f"guardrails.ec2/{name}/disable-api-stop",
     }
 
 

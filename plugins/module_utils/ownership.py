@@ -31,7 +31,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     regional_names,
     resource_names,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marked_instances, marker_pages
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
     alarm_state,
@@ -198,6 +198,10 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         else None,
     }
     state["statement"] = (state["function_policy"] or {}).get("statement")
+    # Where protect turned AWS's stop protection on (instance_stop_protection's marker).
+    state["api_stop_marked"] = (
+        marked_instances(clients["ec2"], names["api_stop_marker"]) if "ec2" in clients else []
+    )
     (attention_entry, attention), (heartbeat_entry, heartbeat) = read_alarms(
         clients["cloudwatch"], [names["attention"], names["heartbeat"]]
     )

@@ -167,6 +167,19 @@ def tagged_with(ec2, key):
         kwargs["NextToken"] = reply["NextToken"]
 
 
+def marked_instances(ec2, marker):
+    """Ids of the region's instances (not terminated) that carry tag ``marker``."""
+    found = []
+    filters = [
+        {"Name": "tag-key", "Values": [marker]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+    ]
+    for reply in token_pages(ec2.describe_instances, Filters=filters):
+        for reservation in reply.get("Reservations", []):
+            found.extend(instance["InstanceId"] for instance in reservation.get("Instances", []))
+    return sorted(found)
+
+
 def look_up_instances(ec2, instance_ids, shutdown_behavior_of=()):
     """What protect needs to know about the listed instances: ``states`` (id -> state
     name, ``instance_states``), ``missing`` (ids EC2 does not know), ``auto_scaling_groups``

@@ -12,7 +12,8 @@ import json
 import subprocess
 
 import pytest
-from conftest import ROOT, unique
+from botocore.exceptions import ClientError
+from conftest import ROOT, instance_states, shutdown_from_inside, unique, wait_for
 from test_protection_under_stress import playbook_command, playbook_env, protect_vars
 
 POLICY = ROOT / "docs" / "deployer-policy.json"
@@ -119,3 +120,63 @@ def test_without_pass_role_the_function_cannot_be_deployed(aws, endpoint, instan
     finally:
         cleanup = run_as({}, endpoint, "unprotect.yml", settings | {"stop_protection_keep_logs": False})
         assert cleanup.returncode == 0, cleanup.stdout[-3000:]
+
+
+def test_aws_stop_protection_is_set_reported_and_cleared_only_where_protect_set_it(
+    aws, endpoint, instances, deployer, tmp_path
+):
+    """stop_protection_disable_api_stop, run by the documented deployer: API stops refused,
+    an OS shutdown still restarted, unprotect clears only what protect set."""
+    name = unique("ApiStop")
+    mine, theirs = instances(2)
+    ec2 = aws("ec2")
+    ec2.modify_instance_attribute(InstanceId=theirs, DisableApiStop={"Value": True})
+    credentials = deployer(policy_for(name))
+    settings = protect_vars(
+        name, [mine, theirs], stop_protection_disable_api_stop=True, stop_protection_keep_logs=False
+    )
+
+    def attribute(instance_id):
+        reply = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="disableApiStop")
+        return reply["DisableApiStop"]["Value"]
+
+    def marker(instance_id):
+        (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return {tag["Key"] for tag in reservation["Instances"][0].get("Tags", [])} & {
+            f"guardrails.ec2/{name}/disable-api-stop"
+        }
+
+    try:
+        result = run_as(credentials, endpoint, "protect.yml", settings)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert (attribute(mine), attribute(theirs)) == (True, True)
+        assert (bool(marker(mine)), bool(marker(theirs))) == (True, False)
+        rerun = run_as(credentials, endpoint, "protect.yml", settings)
+        assert "changed=0" in rerun.stdout.rsplit("PLAY RECAP", 1)[-1], rerun.stdout[-3000:]
+
+        with pytest.raises(ClientError, match="OperationNotPermitted"):
+            ec2.stop_instances(InstanceIds=[mine])
+        # What the attribute cannot refuse, the protection restarts.
+        status, _reply = shutdown_from_inside(endpoint, [mine])
+        assert status == 200
+        assert wait_for(lambda: instance_states(ec2, [mine])[mine] == "running", timeout=60, interval=1)
+
+        report = tmp_path / "audit.json"
+        audit = run_as(
+            credentials,
+            endpoint,
+            "verify.yml",
+            settings | {"stop_protection_verify_report_path": str(report)},
+        )
+        assert audit.returncode == 0, audit.stdout[-3000:]
+        (region,) = json.loads(report.read_text())
+        assert {entry["instance_id"]: entry["aws_stop_protection"] for entry in region["instances"]} == {
+            mine: True,
+            theirs: True,
+        }
+    finally:
+        result = run_as(credentials, endpoint, "unprotect.yml", settings)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert (attribute(mine), attribute(theirs)) == (False, True)
+        assert not marker(mine)
+        ec2.modify_instance_attribute(InstanceId=theirs, DisableApiStop={"Value": False})

@@ -328,6 +328,8 @@ def resources(context: RequestContext) -> list[tuple[str, dict[str, list[str]]]]
     account, region = context.account_id, context.region
     if service == "ec2":
         ids = list(request.get("InstanceIds") or [])
+        if request.get("InstanceId"):  # ModifyInstanceAttribute, DescribeInstanceAttribute, ...
+            ids = [request["InstanceId"]]
         if operation in ("CreateTags", "DeleteTags"):
             ids = [rid for rid in request.get("Resources") or [] if rid.startswith("i-")]
         if ids:

@@ -36,6 +36,7 @@ def test_every_name_derives_from_the_base_name():
         "invoke_statement": "guardrails-ec2-rules",
         "attention": "EC2Protect-attention",
         "heartbeat": "EC2Protect-heartbeat",
+        "api_stop_marker": "guardrails.ec2/EC2Protect/disable-api-stop",
     }
 
 
