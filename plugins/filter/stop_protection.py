@@ -189,12 +189,6 @@ def stop_protection_policy_names(plan):
     return iam_policy.policy_names(plan)
 
 
-def stop_protection_desired(plan, region, account, partition, **settings):
-    """What the role writes in one region besides IAM, function, alarm and rules
-    (``sync.desired_state``)."""
-    return sync.desired_state(plan, region, account, partition, **settings)
-
-
 def stop_protection_package_sha256(paths):
     """``CodeSha256`` of the package that ``lambda_package`` builds from ``paths``, computed
     on the controller (``package.package_sha256``)."""
@@ -451,7 +445,6 @@ class FilterModule:
             "stop_protection_summary": stop_protection_summary,
             "stop_protection_verify_report": stop_protection_verify_report,
             "stop_protection_rule_changes": stop_protection_rule_changes,
-            "stop_protection_desired": stop_protection_desired,
             "stop_protection_render": stop_protection_render,
             "stop_protection_policy_names": stop_protection_policy_names,
             "stop_protection_drift": stop_protection_drift,

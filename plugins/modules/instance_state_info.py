@@ -15,6 +15,10 @@ description:
     on the ids, which skips unknown ids. Auto Scaling membership comes from C(DescribeTags).
   - Unlike M(amazon.aws.ec2_instance_info) it returns only the states, so that checking a
     thousand instances stays quick, and an unknown id does not fail the call.
+deprecated:
+  removed_in: 2.0.0
+  why: The M(guardrails.ec2.stop_protection) role no longer uses it.
+  alternative: Use M(amazon.aws.ec2_instance_info), or M(guardrails.ec2.stop_protection_deployment_info) with O(guardrails.ec2.stop_protection_deployment_info#module:instance_ids).
 author:
   - guardrails.ec2 maintainers (@guardrails-ec2)
 options:

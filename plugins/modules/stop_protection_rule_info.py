@@ -12,8 +12,9 @@ description:
   - Lists the rules that the M(guardrails.ec2.stop_protection) role created for one base
     name in one region, with their targets, so that rules an earlier, larger deployment
     left behind can be removed.
-  - Only the shard rules C(<name>.<n>), C(<name>.attribution) and C(<name>.sweep) belong to
-    a deployment, and the same named with C(-) as written before 1.1.0 (returned with
+  - Only the shard rules C(<name>.<n>), C(<name>.attribution), C(<name>.sweep) and the
+    tamper rules C(<name>.tamper), C(<name>.tamper-log), C(<name>.tamper-ec2) and
+    C(<name>.tamper-iam) belong to a deployment, and the same named with C(-) as written before 1.1.0 (returned with
     C(legacy=true)); rules of another deployment whose name starts the same
     (C(<name>-2.1)) are not listed.
 author:
