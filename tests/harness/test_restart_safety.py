@@ -171,27 +171,32 @@ def test_drill_over_broken_protection_leaves_every_instance_running(
 
 
 def test_a_lost_stop_event_is_caught_by_the_sweep(aws, endpoint, instances, behaviours):
-    """EventBridge loses the `stopped` event: only the schedule rule <name>.sweep can save it.
-    Someone has also disarmed the instance's rule (disabled it, removed its target): the same
-    sweep, run as the function's role under IAM enforcement, arms it again and says so."""
+    """EventBridge loses the `stopped` events: only the schedule rule <name>.sweep can save
+    them, and it starts them in one batch (StartInstances and the budget's CreateTags for
+    several instances, judged by IAM instance by instance). Someone has also disarmed the
+    rule (disabled it, removed its target): the same sweep, run as the function's role
+    under IAM enforcement, arms it again and says so."""
     ec2, events = aws("ec2"), aws("events")
-    (instance_id,) = instances(1)
-    variables = protect_vars("SweepProtect", [instance_id], stop_protection_sweep_minutes=1)
+    ids = instances(3)
+    variables = protect_vars("SweepProtect", ids, stop_protection_sweep_minutes=1)
     assert run_playbook("protect.yml", endpoint, variables).returncode == 0
     try:
         rule = events.describe_rule(Name="SweepProtect.sweep")
         assert (rule["ScheduleExpression"], rule["State"]) == ("rate(1 minute)", "ENABLED")
         events.disable_rule(Name="SweepProtect.1")
         events.remove_targets(Rule="SweepProtect.1", Ids=["SweepProtect"])
-        behaviours.arm("drop-events", [instance_id], states=["stopped"], count=1)
-        ec2.stop_instances(InstanceIds=[instance_id])
+        behaviours.arm("drop-events", ids, states=["stopped"], count=3)
+        ec2.stop_instances(InstanceIds=ids)
         time.sleep(3)
         assert read_decisions(aws("logs"), "SweepProtect") == []  # the event path saw nothing
 
-        assert wait_for(lambda: instance_states(ec2, [instance_id])[instance_id] == "running", timeout=150)
-        lines = decisions_when(aws, "SweepProtect", 2)
-        (line,) = [line for line in lines if line.get("instance_id")]
-        assert (line["action"], line["trigger"]) == ("started", "sweep")
+        assert wait_for(lambda: set(instance_states(ec2, ids).values()) == {"running"}, timeout=150)
+        lines = decisions_when(aws, "SweepProtect", 4)
+        started = [line for line in lines if line.get("instance_id")]
+        assert sorted(line["instance_id"] for line in started) == sorted(ids)
+        assert {(line["action"], line["trigger"]) for line in started} == {("started", "sweep")}
+        budgets = {tags_of(ec2, i).get("StopProtectionRestarts") for i in ids}
+        assert all(budgets) and len(budgets) <= 2, budgets  # written, batched by value
         # One sweep may fall between the two disarming calls: then two lines between them.
         repaired = [line for line in lines if line["action"] == "tamper-repaired"]
         assert {line["rule"] for line in repaired} == {"SweepProtect.1"}

@@ -74,18 +74,22 @@ def leftovers(name, regions):
     return {"leftovers": found}
 
 
-def receive(queue_name, region, expect, timeout):
-    """Wait for `expect` messages on a queue (deleting them); return their bodies."""
+def receive(queue_name, region, expect, timeout, subject_prefix=None):
+    """Wait for `expect` messages on a queue (deleting them); return their bodies. With
+    `subject_prefix`, only SNS notifications whose subject starts with it count; the others
+    (an alarm's notification on the same topic, say) are returned as `others`."""
     sqs = boto3.client("sqs", region_name=region)
     queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-    bodies = []
+    bodies, others = [], []
     deadline = time.monotonic() + timeout
     while len(bodies) < expect and time.monotonic() < deadline:
         reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         for message in reply.get("Messages", []):
-            bodies.append(json.loads(message["Body"]))
+            body = json.loads(message["Body"])
+            counted = subject_prefix is None or str(body.get("Subject") or "").startswith(subject_prefix)
+            (bodies if counted else others).append(body)
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return {"messages": bodies}
+    return {"messages": bodies, "others": others}
 
 
 def decisions(name, region):
@@ -145,6 +149,7 @@ def main():
     rec.add_argument("--region", required=True)
     rec.add_argument("--expect", type=int, default=1)
     rec.add_argument("--timeout", type=float, default=60)
+    rec.add_argument("--subject-prefix")
     dec = commands.add_parser("decisions")
     dec.add_argument("--name", required=True)
     dec.add_argument("--region", required=True)
@@ -155,7 +160,7 @@ def main():
     if args.command == "leftovers":
         result = leftovers(args.name, args.regions.split(","))
     elif args.command == "receive":
-        result = receive(args.queue_name, args.region, args.expect, args.timeout)
+        result = receive(args.queue_name, args.region, args.expect, args.timeout, args.subject_prefix)
     elif args.command == "decisions":
         result = decisions(args.name, args.region)
     else:

@@ -92,7 +92,9 @@ STOPPING_POLL_SECONDS = 1
 SAFETY_MARGIN_MS = 3000
 
 _CLIENTS = {}
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
+# Adaptive retries: besides backing off, the client slows its own requests once EC2 answers
+# RequestLimitExceeded, instead of spending its attempts against an empty token bucket.
+_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
 
 
 def client(service):
@@ -251,7 +253,66 @@ def handle_state_change(event, context, config, sleep=time.sleep):
 
 
 def restart_if_protected(ec2, instance, record, decide, config, context, sleep):
-    """The decision for one instance seen stopped, by an event or by the sweep."""
+    """The decision for one instance seen stopped by an event."""
+    pending = prepare_restart(ec2, instance, record, decide, config)
+    if not isinstance(pending, Pending):
+        return pending
+    return start_pending(ec2, pending, config, context, sleep)
+
+
+def start_pending(ec2, pending, config, context, sleep):
+    """Start one instance (retrying while it is still stopping), write its budget, decide,
+    notify; a start that fails is logged ``failed`` and raised as ``RestartFailed``."""
+    instance_id, record, decide = pending.instance_id, pending.record, pending.decide
+    try:
+        retries, previous = start_with_retries(ec2, instance_id, context, sleep=sleep)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code == "InvalidInstanceID.NotFound":
+            return decide(
+                "skipped-state", state="not-found", reason="instance vanished before it could start"
+            )
+        fail(config, record, decide, pending.why, code, exc.response["Error"].get("Message", ""))
+        raise RestartFailed(f"StartInstances for {instance_id} failed with {code}") from exc
+    except Exception as exc:  # timeouts, connection errors: still one decision line
+        fail(config, record, decide, pending.why, type(exc).__name__, str(exc))
+        raise RestartFailed(f"StartInstances for {instance_id} failed: {exc}") from exc
+    if previous != "stopped":
+        # Another invocation of the same (duplicated) event started it a moment ago.
+        return decide("skipped-state", start_retries=retries, reason=f"instance was already {previous}")
+    budget_error = write_tags(ec2, [instance_id], {config["history_tag_key"]: pending.history_value})
+    result = started(pending, decide, retries, budget_error)
+    notify(config, f"Restarted {instance_id}", restart_notice(pending, config))
+    return result
+
+
+class Pending:
+    """An instance to start: everything its decision line and budget need afterwards."""
+
+    def __init__(self, instance_id, record, decide, history, now, why, config):
+        self.instance_id, self.record, self.decide = instance_id, record, decide
+        self.history, self.why = history, why
+        self.history_value = history_value([*history, now], config)
+
+
+def started(pending, decide, retries, budget_error):
+    pending.record["restarts_in_window"] = len(pending.history) + 1
+    return decide(
+        "started", start_retries=retries, **({"budget_error": budget_error} if budget_error else {})
+    )
+
+
+def restart_notice(pending, config):
+    return [
+        f"Instance {pending.instance_id} in {pending.record['region']} was stopped ({pending.why}).",
+        "guardrails.ec2 stop protection started it again "
+        f"(restart {len(pending.history) + 1} of {config['restart_limit']} allowed in {config['restart_window']} s).",
+    ]
+
+
+def prepare_restart(ec2, instance, record, decide, config):
+    """Every decision short of starting: the logged decision when the instance is to stay
+    stopped (or is suspended now), else a ``Pending`` start."""
     instance_id = instance["InstanceId"]
     state = instance["State"]["Name"]
     reason = instance.get("StateReason") or {}
@@ -286,39 +347,7 @@ def restart_if_protected(ec2, instance, record, decide, config, context, sleep):
     record.update(restarts_in_window=len(history), restart_limit=config["restart_limit"])
     if len(history) >= config["restart_limit"]:
         return suspend(ec2, instance_id, config, now, history, why, decide)
-    try:
-        retries, previous = start_with_retries(ec2, instance_id, context, sleep=sleep)
-    except ClientError as exc:
-        code = exc.response["Error"]["Code"]
-        if code == "InvalidInstanceID.NotFound":
-            return decide(
-                "skipped-state", state="not-found", reason="instance vanished before it could start"
-            )
-        fail(config, record, decide, why, code, exc.response["Error"].get("Message", ""))
-        raise RestartFailed(f"StartInstances for {instance_id} failed with {code}") from exc
-    except Exception as exc:  # timeouts, connection errors: still one decision line
-        fail(config, record, decide, why, type(exc).__name__, str(exc))
-        raise RestartFailed(f"StartInstances for {instance_id} failed: {exc}") from exc
-    if previous != "stopped":
-        # Another invocation of the same (duplicated) event started it a moment ago.
-        return decide("skipped-state", start_retries=retries, reason=f"instance was already {previous}")
-    record["restarts_in_window"] = len(history) + 1
-    budget_error = write_tags(
-        ec2, instance_id, {config["history_tag_key"]: history_value([*history, now], config)}
-    )
-    result = decide(
-        "started", start_retries=retries, **({"budget_error": budget_error} if budget_error else {})
-    )
-    notify(
-        config,
-        f"Restarted {instance_id}",
-        [
-            f"Instance {instance_id} in {record['region']} was stopped ({why}).",
-            "guardrails.ec2 stop protection started it again "
-            f"(restart {len(history) + 1} of {config['restart_limit']} allowed in {config['restart_window']} s).",
-        ],
-    )
-    return result
+    return Pending(instance_id, record, decide, history, now, why, config)
 
 
 def reason_to_leave_stopped(instance, tags, config):
@@ -354,10 +383,10 @@ def history_value(stamps, config):
     return " ".join(str(stamp) for stamp in stamps[-config["restart_limit"] :])
 
 
-def write_tags(ec2, instance_id, tags):
-    """Tag the instance; returns the error code instead of raising (the log line says it)."""
+def write_tags(ec2, instance_ids, tags):
+    """Tag the instances; returns the error code instead of raising (the log line says it)."""
     try:
-        ec2.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        ec2.create_tags(Resources=list(instance_ids), Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     except ClientError as exc:
         return exc.response["Error"]["Code"]
     return None
@@ -369,7 +398,7 @@ def suspend(ec2, instance_id, config, now, history, why, decide):
     reason = f"{len(history)} restarts within {config['restart_window']} s"
     # The history is emptied with it, so that removing the suspended tag starts afresh.
     error = write_tags(
-        ec2, instance_id, {config["suspended_tag_key"]: f"{stamp} {reason}", config["history_tag_key"]: ""}
+        ec2, [instance_id], {config["suspended_tag_key"]: f"{stamp} {reason}", config["history_tag_key"]: ""}
     )
     result = decide(
         "suspended",
@@ -497,6 +526,58 @@ def repair_own_rules(config, context):
 DESCRIBE_FILTER_LIMIT = 200  # DescribeInstances takes at most 200 values in one filter
 
 
+def start_batch(ec2, batch, config, context, sleep):
+    """Start ``batch`` (``Pending``) in one call and decide for each; the actions."""
+    try:
+        reply = ec2.start_instances(InstanceIds=[pending.instance_id for pending in batch])
+    except ClientError:
+        # EC2 refused the call as a whole: each instance on its own, so that one
+        # instance's error never fails the others.
+        return [start_alone(ec2, pending, config, context, sleep) for pending in batch]
+    previous = {
+        item["InstanceId"]: item["PreviousState"]["Name"] for item in reply.get("StartingInstances", [])
+    }
+    restarted = [pending for pending in batch if previous.get(pending.instance_id) == "stopped"]
+    errors = {}
+    by_value = {}
+    for pending in restarted:
+        by_value.setdefault(pending.history_value, []).append(pending.instance_id)
+    for value, ids in by_value.items():
+        error = write_tags(ec2, ids, {config["history_tag_key"]: value})
+        errors.update(dict.fromkeys(ids, error))
+    actions = []
+    for pending in batch:
+        state = previous.get(pending.instance_id)
+        if state == "stopped":
+            actions.append(started(pending, pending.decide, 0, errors.get(pending.instance_id))["action"])
+        elif state is None:
+            pending.decide(
+                "skipped-state", state="not-found", reason="instance vanished before it could start"
+            )
+            actions.append("skipped-state")
+        else:
+            pending.decide("skipped-state", reason=f"instance was already {state}")
+            actions.append("skipped-state")
+    if restarted:
+        lines = [line for pending in restarted for line in restart_notice(pending, config)]
+        subject = (
+            f"Restarted {restarted[0].instance_id}"
+            if len(restarted) == 1
+            else f"Restarted {len(restarted)} instances"
+        )
+        notify(config, subject, lines)
+    return actions
+
+
+def start_alone(ec2, pending, config, context, sleep):
+    try:
+        return start_pending(ec2, pending, config, context, sleep)["action"]
+    except RestartFailed:
+        # Logged as failed already. The next sweep tries again: raising here would make
+        # Lambda retry the whole sweep, restarting nothing more.
+        return "failed"
+
+
 def stopped_protected_instances(ec2, config):
     """The protected instances of the region that are stopped now."""
     stopped = [{"Name": "instance-state-name", "Values": ["stopped"]}]
@@ -516,38 +597,46 @@ def stopped_protected_instances(ec2, config):
     return found
 
 
+# Instance ids per StartInstances call of the sweep.
+START_BATCH = 100
+
+
 def handle_sweep(event, context, config, sleep=time.sleep):
     """Reconciliation: restart protected instances whose stop event was lost or whose
-    restart failed for longer than Lambda's retries last, under the same rules."""
+    restart failed for longer than Lambda's retries last, under the same rules.
+
+    Batched, so that a mass stop costs EC2 calls per batch, not per instance: one
+    DescribeInstances per 200 ids, one StartInstances per ``START_BATCH`` instances to
+    start, and the budget tags in one CreateTags per distinct value. A batch EC2 refuses
+    as a whole (one instance's capacity error, say) is started instance by instance, so
+    that no instance's error fails the others."""
     ec2 = client("ec2")
     instances = stopped_protected_instances(ec2, config)
     actions = []
-    for position, instance in enumerate(instances):
-        if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
-            log(
-                {
-                    "action": "sweep-incomplete",
-                    "reason": f"out of time; {len(instances) - position} stopped instances left for the next sweep",
-                    "trigger": "sweep",
-                }
-            )
-            break
+    pending = []
+    for instance in instances:
         record = {
             "instance_id": instance["InstanceId"],
             "region": event.get("region") or config["region"],
             "trigger": "sweep",
             "event_id": event.get("id"),
         }
-        try:
-            restart_if_protected(
-                ec2, instance, record, decider(record, time.monotonic()), config, context, sleep
+        decided = prepare_restart(ec2, instance, record, decider(record, time.monotonic()), config)
+        if isinstance(decided, Pending):
+            pending.append(decided)
+        else:
+            actions.append(decided["action"])
+    for position in range(0, len(pending), START_BATCH):
+        if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
+            log(
+                {
+                    "action": "sweep-incomplete",
+                    "reason": f"out of time; {len(pending) - position} stopped instances left for the next sweep",
+                    "trigger": "sweep",
+                }
             )
-        except RestartFailed:
-            # Logged as failed already. The next sweep tries again: raising here would make
-            # Lambda retry the whole sweep, restarting nothing more.
-            actions.append("failed")
-            continue
-        actions.append(record["action"])
+            break
+        actions.extend(start_batch(ec2, pending[position : position + START_BATCH], config, context, sleep))
     # After the restarts, which must never wait for it or fail with it.
     try:
         actions.extend(record["action"] for record in repair_own_rules(config, context))

@@ -980,6 +980,32 @@ def test_sweep_obeys_bypass_suspension_and_budget(fn, aws, env, capsys):
     assert {state_of(aws, i) for i in actions} == {"stopped"}
 
 
+def test_a_mass_stop_is_swept_in_batches_with_one_decision_each(fn, aws, env, capsys):
+    """250 protected instances stopped at once, their events lost: one sweep starts them
+    all with one StartInstances per 100 and writes the budget in one CreateTags per
+    distinct value (the stamp of the second), and sends one notice per batch."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    reply = aws.run_instances(ImageId="ami-12345678", MinCount=250, MaxCount=250, InstanceType="t3.micro")
+    ids = sorted(instance["InstanceId"] for instance in reply["Instances"])
+    aws.stop_instances(InstanceIds=ids)
+    put_shard_rule(1, ids[:200])
+    put_shard_rule(2, ids[200:])
+    ec2 = mock.MagicMock(wraps=aws)
+    ec2.get_paginator.side_effect = aws.get_paginator
+    fn._CLIENTS.update(ec2=ec2)
+    with mock.patch.object(fn, "notify") as notify:
+        result = fn.handler(scheduled_event(), FakeContext())
+    assert result == {"swept": 250, "actions": ["started"] * 250}
+    assert [len(call.kwargs["InstanceIds"]) for call in ec2.start_instances.call_args_list] == [100, 100, 50]
+    assert ec2.create_tags.call_count <= 2 * 3  # at most two stamps per batch
+    assert sum(len(call.kwargs["Resources"]) for call in ec2.create_tags.call_args_list) == 250
+    assert notify.call_count == 3
+    assert {state_of(aws, i) for i in ids} == {"running"}
+    lines = sweep_decisions(capsys)
+    assert sorted(line["instance_id"] for line in lines) == ids
+    assert {line["restarts_in_window"] for line in lines} == {1}
+
+
 def test_sweep_goes_on_after_a_failed_restart(fn, env, capsys):
     env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     ec2 = mock.MagicMock()
@@ -1001,6 +1027,9 @@ def test_sweep_goes_on_after_a_failed_restart(fn, env, capsys):
         }
     ]
     ec2.start_instances.side_effect = [
+        # The batch: EC2 refuses it as a whole for one instance's capacity ...
+        client_error("InsufficientInstanceCapacity"),
+        # ... so each is started on its own, and only that one fails.
         client_error("InsufficientInstanceCapacity"),
         started_reply("i-0bbbbbbbbbbbbbbbb"),
     ]
@@ -1016,6 +1045,11 @@ def test_sweep_goes_on_after_a_failed_restart(fn, env, capsys):
     fn._CLIENTS.update(ec2=ec2, events=events)
     result = fn.handler(scheduled_event(), FakeContext())
     assert result["actions"] == ["failed", "started"]
+    assert [call.kwargs["InstanceIds"] for call in ec2.start_instances.call_args_list] == [
+        ["i-0aaaaaaaaaaaaaaaa", "i-0bbbbbbbbbbbbbbbb"],
+        ["i-0aaaaaaaaaaaaaaaa"],
+        ["i-0bbbbbbbbbbbbbbbb"],
+    ]
     failed = log_lines(capsys)[0]
     assert (failed["action"], failed["trigger"], failed["error_code"]) == (
         "failed",
