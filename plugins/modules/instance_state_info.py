@@ -18,7 +18,9 @@ description:
 deprecated:
   removed_in: 2.0.0
   why: The M(guardrails.ec2.stop_protection) role no longer uses it.
-  alternative: Use M(amazon.aws.ec2_instance_info), or M(guardrails.ec2.stop_protection_deployment_info) with O(guardrails.ec2.stop_protection_deployment_info#module:instance_ids).
+  alternative: >-
+    Use M(amazon.aws.ec2_instance_info), or M(guardrails.ec2.stop_protection_deployment_info)
+    with O(guardrails.ec2.stop_protection_deployment_info#module:instance_ids).
 author:
   - guardrails.ec2 maintainers (@guardrails-ec2)
 options:
