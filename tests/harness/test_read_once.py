@@ -10,11 +10,12 @@ from test_protection_under_stress import changed_count, protect_vars, run_playbo
 SKIPPED_WHEN_IN_SYNC = [
     "Ensure the least-privilege managed policies",
     "Ensure the execution role",
-    "Alarm on failed and suspended restarts",
+    "Alarm on decisions that need a person and on a missing heartbeat",
+    "Run the first sweep before creating the heartbeat alarm",
     "Package the restart function",
     "Ensure the restart function",
     "Ensure the log group with retention",
-    "Count failed and suspended restarts",
+    "Count decisions that need a person and sweep heartbeats",
     "Ensure retries and the failure destination",
     "Allow the deployment's rules to invoke the function",
     "Ensure the rules",
@@ -101,7 +102,7 @@ def test_a_rerun_skips_what_is_in_sync_and_repairs_what_drifted(aws, endpoint, i
 
 REMOVALS = [
     "Remove the function",
-    "Remove the alarm",
+    "Remove the alarms",
     "Remove the log group",
     "Remove the execution role",
     "Remove the managed policy",
