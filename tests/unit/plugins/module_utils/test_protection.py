@@ -330,6 +330,7 @@ def load_harness_log_patterns():
         ({"action": "failed", "instance_id": "i-1"}, True),
         ({"action": "suspended", "instance_id": "i-1"}, True),
         ({"action": "notify-failed", "error_code": "KMS.AccessDeniedException"}, True),
+        ({"action": "tamper", "event_name": "DisableRule", "caller_arn": "arn:aws:iam::1:user/m"}, True),
         ({"action": "tamper-repaired", "rule": "EC2Protect.1", "repaired": ["enabled again"]}, True),
         ({"action": "repair-failed", "error_code": "AccessDeniedException"}, True),
         ({"action": "started", "instance_id": "i-1", "budget_error": "TagLimitExceeded"}, True),
