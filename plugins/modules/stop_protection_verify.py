@@ -403,6 +403,8 @@ def main():
         module.fail_json_aws(e, msg=f"Couldn't audit stop protection {params['name']} in {region}")
     for warning in warnings:
         module.warn(warning)
+    # What the audit read, in every result from here on.
+    read = {"instances": entries, "alarms": alarms, "management_trails": report["management_trails"]}
 
     if params["mode"] == "audit":
         summary = summarise(entries, "audit")
@@ -411,17 +413,13 @@ def main():
                 msg=f"{summary['unprotected']} of {summary['instances']} instances are not protected: "
                 + unprotected_message(entries),
                 passed=False,
-                instances=entries,
-                alarms=alarms,
-                management_trails=report["management_trails"],
+                **read,
                 summary=summary,
             )
         module.exit_json(
             changed=False,
             passed=True,
-            instances=entries,
-            alarms=alarms,
-            management_trails=report["management_trails"],
+            **read,
             summary=summary,
         )
 
@@ -431,9 +429,7 @@ def main():
             msg="Refusing to drill unprotected instances (force=true drills them anyway): "
             + unprotected_message(entries),
             passed=False,
-            instances=entries,
-            alarms=alarms,
-            management_trails=report["management_trails"],
+            **read,
             summary=summarise(entries, "audit"),
         )
     if module.check_mode:
@@ -441,9 +437,7 @@ def main():
         module.exit_json(
             changed=bool(would_stop),
             passed=True,
-            instances=entries,
-            alarms=alarms,
-            management_trails=report["management_trails"],
+            **read,
             summary=summarise(entries, "audit"),
             would_stop=would_stop,
         )
@@ -467,17 +461,13 @@ def main():
             msg=failure,
             changed=changed,
             passed=False,
-            instances=entries,
-            alarms=alarms,
-            management_trails=report["management_trails"],
+            **read,
             summary=summary,
         )
     module.exit_json(
         changed=changed,
         passed=True,
-        instances=entries,
-        alarms=alarms,
-        management_trails=report["management_trails"],
+        **read,
         summary=summary,
     )
 

@@ -281,7 +281,7 @@ def start_pending(ec2, pending, config, context, sleep):
         # Another invocation of the same (duplicated) event started it a moment ago.
         return decide("skipped-state", start_retries=retries, reason=f"instance was already {previous}")
     budget_error = write_tags(ec2, [instance_id], {config["history_tag_key"]: pending.history_value})
-    result = started(pending, decide, retries, budget_error)
+    result = started(pending, retries, budget_error)
     notify(config, f"Restarted {instance_id}", restart_notice(pending, config))
     return result
 
@@ -295,9 +295,9 @@ class Pending:
         self.history_value = history_value([*history, now], config)
 
 
-def started(pending, decide, retries, budget_error):
+def started(pending, retries, budget_error):
     pending.record["restarts_in_window"] = len(pending.history) + 1
-    return decide(
+    return pending.decide(
         "started", start_retries=retries, **({"budget_error": budget_error} if budget_error else {})
     )
 
@@ -549,7 +549,7 @@ def start_batch(ec2, batch, config, context, sleep):
     for pending in batch:
         state = previous.get(pending.instance_id)
         if state == "stopped":
-            actions.append(started(pending, pending.decide, 0, errors.get(pending.instance_id))["action"])
+            actions.append(started(pending, 0, errors.get(pending.instance_id))["action"])
         elif state is None:
             pending.decide(
                 "skipped-state", state="not-found", reason="instance vanished before it could start"
