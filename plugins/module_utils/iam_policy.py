@@ -8,6 +8,7 @@ import json
 import re
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
+    function_arn,
     instance_arn,
     log_group_arn,
     partition_of,
@@ -136,6 +137,16 @@ def build_policies(
             "Resource": [
                 log_group_arn(partition, region, account, plan["names"]["log_group"]) for region in regions
             ],
+        }
+    )
+    # The function restarts a burst of stops together only when its reserved concurrency is
+    # 1 (one container at a time); it reads that setting of its own.
+    statements.append(
+        {
+            "Sid": "ReadOwnConcurrency",
+            "Effect": "Allow",
+            "Action": "lambda:GetFunctionConcurrency",
+            "Resource": [function_arn(partition, region, account, name) for region in regions],
         }
     )
     if notification_topic_arn:

@@ -80,6 +80,7 @@ DEFAULT_FUNCTION_SETTINGS = {
     "memory_mb": 128,
     "max_event_age_seconds": 3600,
     "log_retention_days": 30,
+    "restart_together": True,
 }
 RUNTIMES = ("python3.12", "python3.13")
 FUNCTION_RANGES = {
@@ -234,8 +235,8 @@ def validate_restart_policy(settings, protection_tag_key=None, bypass_tag_key=No
 
 
 def validate_function_settings(settings):
-    """The function's runtime, timeout, memory, event age and log retention, with every value
-    checked; defaults filled in."""
+    """The function's runtime, timeout, memory, event age, log retention and whether it
+    restarts a burst of stops together, with every value checked; defaults filled in."""
     found = dict(DEFAULT_FUNCTION_SETTINGS)
     found.update({key: value for key, value in (settings or {}).items() if value is not None})
     unknown = sorted(set(found) - set(DEFAULT_FUNCTION_SETTINGS))
@@ -249,6 +250,10 @@ def validate_function_settings(settings):
         raise ProtectionError(
             "stop_protection_log_retention_days must be one of "
             f"{', '.join(map(str, LOG_RETENTION_DAYS))}, got {found['log_retention_days']!r}"
+        )
+    if not isinstance(found["restart_together"], bool):
+        raise ProtectionError(
+            f"stop_protection_restart_together must be true or false, got {found['restart_together']!r}"
         )
     if found["runtime"] not in RUNTIMES:
         raise ProtectionError(

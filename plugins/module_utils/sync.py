@@ -71,7 +71,7 @@ def read_invoke_config(lam, function, qualifier=None):
         reply = lam.get_function_event_invoke_config(aws_retry=True, **kwargs)
     except is_boto3_error_code("ResourceNotFoundException"):
         return None
-    return {
+    found = {
         "function_arn": reply.get("FunctionArn"),
         "maximum_retry_attempts": reply.get("MaximumRetryAttempts"),
         "maximum_event_age_in_seconds": reply.get("MaximumEventAgeInSeconds"),
@@ -79,6 +79,23 @@ def read_invoke_config(lam, function, qualifier=None):
             "Destination"
         ),
     }
+    if not qualifier:
+        found["reserved_concurrency"] = read_reserved_concurrency(lam, function)
+    return found
+
+
+UNRESERVED = -1
+
+
+def read_reserved_concurrency(lam, function):
+    """The function's reserved concurrency, ``UNRESERVED`` (-1) when it has none (or the
+    function does not exist)."""
+    try:
+        reply = lam.get_function_concurrency(aws_retry=True, FunctionName=function)
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return UNRESERVED
+    value = reply.get("ReservedConcurrentExecutions")
+    return UNRESERVED if value is None else value
 
 
 def read_metric_filter_missing():
@@ -175,12 +192,15 @@ def statements_to_make_room(name, policy, desired, limit=FUNCTION_POLICY_LIMIT):
 
 def invoke_config_drift(current, want):
     """``want``: ``maximum_retry_attempts``, ``maximum_event_age_in_seconds``,
-    ``on_failure_destination_arn`` (None for none); the comparison of
+    ``on_failure_destination_arn`` (None for none) and, when it is managed,
+    ``reserved_concurrency`` (``UNRESERVED`` for none); the comparison of
     guardrails.ec2.lambda_event_invoke_config itself."""
     if current is None:
         return ["no asynchronous invocation settings"]
     drift = []
     for key, value in want.items():
+        if key == "reserved_concurrency" and value is None:
+            continue
         want_value = (value or None) if key == "on_failure_destination_arn" else value
         drift += _differs(key, current.get(key), want_value)
     return drift
@@ -281,6 +301,7 @@ def desired_state(
     runtime=None,
     timeout=None,
     memory_size=None,
+    restart_together=True,
 ):
     """What the role writes in ``region`` besides the rules: the values its tasks pass to the
     modules, and that ``region_drift`` compares. ``policies`` are the region's managed
@@ -352,6 +373,9 @@ def desired_state(
             "maximum_retry_attempts": int(retry_attempts),
             "maximum_event_age_in_seconds": int(max_event_age_seconds),
             "on_failure_destination_arn": failure_destination_arn or None,
+            # One container at a time restarts a burst of stops together (the function
+            # reads this setting); otherwise each event decides for its own instance.
+            "reserved_concurrency": 1 if restart_together else UNRESERVED,
         },
     }
 
@@ -417,6 +441,7 @@ def render_region(plan, region, account, partition, code_sha256=None, trust_poli
         runtime=function["runtime"],
         timeout=function["timeout"],
         memory_size=function["memory_mb"],
+        restart_together=function["restart_together"],
     )
     desired["scope"] = scope
     return desired

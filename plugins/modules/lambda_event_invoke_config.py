@@ -46,6 +46,16 @@ options:
       - SQS queue, SNS topic, Lambda function or EventBridge bus that receives events
         that failed every retry. Empty to have none.
     type: str
+  reserved_concurrency:
+    description:
+      - How many instances of the function may run at once, reserved from the account's
+        concurrency (C(PutFunctionConcurrency)); C(-1) for none (C(DeleteFunctionConcurrency)).
+        Omit to leave it as it is. Only for the unqualified function.
+      - C(0) is refused, because it would stop every invocation.
+      - When the account's unreserved concurrency may not go that low (Lambda keeps a
+        minimum unreserved), the module warns and leaves the function as it is.
+    type: int
+    version_added: 1.1.0
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -88,6 +98,11 @@ event_invoke_config:
       description: Where failed events go, or null.
       type: str
       sample: arn:aws:sqs:eu-west-1:123456789012:restart-failures
+    reserved_concurrency:
+      description: The function's reserved concurrency, C(-1) for none.
+      returned: for the unqualified function
+      type: int
+      sample: 1
 """
 
 try:
@@ -100,8 +115,10 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
+    UNRESERVED,
     invoke_config_drift,
     read_invoke_config,
+    read_reserved_concurrency,
 )
 
 
@@ -110,7 +127,33 @@ def desired_config(params):
         "maximum_retry_attempts": params["maximum_retry_attempts"],
         "maximum_event_age_in_seconds": params["maximum_event_age_in_seconds"],
         "on_failure_destination_arn": params["on_failure_destination_arn"] or None,
+        "reserved_concurrency": params["reserved_concurrency"],
     }
+
+
+def put_concurrency(module, client, function_name, current, wanted):
+    """Reserve ``wanted`` (or remove the reservation); the value the function has after.
+    Lambda refuses a reservation that would leave the account less unreserved concurrency
+    than its minimum: then the function stays as it is, with a warning."""
+    if wanted is None or wanted == current:
+        return current
+    if wanted == UNRESERVED:
+        client.delete_function_concurrency(aws_retry=True, FunctionName=function_name)
+        return wanted
+    try:
+        client.put_function_concurrency(
+            aws_retry=True, FunctionName=function_name, ReservedConcurrentExecutions=wanted
+        )
+    except is_boto3_error_code("InvalidParameterValueException") as e:
+        message = e.response["Error"].get("Message", "")
+        if "UnreservedConcurrentExecution" not in message:
+            raise
+        module.warn(
+            f"Could not reserve a concurrency of {wanted} for {function_name}: {message} "
+            "The function stays as it is; raise the account's Lambda concurrency quota to reserve it."
+        )
+        return current
+    return wanted
 
 
 def put_config(client, function_name, qualifier, desired):
@@ -148,6 +191,16 @@ def validate(module):
         module.fail_json(
             msg=f"maximum_event_age_in_seconds must be between 60 and 21600, got {params['maximum_event_age_in_seconds']}"
         )
+    reserved = params["reserved_concurrency"]
+    if reserved is not None and (reserved < UNRESERVED or reserved == 0):
+        module.fail_json(
+            msg=f"reserved_concurrency must be -1 (none) or at least 1, got {reserved}"
+            + (" (0 would stop every invocation)" if reserved == 0 else "")
+        )
+    if reserved is not None and params["qualifier"]:
+        module.fail_json(
+            msg="reserved_concurrency belongs to the function, not to a version or alias: omit qualifier"
+        )
 
 
 def main():
@@ -159,6 +212,7 @@ def main():
             maximum_retry_attempts=dict(type="int", default=2),
             maximum_event_age_in_seconds=dict(type="int", default=21600),
             on_failure_destination_arn=dict(type="str"),
+            reserved_concurrency=dict(type="int"),
         ),
         supports_check_mode=True,
     )
@@ -181,12 +235,27 @@ def main():
         module.exit_json(changed=True, event_invoke_config={}, diff={"before": current, "after": {}})
 
     desired = desired_config(module.params)
-    if not invoke_config_drift(current, desired):
+    wanted = desired.pop("reserved_concurrency")
+    try:
+        have = current.get("reserved_concurrency") if current else None
+        if have is None and wanted is not None:
+            have = read_reserved_concurrency(client, name)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        module.fail_json_aws(e, msg=f"Couldn't read the reserved concurrency of {name}")
+    settings_drift = bool(invoke_config_drift(current, desired))
+    concurrency_drift = wanted is not None and wanted != have
+    if not settings_drift and not concurrency_drift:
         module.exit_json(changed=False, event_invoke_config=current)
     after = dict(current or {}, **desired)
+    if wanted is not None:
+        after["reserved_concurrency"] = wanted
     if not module.check_mode:
         try:
-            put_config(client, name, qualifier, desired)
+            if settings_drift:
+                put_config(client, name, qualifier, desired)
+            got = put_concurrency(module, client, name, have, wanted) if concurrency_drift else have
+            if not settings_drift and got == have:
+                module.exit_json(changed=False, event_invoke_config=current)
             after = read_invoke_config(client, name, qualifier) or after
         except is_boto3_error_code("ResourceNotFoundException") as e:
             module.fail_json_aws(e, msg=f"Function {name} does not exist")

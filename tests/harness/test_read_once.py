@@ -16,7 +16,7 @@ SKIPPED_WHEN_IN_SYNC = [
     "Ensure the restart function",
     "Ensure the log group with retention",
     "Count decisions that need a person and sweep heartbeats",
-    "Ensure retries and the failure destination",
+    "Ensure retries, failure destination and concurrency",
     "Allow the deployment's rules to invoke the function",
     "Ensure the rules",
     "Show what differs",

@@ -45,13 +45,14 @@ or a second invocation racing the first never counts twice.
 The region comes from the runtime (``AWS_REGION``). Standard library and boto3 only.
 """
 
+import calendar
 import json
 import os
 import time
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 STATE_CHANGE = "EC2 Instance State-change Notification"
 API_CALL = "AWS API Call via CloudTrail"
@@ -94,7 +95,9 @@ SAFETY_MARGIN_MS = 3000
 _CLIENTS = {}
 # Adaptive retries: besides backing off, the client slows its own requests once EC2 answers
 # RequestLimitExceeded, instead of spending its attempts against an empty token bucket.
-_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
+# Five attempts ride out a StartInstances request bucket (5 tokens, 2 a second) that a burst
+# of batches has emptied.
+_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=5, read_timeout=15)
 
 
 def client(service):
@@ -246,10 +249,138 @@ def handle_state_change(event, context, config, sleep=time.sleep):
         return decide("skipped-state", reason=f"event is for state {detail.get('state')!r}, not 'stopped'")
 
     ec2 = client("ec2")
+    if coalescing(context) and (config["mode"] == "tag" or config["rule_prefix"]):
+        return restart_stopped_together(ec2, event, record, decide, config, context, sleep)
+    return restart_alone(ec2, instance_id, record, decide, config, context, sleep)
+
+
+def restart_alone(ec2, instance_id, record, decide, config, context, sleep):
+    """The decision for the event's own instance, read on its own."""
     instance = wait_while_stopping(ec2, describe(ec2, instance_id), context, sleep=sleep)
     if instance is None:
         return decide("skipped-state", state="not-found", reason="instance no longer exists")
     return restart_if_protected(ec2, instance, record, decide, config, context, sleep)
+
+
+# Whether this container restarts a burst of stops together, by function name.
+_COALESCING = {}
+# What this container last decided for each instance it found stopped: when it read them
+# (epoch seconds, taken before the read), the decision, and the event that led to it.
+_DECIDED = {}
+_DECIDED_KEEP_SECONDS = 3600
+# How much later than a read an instance's stop event may be dated and still be the stop
+# that read saw: event times are whole seconds and clocks differ a little. A later stop of
+# the same instance needs a start, a boot and a stop in between, which take far longer.
+COALESCE_MARGIN_SECONDS = 2
+
+
+def coalescing(context, fresh=False):
+    """True when the function's reserved concurrency is 1: one container at a time handles
+    events, so one that finds every stopped protected instance may start them all while the
+    events of the others find them decided. With more containers each would start them all.
+    Read once per container (the sweep reads it again)."""
+    name = getattr(context, "function_name", None)
+    if not isinstance(name, str) or not name:
+        return False
+    if fresh or name not in _COALESCING:
+        try:
+            reply = client("lambda").get_function_concurrency(FunctionName=name)
+            _COALESCING[name] = reply.get("ReservedConcurrentExecutions") == 1
+        except (ClientError, BotoCoreError):
+            _COALESCING[name] = False
+    return _COALESCING[name]
+
+
+def event_epoch(event):
+    try:
+        return calendar.timegm(time.strptime(event.get("time") or "", "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        return None
+
+
+def decided_before(instance_id, event):
+    """This container's decision for the stop this event reports, when it made one."""
+    seen = _DECIDED.get(instance_id)
+    stopped_at = event_epoch(event)
+    if seen is None or stopped_at is None or seen["action"] == "failed":
+        return None
+    return seen if stopped_at <= seen["read_at"] + COALESCE_MARGIN_SECONDS else None
+
+
+def remember(decisions, read_at, event_id):
+    """Keep ``(instance_id, action)`` decisions of one read; forget those older than an hour."""
+    for instance_id, action in decisions:
+        _DECIDED[instance_id] = {"read_at": read_at, "action": action, "event_id": event_id}
+    for instance_id in [
+        i for i, seen in _DECIDED.items() if read_at - seen["read_at"] > _DECIDED_KEEP_SECONDS
+    ]:
+        del _DECIDED[instance_id]
+
+
+def restart_stopped_together(ec2, event, record, decide, config, context, sleep):
+    """A stop event, when one container handles them all: every protected instance found
+    stopped is decided and started now, in batches; their own events, when they come, find
+    the decision made. A mass stop thus costs EC2 calls per batch, not per instance."""
+    instance_id = record["instance_id"]
+    seen = decided_before(instance_id, event)
+    if seen:
+        return decide(
+            "skipped-state",
+            reason=f"decided ({seen['action']}) with the stopped instances read for event {seen['event_id']}",
+            decided_with=seen["event_id"],
+        )
+    fresh = config["mode"] != "tag" and instance_id not in protected_by_rules(config["rule_prefix"])
+    read_at = time.time()
+    instances = stopped_protected_instances(ec2, config, fresh=fresh)
+    if not any(instance["InstanceId"] == instance_id for instance in instances):
+        # Not stopped any more, still stopping, or not protected: decided on its own, as before.
+        return restart_alone(ec2, instance_id, record, decide, config, context, sleep)
+    records = []
+    for instance in instances:
+        own = instance["InstanceId"] == instance_id
+        other = {
+            "instance_id": instance["InstanceId"],
+            "region": record["region"],
+            "trigger": "event",
+            "event_id": record["event_id"],
+            "found_with": instance_id,
+        }
+        records.append(
+            (instance, record if own else other, decide if own else decider(other, time.monotonic()))
+        )
+    actions = decide_and_start(ec2, records, config, context, sleep, "event")
+    remember(actions.items(), read_at, record["event_id"])
+    if actions.get(instance_id) == "failed":
+        raise RestartFailed(f"StartInstances for {instance_id} failed with {record.get('error_code')}")
+    return record
+
+
+def decide_and_start(ec2, records, config, context, sleep, trigger):
+    """Decide for each ``(instance, record, decide)`` and start those to start in batches of
+    ``START_BATCH``; returns the action decided for each instance id. Instances left when
+    the time runs out get no decision (the next sweep, or their own event, decides)."""
+    actions = {}
+    pending = []
+    for instance, record, decide in records:
+        decided = prepare_restart(ec2, instance, record, decide, config)
+        if isinstance(decided, Pending):
+            pending.append(decided)
+        else:
+            actions[instance["InstanceId"]] = decided["action"]
+    for position in range(0, len(pending), START_BATCH):
+        if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
+            log(
+                {
+                    "action": "sweep-incomplete" if trigger == "sweep" else "batch-incomplete",
+                    "reason": f"out of time; {len(pending) - position} stopped instances left for the next sweep",
+                    "trigger": trigger,
+                }
+            )
+            break
+        batch = pending[position : position + START_BATCH]
+        results = start_batch(ec2, batch, config, context, sleep)
+        actions.update(zip((item.instance_id for item in batch), results, strict=True))
+    return actions
 
 
 def restart_if_protected(ec2, instance, record, decide, config, context, sleep):
@@ -529,8 +660,15 @@ DESCRIBE_FILTER_LIMIT = 200  # DescribeInstances takes at most 200 values in one
 def start_batch(ec2, batch, config, context, sleep):
     """Start ``batch`` (``Pending``) in one call and decide for each; the actions."""
     try:
-        reply = ec2.start_instances(InstanceIds=[pending.instance_id for pending in batch])
-    except ClientError:
+        reply = start_throttled(ec2, [pending.instance_id for pending in batch], context, sleep)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code in THROTTLING_CODES:
+            # Splitting the batch would only spend more of the same empty bucket.
+            message = exc.response["Error"].get("Message", "")
+            for pending in batch:
+                fail(config, pending.record, pending.decide, pending.why, code, message)
+            return ["failed"] * len(batch)
         # EC2 refused the call as a whole: each instance on its own, so that one
         # instance's error never fails the others.
         return [start_alone(ec2, pending, config, context, sleep) for pending in batch]
@@ -569,6 +707,25 @@ def start_batch(ec2, batch, config, context, sleep):
     return actions
 
 
+THROTTLING_CODES = ("RequestLimitExceeded", "Throttling", "ThrottlingException")
+# Waits before a batch's StartInstances is tried again once the client's own retries met a
+# throttled bucket: StartInstances refills 2 request tokens and 2 instances a second.
+THROTTLED_BATCH_DELAYS = (2, 4, 8)
+
+
+def start_throttled(ec2, instance_ids, context, sleep):
+    """StartInstances for a batch, waiting and trying again while EC2 throttles it."""
+    for delay in (*THROTTLED_BATCH_DELAYS, None):
+        try:
+            return ec2.start_instances(InstanceIds=instance_ids)
+        except ClientError as exc:
+            throttled = exc.response["Error"]["Code"] in THROTTLING_CODES
+            if not throttled or delay is None or remaining_ms(context) - delay * 1000 < SAFETY_MARGIN_MS * 2:
+                raise
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def start_alone(ec2, pending, config, context, sleep):
     try:
         return start_pending(ec2, pending, config, context, sleep)["action"]
@@ -578,13 +735,14 @@ def start_alone(ec2, pending, config, context, sleep):
         return "failed"
 
 
-def stopped_protected_instances(ec2, config):
-    """The protected instances of the region that are stopped now."""
+def stopped_protected_instances(ec2, config, fresh=True):
+    """The protected instances of the region that are stopped now; ``fresh`` reads the
+    rules that name them (instance mode) again."""
     stopped = [{"Name": "instance-state-name", "Values": ["stopped"]}]
     if config["mode"] == "tag":
         batches = [[{"Name": f"tag:{config['tag_key']}", "Values": [config["tag_value"]]}]]
     else:
-        ids = sorted(protected_by_rules(config["rule_prefix"], fresh=True)) if config["rule_prefix"] else []
+        ids = sorted(protected_by_rules(config["rule_prefix"], fresh=fresh)) if config["rule_prefix"] else []
         batches = [
             [{"Name": "instance-id", "Values": ids[start : start + DESCRIBE_FILTER_LIMIT]}]
             for start in range(0, len(ids), DESCRIBE_FILTER_LIMIT)
@@ -611,9 +769,10 @@ def handle_sweep(event, context, config, sleep=time.sleep):
     as a whole (one instance's capacity error, say) is started instance by instance, so
     that no instance's error fails the others."""
     ec2 = client("ec2")
+    coalescing(context, fresh=True)
+    read_at = time.time()
     instances = stopped_protected_instances(ec2, config)
-    actions = []
-    pending = []
+    records = []
     for instance in instances:
         record = {
             "instance_id": instance["InstanceId"],
@@ -621,22 +780,10 @@ def handle_sweep(event, context, config, sleep=time.sleep):
             "trigger": "sweep",
             "event_id": event.get("id"),
         }
-        decided = prepare_restart(ec2, instance, record, decider(record, time.monotonic()), config)
-        if isinstance(decided, Pending):
-            pending.append(decided)
-        else:
-            actions.append(decided["action"])
-    for position in range(0, len(pending), START_BATCH):
-        if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
-            log(
-                {
-                    "action": "sweep-incomplete",
-                    "reason": f"out of time; {len(pending) - position} stopped instances left for the next sweep",
-                    "trigger": "sweep",
-                }
-            )
-            break
-        actions.extend(start_batch(ec2, pending[position : position + START_BATCH], config, context, sleep))
+        records.append((instance, record, decider(record, time.monotonic())))
+    decided = decide_and_start(ec2, records, config, context, sleep, "sweep")
+    remember(decided.items(), read_at, event.get("id"))
+    actions = list(decided.values())
     # After the restarts, which must never wait for it or fail with it.
     try:
         actions.extend(record["action"] for record in repair_own_rules(config, context))

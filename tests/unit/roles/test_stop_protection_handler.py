@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -573,7 +574,7 @@ def test_imports_only_the_standard_library_and_boto3():
         for line in HANDLER_PATH.read_text().splitlines()
         if line.startswith(("import ", "from "))
     }
-    assert imported <= {"json", "os", "time", "boto3", "botocore"}
+    assert imported <= {"calendar", "json", "os", "time", "boto3", "botocore"}
 
 
 # --- restart budget ----------------------------------------------------------------------------
@@ -1004,6 +1005,169 @@ def test_a_mass_stop_is_swept_in_batches_with_one_decision_each(fn, aws, env, ca
     lines = sweep_decisions(capsys)
     assert sorted(line["instance_id"] for line in lines) == ids
     assert {line["restarts_in_window"] for line in lines} == {1}
+
+
+class OwnFunction(FakeContext):
+    """The context of a function whose reserved concurrency ``lam`` reports."""
+
+    function_name = "EC2Protect"
+
+
+def reserved(fn, concurrency):
+    """The function's reserved concurrency as GetFunctionConcurrency reports it."""
+    lam = mock.MagicMock()
+    lam.get_function_concurrency.return_value = (
+        {} if concurrency is None else {"ReservedConcurrentExecutions": concurrency}
+    )
+    fn._CLIENTS["lambda"] = lam
+    return lam
+
+
+def dated(event, seconds):
+    return event | {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))}
+
+
+def mass_stop(aws, count):
+    reply = aws.run_instances(ImageId="ami-12345678", MinCount=count, MaxCount=count, InstanceType="t3.micro")
+    ids = sorted(instance["InstanceId"] for instance in reply["Instances"])
+    aws.stop_instances(InstanceIds=ids)
+    put_shard_rule(1, ids[:200])
+    if ids[200:]:
+        put_shard_rule(2, ids[200:])
+    return ids
+
+
+def ec2_calls(ec2):
+    return sum(
+        len(getattr(ec2, name).call_args_list)
+        for name in ("describe_instances", "get_paginator", "start_instances", "create_tags")
+    )
+
+
+def test_a_mass_stop_costs_ec2_calls_per_batch_when_one_container_handles_the_events(fn, aws, env, capsys):
+    """Reserved concurrency 1: the first of 250 stop events finds every stopped protected
+    instance and starts them in batches of 100; the other 249 events find their instance
+    decided and make no EC2 call. One ``started`` line per instance, one line per event."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    ids = mass_stop(aws, 250)
+    ec2 = mock.MagicMock(wraps=aws)
+    ec2.get_paginator.side_effect = aws.get_paginator
+    fn._CLIENTS.update(ec2=ec2)
+    lam = reserved(fn, 1)
+    now = time.time()
+    with mock.patch.object(fn, "notify") as notify:
+        first = fn.handler(dated(stopped_event(ids[7]), now), OwnFunction())
+        assert (first["action"], first["instance_id"]) == ("started", ids[7])
+        calls = ec2_calls(ec2)
+        assert [len(call.kwargs["InstanceIds"]) for call in ec2.start_instances.call_args_list] == [
+            100,
+            100,
+            50,
+        ]
+        assert calls <= 2 + 3 + 2 * 3  # two reads of up to 200 ids, three batches, two stamps each
+        assert notify.call_count == 3
+        for instance_id in ids[:7] + ids[8:]:
+            assert (
+                fn.handler(dated(stopped_event(instance_id), now), OwnFunction())["action"] == "skipped-state"
+            )
+    assert ec2_calls(ec2) == calls
+    assert calls / len(ids) <= 0.05
+    assert lam.get_function_concurrency.call_count == 1  # once per container
+    assert {state_of(aws, i) for i in ids} == {"running"}
+    lines = log_lines(capsys)
+    started = [line for line in lines if line["action"] == "started"]
+    assert sorted(line["instance_id"] for line in started) == ids
+    assert {line["trigger"] for line in started} == {"event"}
+    assert {line.get("found_with") for line in started} == {None, ids[7]}
+    later = [line for line in lines if line["action"] == "skipped-state"]
+    assert len(later) == 249 and {line["decided_with"] for line in later} == {first["event_id"]}
+
+
+@pytest.mark.parametrize("concurrency", [None, 2])
+def test_without_a_reserved_concurrency_of_one_each_event_decides_for_its_own_instance(
+    fn, aws, env, concurrency
+):
+    """Several containers at once would each start every stopped instance: each event reads
+    and starts its own instance only, as before."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    ids = mass_stop(aws, 3)
+    ec2 = mock.MagicMock(wraps=aws)
+    fn._CLIENTS.update(ec2=ec2)
+    reserved(fn, concurrency)
+    assert fn.handler(dated(stopped_event(ids[0]), time.time()), OwnFunction())["action"] == "started"
+    assert [call.kwargs["InstanceIds"] for call in ec2.start_instances.call_args_list] == [[ids[0]]]
+    assert [state_of(aws, i) for i in ids] == ["running", "stopped", "stopped"]
+
+
+def test_a_stop_after_the_read_is_read_again(fn, aws, env):
+    """A decision covers the stop that read saw: the same instance stopped again later (its
+    event dated after the read) is read and started again."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    (instance_id,) = mass_stop(aws, 1)
+    reserved(fn, 1)
+    now = time.time()
+    assert fn.handler(dated(stopped_event(instance_id), now), OwnFunction())["action"] == "started"
+    aws.stop_instances(InstanceIds=[instance_id])
+    again = fn.handler(dated(stopped_event(instance_id), now + 60), OwnFunction())
+    assert again["action"] == "started" and "decided_with" not in again
+    assert state_of(aws, instance_id) == "running"
+
+
+def test_an_instance_that_fails_inside_a_batch_fails_alone_and_its_event_is_retried(fn, aws, env, capsys):
+    """EC2 refuses the batch for one instance's capacity: each is started on its own, the
+    others come back, and the failed one's own event is not taken as decided."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    ids = mass_stop(aws, 3)
+    ec2 = mock.MagicMock(wraps=aws)
+    ec2.get_paginator.side_effect = aws.get_paginator
+    real_start = aws.start_instances
+
+    def start(InstanceIds):
+        if ids[1] in InstanceIds:
+            raise client_error("InsufficientInstanceCapacity")
+        return real_start(InstanceIds=InstanceIds)
+
+    ec2.start_instances.side_effect = start
+    fn._CLIENTS.update(ec2=ec2)
+    reserved(fn, 1)
+    now = time.time()
+    assert fn.handler(dated(stopped_event(ids[0]), now), OwnFunction())["action"] == "started"
+    assert [state_of(aws, i) for i in ids] == ["running", "stopped", "running"]
+    failed = [line for line in log_lines(capsys) if line["action"] == "failed"]
+    assert [(line["instance_id"], line["error_code"]) for line in failed] == [
+        (ids[1], "InsufficientInstanceCapacity")
+    ]
+    with pytest.raises(fn.RestartFailed):
+        fn.handler(dated(stopped_event(ids[1]), now), OwnFunction())
+
+
+def test_a_throttled_batch_waits_and_is_not_split(fn, env, naps, capsys):
+    """RequestLimitExceeded past the client's own retries: the batch waits and is tried again
+    whole (splitting it would spend more of the empty bucket); still throttled, each of its
+    instances is ``failed`` and left to the retries and the sweep."""
+    ec2 = mock.MagicMock()
+    ec2.start_instances.side_effect = [
+        client_error("RequestLimitExceeded"),
+        {
+            "StartingInstances": [
+                {"InstanceId": i, "PreviousState": {"Name": "stopped"}} for i in ("i-0a", "i-0b")
+            ]
+        },
+        *[client_error("RequestLimitExceeded")] * 4,
+    ]
+    config = fn.settings()
+
+    def batch(*ids):
+        out = []
+        for instance_id in ids:
+            record = {"instance_id": instance_id, "region": REGION, "trigger": "sweep"}
+            out.append(fn.Pending(instance_id, record, fn.decider(record, 0), [], 1, "stopped", config))
+        return out
+
+    assert fn.start_batch(ec2, batch("i-0a", "i-0b"), config, FakeContext(), naps.append) == ["started"] * 2
+    assert fn.start_batch(ec2, batch("i-0c", "i-0d"), config, FakeContext(), naps.append) == ["failed"] * 2
+    assert [len(call.kwargs["InstanceIds"]) for call in ec2.start_instances.call_args_list] == [2] * 6
+    assert naps == [2, 2, 4, 8]
 
 
 def test_sweep_goes_on_after_a_failed_restart(fn, env, capsys):

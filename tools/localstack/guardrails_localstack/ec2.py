@@ -19,6 +19,7 @@ arms them:
                              ``stopped``, an instance that powers itself off after every
                              boot, and state-change events dropped, duplicated or
                              delivered out of order.
+``/_guardrails/throttle``    EC2's request and resource token buckets (``throttle.py``).
 
 Selected with ``PROVIDER_OVERRIDE_EC2=guardrails``.
 """
@@ -41,6 +42,8 @@ from localstack.services.edge import ROUTER
 from localstack.services.moto import call_moto
 from localstack.services.plugins import Service, aws_provider
 from moto.ec2.models.instances import StateReason
+
+from guardrails_localstack import throttle
 
 LOG = logging.getLogger(__name__)
 
@@ -376,6 +379,7 @@ class GuardrailsEc2Provider(Ec2Provider):
         ROUTER.add("/_guardrails/faults", self.faults_endpoint)
         ROUTER.add("/_guardrails/behaviours", self.behaviours_endpoint)
         ROUTER.add("/_guardrails/shutdown", self.shutdown_endpoint, methods=["POST"])
+        ROUTER.add("/_guardrails/throttle", throttle.endpoint, methods=["GET", "PUT", "DELETE"])
 
     # --- switches -----------------------------------------------------------------------
 
@@ -611,4 +615,6 @@ def ec2_guardrails():
     from localstack.services.moto import MotoFallbackDispatcher
 
     provider = GuardrailsEc2Provider()
-    return Service.for_provider(provider, dispatch_table_factory=MotoFallbackDispatcher)
+    return Service.for_provider(
+        provider, dispatch_table_factory=lambda p: throttle.throttled_dispatch(MotoFallbackDispatcher(p))
+    )

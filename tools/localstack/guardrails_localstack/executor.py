@@ -331,3 +331,28 @@ class LocalProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
 
     def load(self, *args, **kwargs):
         return LocalProcessRuntimeExecutor
+
+
+def size_async_invoker_pools() -> None:
+    """Let ``GUARDRAILS_LAMBDA_ASYNC_WORKERS`` asynchronous invocations of a function run at
+    once; unset, LocalStack's default pool (``min(32, cores + 4)`` threads) stays."""
+    workers = os.environ.get("GUARDRAILS_LAMBDA_ASYNC_WORKERS")
+    if not workers:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from localstack.services.lambda_.invocation import event_manager
+
+    original = event_manager.Poller.__init__
+    if getattr(original, "guardrails", False):
+        return
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.invoker_pool.shutdown(wait=False)
+        self.invoker_pool = ThreadPoolExecutor(
+            max_workers=int(workers), thread_name_prefix=self.invoker_pool._thread_name_prefix
+        )
+
+    __init__.guardrails = True
+    event_manager.Poller.__init__ = __init__

@@ -61,3 +61,13 @@ def publish_cloudtrail_events():
     from guardrails_localstack.cloudtrail import install
 
     install()
+
+
+@hooks.on_infra_start()
+def size_async_invoker_pools():
+    """``GUARDRAILS_LAMBDA_ASYNC_WORKERS``: how many asynchronous invocations of one function
+    run at once (LocalStack: a thread pool of ``min(32, cores + 4)``, 6 on 2 cores; AWS:
+    up to the account's concurrency, or the function's reserved concurrency)."""
+    from guardrails_localstack.executor import size_async_invoker_pools
+
+    size_async_invoker_pools()

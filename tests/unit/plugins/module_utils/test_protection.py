@@ -643,6 +643,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
         "ReadInstanceState",
         "WriteOwnLogs",
         "RecreateOwnLogGroup",
+        "ReadOwnConcurrency",  # reserved concurrency 1: a burst of stops is started together
         "ReadOwnRules",  # the sweep reads the instance ids from the rules
         "RepairOwnRules",  # and enables them again, or puts their target back
     }

@@ -13,8 +13,11 @@ def not_found():
     return ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "nope"}}, "Get")
 
 
-def client_with(config=None):
+def client_with(config=None, reserved=None):
     client = mock.MagicMock()
+    client.get_function_concurrency.return_value = (
+        {} if reserved is None else {"ReservedConcurrentExecutions": reserved}
+    )
     if config is None:
         client.get_function_event_invoke_config.side_effect = not_found()
     else:
@@ -36,6 +39,7 @@ def test_describe_maps_the_reply():
         "maximum_retry_attempts": 1,
         "maximum_event_age_in_seconds": 600,
         "on_failure_destination_arn": "arn:aws:sqs:eu-west-1:123456789012:q",
+        "reserved_concurrency": -1,
     }
     assert sync.read_invoke_config(client_with(None), "f") is None
 
@@ -80,7 +84,12 @@ def test_describe_maps_the_reply():
 )
 def test_differs(current, changed):
     desired = m.desired_config(
-        {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600, "on_failure_destination_arn": ""}
+        {
+            "maximum_retry_attempts": 2,
+            "maximum_event_age_in_seconds": 3600,
+            "on_failure_destination_arn": "",
+            "reserved_concurrency": None,
+        }
     )
     assert bool(sync.invoke_config_drift(current, desired)) is changed
 
@@ -138,3 +147,86 @@ def test_check_mode_reports_without_changing(run_module):
         result = run_module(m, {"function_name": "f", "region": "eu-west-1", "_ansible_check_mode": True})
     assert result["changed"] is True
     client.put_function_event_invoke_config.assert_not_called()
+
+
+CONFIG = {
+    "FunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:f",
+    "MaximumRetryAttempts": 2,
+    "MaximumEventAgeInSeconds": 21600,
+}
+
+
+@pytest.mark.parametrize(("have", "want"), [(None, 1), (5, 1), (1, -1)])
+def test_reserved_concurrency_is_set_or_removed_alone(run_module, have, want):
+    client = client_with(CONFIG, reserved=have)
+    with mock.patch.object(m.AnsibleAWSModule, "client", return_value=client):
+        result = run_module(m, {"function_name": "f", "region": "eu-west-1", "reserved_concurrency": want})
+    assert result["changed"] is True
+    client.put_function_event_invoke_config.assert_not_called()  # the other settings are in sync
+    if want == -1:
+        client.delete_function_concurrency.assert_called_once_with(aws_retry=True, FunctionName="f")
+    else:
+        client.put_function_concurrency.assert_called_once_with(
+            aws_retry=True, FunctionName="f", ReservedConcurrentExecutions=want
+        )
+
+
+@pytest.mark.parametrize(("have", "want"), [(1, 1), (None, -1), (7, None)])
+def test_reserved_concurrency_in_sync_or_unmanaged_changes_nothing(run_module, have, want):
+    client = client_with(CONFIG, reserved=have)
+    args = {"function_name": "f", "region": "eu-west-1"}
+    if want is not None:
+        args["reserved_concurrency"] = want
+    with mock.patch.object(m.AnsibleAWSModule, "client", return_value=client):
+        result = run_module(m, args)
+    assert result["changed"] is False
+    client.put_function_concurrency.assert_not_called()
+    client.delete_function_concurrency.assert_not_called()
+
+
+def test_an_account_that_cannot_reserve_more_warns_and_changes_nothing(run_module):
+    """Lambda keeps a minimum of unreserved concurrency (a new account's quota of 10 leaves
+    nothing to reserve): the function stays unreserved, the run goes on with a warning."""
+    client = client_with(CONFIG)
+    client.put_function_concurrency.side_effect = ClientError(
+        {
+            "Error": {
+                "Code": "InvalidParameterValueException",
+                "Message": "Specified ReservedConcurrentExecutions for function decreases account's "
+                "UnreservedConcurrentExecution below its minimum value of [10].",
+            }
+        },
+        "PutFunctionConcurrency",
+    )
+    with mock.patch.object(m.AnsibleAWSModule, "client", return_value=client):
+        result = run_module(m, {"function_name": "f", "region": "eu-west-1", "reserved_concurrency": 1})
+    assert result["changed"] is False and "failed" not in result
+    assert any("minimum value of [10]" in warning for warning in result["warnings"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"reserved_concurrency": 0}, "0 would stop every invocation"),
+    ({"reserved_concurrency": -2}, "got -2"),
+    ({"reserved_concurrency": 1, "qualifier": "live"}, "omit qualifier"),
+])  # fmt: skip
+def test_bad_reserved_concurrency_fails_before_any_call(run_module, args, message):
+    with mock.patch.object(m.AnsibleAWSModule, "client") as make_client:
+        result = run_module(m, {"function_name": "f", "region": "eu-west-1", **args})
+    assert result["failed"] is True and message in result["msg"]
+    make_client.assert_not_called()
+
+
+def test_check_mode_reports_a_reservation_without_making_it(run_module):
+    client = client_with(CONFIG)
+    with mock.patch.object(m.AnsibleAWSModule, "client", return_value=client):
+        result = run_module(
+            m,
+            {
+                "function_name": "f",
+                "region": "eu-west-1",
+                "reserved_concurrency": 1,
+                "_ansible_check_mode": True,
+            },
+        )
+    assert result["changed"] is True and result["event_invoke_config"]["reserved_concurrency"] == 1
+    client.put_function_concurrency.assert_not_called()

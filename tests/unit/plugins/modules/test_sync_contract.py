@@ -447,6 +447,7 @@ def invoke_config_args(desired):
         "function_name": NAME,
         "maximum_retry_attempts": config["maximum_retry_attempts"],
         "maximum_event_age_in_seconds": config["maximum_event_age_in_seconds"],
+        "reserved_concurrency": config["reserved_concurrency"],
         "state": "present",
     }
 
@@ -458,6 +459,12 @@ def test_invoke_config_written_by_the_module_is_in_sync_and_drift_is_found(
     assert run(run_module, lambda_event_invoke_config, invoke_config_args(desired))["changed"] is True
     assert drift_of(aws, plan, desired, "invoke_config") == []
     assert run(run_module, lambda_event_invoke_config, invoke_config_args(desired))["changed"] is False
+    # Someone widens the reserved concurrency: a burst of events would be restarted by
+    # several containers at once.
+    aws("lambda").put_function_concurrency(FunctionName=NAME, ReservedConcurrentExecutions=5)
+    assert drift_of(aws, plan, desired, "invoke_config") == ["reserved_concurrency: 5 -> 1"]
+    assert run(run_module, lambda_event_invoke_config, invoke_config_args(desired))["changed"] is True
+    assert drift_of(aws, plan, desired, "invoke_config") == []
     aws("lambda").delete_function_event_invoke_config(FunctionName=NAME)
     aws("lambda").put_function_event_invoke_config(FunctionName=NAME, MaximumRetryAttempts=0)
     assert drift_of(aws, plan, desired, "invoke_config")
