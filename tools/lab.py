@@ -158,6 +158,7 @@ def log_lines(logs, function):
 
 # The sweep's closing line: the heartbeat its alarm counts, not a decision.
 HEARTBEAT = "swept"
+COALESCED = "coalesced"
 
 
 def json_lines(logs, function):
@@ -165,8 +166,13 @@ def json_lines(logs, function):
 
 
 def decisions(logs, function):
-    """The function's decision lines, heartbeats left out."""
-    return [line for line in json_lines(logs, function) if line.get("action") != HEARTBEAT]
+    """The function's decision lines: heartbeats left out, and the notes of stop events
+    whose instance was decided with an earlier event's batch (``coalesced``)."""
+    return [line for line in json_lines(logs, function) if line.get("action") not in (HEARTBEAT, COALESCED)]
+
+
+def coalesced(logs, function):
+    return [line for line in json_lines(logs, function) if line.get("action") == COALESCED]
 
 
 def heartbeats(logs, function):

@@ -22,6 +22,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
     MODE_INSTANCE_IDS,
     MODE_TAG,
     ProtectionError,
+    restarts_together,
     validate_kms_key_arns,
 )
 
@@ -209,9 +210,12 @@ def build_policies(
             }
         )
     own_rules = [rule_source_pattern(partition, region, account, name) for region in regions]
-    if budget["sweep_minutes"] or (attribution and plan["mode"] == MODE_INSTANCE_IDS):
-        # Attribution and the sweep read the instance ids from the deployment's own rules,
-        # and the sweep checks that they are enabled and target the function.
+    if budget["sweep_minutes"] or (
+        plan["mode"] == MODE_INSTANCE_IDS and (attribution or restarts_together(plan))
+    ):
+        # Attribution, the sweep and a batch of restarts read the instance ids from the
+        # deployment's own rules, and the sweep checks that they are enabled and target the
+        # function.
         statements.append(
             {"Sid": "ReadOwnRules", "Effect": "Allow", "Action": "events:DescribeRule", "Resource": own_rules}
         )

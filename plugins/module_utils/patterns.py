@@ -37,6 +37,8 @@ RULE_ACTIONS = ["events:DeleteRule", "events:DisableRule", "events:PutRule", "ev
 FUNCTION_ACTIONS = [
     "lambda:AddPermission",
     "lambda:DeleteFunction",
+    # A reservation removed: the events of a mass stop restart one instance each again.
+    "lambda:DeleteFunctionConcurrency",
     "lambda:DeleteFunctionEventInvokeConfig",
     "lambda:PutFunctionConcurrency",
     "lambda:PutFunctionEventInvokeConfig",

@@ -776,6 +776,12 @@ def heartbeat_settings(names, sweep_minutes, alarm_period, topic_arn):
 # --- The function's environment ----------------------------------------------------------------
 
 
+def restarts_together(plan):
+    """Whether the function restarts a burst of stops together (``restart_together``, on by
+    default): then it reserves a concurrency of 1 and reads every stopped protected instance."""
+    return ((plan.get("settings") or {}).get("function") or {}).get("restart_together", True)
+
+
 def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn, attribution):
     """The function's configuration: environment variables only."""
     env = {"PROTECTION_MODE": plan["mode"], "BYPASS_TAG_KEY": bypass_tag_key}
@@ -784,8 +790,9 @@ def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_to
     if notification_topic_arn:
         env["NOTIFICATION_TOPIC_ARN"] = notification_topic_arn
     budget = plan.get("restart_policy") or DEFAULT_RESTART_POLICY
-    if attribution or budget["sweep_minutes"]:
-        # Attribution and the sweep read the rules; the sweep also repairs them.
+    if attribution or budget["sweep_minutes"] or (plan["mode"] != MODE_TAG and restarts_together(plan)):
+        # Attribution, the sweep and a batch of restarts read the protected ids from the
+        # rules; the sweep also repairs them.
         env["RULE_NAME_PREFIX"] = plan["names"]["rule_prefix"]
     env.update(
         RESTART_LIMIT=str(budget["restart_limit"]),

@@ -269,6 +269,23 @@ def behaviours(endpoint):
     switch.clear()
 
 
+@pytest.fixture
+def throttle(endpoint):
+    """EC2's token buckets (``/_guardrails/throttle``): ``throttle.on(buckets=None)`` turns
+    them on with AWS's sizes and resets the counts; off again after the test."""
+    switch = FaultSwitch(endpoint, "throttle")
+
+    def on(buckets=None):
+        status, body = switch._call("PUT", {"enabled": True, "buckets": buckets or {}})
+        assert status == 200, body
+
+    switch.on = on
+    switch.read = lambda: switch._call("GET")[1]
+    switch.clear()
+    yield switch
+    switch.clear()
+
+
 def shutdown_from_inside(endpoint, instance_ids, reason_code=None, region=REGION, account="000000000000"):
     """Stop running instances as an OS shutdown (default) or a Spot interruption would."""
     body = {"instance_ids": instance_ids, "region": region, "account_id": account}

@@ -262,6 +262,8 @@ def restart_alone(ec2, instance_id, record, decide, config, context, sleep):
     return restart_if_protected(ec2, instance, record, decide, config, context, sleep)
 
 
+# The line of a stop event whose instance was decided with an earlier event's batch.
+COALESCED = "coalesced"
 # Whether this container restarts a burst of stops together, by function name.
 _COALESCING = {}
 # What this container last decided for each instance it found stopped: when it read them
@@ -324,10 +326,12 @@ def restart_stopped_together(ec2, event, record, decide, config, context, sleep)
     instance_id = record["instance_id"]
     seen = decided_before(instance_id, event)
     if seen:
+        # Not a second decision: a note that this event's stop was decided already.
         return decide(
-            "skipped-state",
-            reason=f"decided ({seen['action']}) with the stopped instances read for event {seen['event_id']}",
+            COALESCED,
+            decision=seen["action"],
             decided_with=seen["event_id"],
+            reason=f"decided ({seen['action']}) with the stopped instances read for event {seen['event_id']}",
         )
     fresh = config["mode"] != "tag" and instance_id not in protected_by_rules(config["rule_prefix"])
     read_at = time.time()

@@ -1067,9 +1067,7 @@ def test_a_mass_stop_costs_ec2_calls_per_batch_when_one_container_handles_the_ev
         assert calls <= 2 + 3 + 2 * 3  # two reads of up to 200 ids, three batches, two stamps each
         assert notify.call_count == 3
         for instance_id in ids[:7] + ids[8:]:
-            assert (
-                fn.handler(dated(stopped_event(instance_id), now), OwnFunction())["action"] == "skipped-state"
-            )
+            assert fn.handler(dated(stopped_event(instance_id), now), OwnFunction())["action"] == "coalesced"
     assert ec2_calls(ec2) == calls
     assert calls / len(ids) <= 0.05
     assert lam.get_function_concurrency.call_count == 1  # once per container
@@ -1079,8 +1077,10 @@ def test_a_mass_stop_costs_ec2_calls_per_batch_when_one_container_handles_the_ev
     assert sorted(line["instance_id"] for line in started) == ids
     assert {line["trigger"] for line in started} == {"event"}
     assert {line.get("found_with") for line in started} == {None, ids[7]}
-    later = [line for line in lines if line["action"] == "skipped-state"]
+    later = [line for line in lines if line["action"] == "coalesced"]
     assert len(later) == 249 and {line["decided_with"] for line in later} == {first["event_id"]}
+    assert {line["decision"] for line in later} == {"started"}
+    assert len(lines) == 250 + 249  # one decision per instance, one line per event
 
 
 @pytest.mark.parametrize("concurrency", [None, 2])

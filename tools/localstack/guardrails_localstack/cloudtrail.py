@@ -40,6 +40,7 @@ WATCHED = {
     "lambda": {
         "AddPermission",
         "DeleteFunction",
+        "DeleteFunctionConcurrency",
         "DeleteFunctionEventInvokeConfig",
         "PutFunctionConcurrency",
         "PutFunctionEventInvokeConfig",
@@ -73,6 +74,7 @@ EVENT_SOURCES = {"cloudwatch": "monitoring.amazonaws.com"}
 LAMBDA_VERSIONS = {
     "AddPermission": "20150331v2",
     "DeleteFunction": "20150331",
+    "DeleteFunctionConcurrency": "20171031",
     "PutFunctionConcurrency": "20171031",
     "RemovePermission": "20150331v2",
     "UpdateFunctionCode": "20150331v2",

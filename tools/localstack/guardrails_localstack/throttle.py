@@ -18,13 +18,14 @@ back every second"), start full, and never hold more than their size.
 The numbers below are AWS's defaults. Off unless ``GUARDRAILS_EC2_THROTTLE=1`` or a test
 turns it on through ``/_guardrails/throttle`` (``PUT {"enabled": true, "buckets": {...}}``,
 sizes per API as ``{"request": [size, refill], "resource": [size, refill]}``). Calls are
-counted per API either way (``GET``); ``DELETE`` turns throttling off and resets buckets
-and counts.
+counted per API, and per signing access key, either way (``GET``); ``DELETE`` turns
+throttling off and resets buckets and counts.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -110,6 +111,7 @@ class Throttle:
         self._buckets: dict[tuple, Bucket] = {}
         self.calls: dict[str, int] = {}
         self.throttled: dict[str, int] = {}
+        self.calls_by_key: dict[str, dict[str, int]] = {}
 
     def configure(self, enabled: bool, buckets: dict | None = None) -> dict:
         overrides = {}
@@ -135,7 +137,7 @@ class Throttle:
         return self.describe()
 
     def _reset(self) -> None:
-        self._buckets, self.calls, self.throttled = {}, {}, {}
+        self._buckets, self.calls, self.throttled, self.calls_by_key = {}, {}, {}, {}
 
     def describe(self) -> dict:
         return {
@@ -143,6 +145,7 @@ class Throttle:
             "buckets": {a: {k: list(v) for k, v in s.items()} for a, s in self._overrides.items()},
             "calls": dict(self.calls),
             "throttled": dict(self.throttled),
+            "calls_by_access_key": {key: dict(calls) for key, calls in self.calls_by_key.items()},
         }
 
     def _bucket(self, key: tuple, size: tuple[float, float], now: float) -> Bucket:
@@ -151,10 +154,13 @@ class Throttle:
             bucket = self._buckets[key] = Bucket(*size, now)
         return bucket
 
-    def admit(self, account: str, region: str, action: str, request: dict) -> bool:
-        """Count the call; False when EC2 would refuse it as throttled (no tokens taken)."""
+    def admit(self, account: str, region: str, action: str, request: dict, access_key: str = "") -> bool:
+        """Count the call (also by the caller's access key); False when EC2 would refuse it
+        as throttled (no tokens taken)."""
         with self._lock:
             self.calls[action] = self.calls.get(action, 0) + 1
+            by_key = self.calls_by_key.setdefault(access_key, {})
+            by_key[action] = by_key.get(action, 0) + 1
             if not self.enabled:
                 return True
             now = self._clock()
@@ -178,13 +184,24 @@ class Throttle:
 THROTTLE = Throttle(enabled=os.environ.get("GUARDRAILS_EC2_THROTTLE") == "1")
 
 
+CREDENTIAL = re.compile(r"Credential=([A-Z0-9]+)/")
+
+
+def access_key(context) -> str:
+    """The access key id that signed the request, or an empty string."""
+    match = CREDENTIAL.search(context.request.headers.get("Authorization", "") if context.request else "")
+    return match.group(1) if match else ""
+
+
 def throttled_dispatch(table: dict) -> dict:
     """Wrap an EC2 dispatch table so that each call passes the throttle first."""
     from localstack.aws.api import CommonServiceException
 
     def wrap(action, handler):
         def call(context, request):
-            if not THROTTLE.admit(context.account_id, context.region, action, request or {}):
+            if not THROTTLE.admit(
+                context.account_id, context.region, action, request or {}, access_key(context)
+            ):
                 raise CommonServiceException(
                     code="RequestLimitExceeded", message="Request limit exceeded.", status_code=503
                 )

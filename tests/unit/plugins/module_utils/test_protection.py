@@ -413,12 +413,32 @@ def test_sweep_rule_follows_the_setting(minutes, schedule):
 
 
 def test_no_sweep_means_no_rule_no_rule_reading_and_no_prefix():
-    plan = plan_for(["i-0123456789abcdef0"], restart_policy={"sweep_minutes": 0})
+    plan = plan_for(
+        ["i-0123456789abcdef0"], restart_policy={"sweep_minutes": 0}, function={"restart_together": False}
+    )
     assert [rule["kind"] for rule in plan["regions"][0]["rules"]] == ["instances"]
     document, _scope = build_policy(plan, "123456789012")
     assert "ReadOwnRules" not in {s["Sid"] for s in document["Statement"]}
     env = protection.lambda_environment(plan, None, None, "B", None, False)
     assert env["SWEEP_MINUTES"] == "0" and "RULE_NAME_PREFIX" not in env
+
+
+def test_restarting_together_reads_the_protected_ids_from_the_rules_without_a_sweep():
+    """A burst's first event reads every protected instance: in instance mode the function
+    learns their ids from the deployment's rules, which it may read but not change."""
+    plan = plan_for(["i-0123456789abcdef0"], restart_policy={"sweep_minutes": 0})
+    document, _scope = build_policy(plan, "123456789012")
+    assert statement(document, "ReadOwnRules")["Action"] == "events:DescribeRule"
+    assert "RepairOwnRules" not in {s["Sid"] for s in document["Statement"]}
+    assert (
+        protection.lambda_environment(plan, None, None, "B", None, False)["RULE_NAME_PREFIX"] == "EC2Protect."
+    )
+    assert statement(document, "ReadOwnConcurrency") == {
+        "Sid": "ReadOwnConcurrency",
+        "Effect": "Allow",
+        "Action": "lambda:GetFunctionConcurrency",
+        "Resource": ["arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"],
+    }
 
 
 @pytest.mark.parametrize("mode", ["tag", "instance_ids"])
@@ -439,7 +459,12 @@ def test_the_sweep_may_read_and_repair_its_own_rules_only(mode):
     }
     assert protection.lambda_environment(plan, "K", "V", "B", None, False)["RULE_NAME_PREFIX"] == "N."
     no_sweep = protection.build_plan(
-        "N", mode=mode, bypass_tag_key="B", restart_policy={"sweep_minutes": 0}, **kwargs
+        "N",
+        mode=mode,
+        bypass_tag_key="B",
+        restart_policy={"sweep_minutes": 0},
+        function={"restart_together": False},
+        **kwargs,
     )
     bare, _scope = build_policy(no_sweep, "123456789012", tag_key="K", tag_value="V")
     assert "events:" not in json.dumps(bare)
