@@ -58,9 +58,9 @@ def emulator(state_dir, settings=None):
         harness.stop(quiet=True)
 
 
-def clients(*services):
+def clients(*services, config=None):
     session = boto3.Session(region_name=REGION)
-    return [session.client(service) for service in services]
+    return [session.client(service, config=config) for service in services]
 
 
 # Pins localhost's interpreter to the one running Ansible: never rely on discovery, which
@@ -131,13 +131,13 @@ def states(ec2, ids):
     return found
 
 
-def time_recovery(ec2, ids, timeout=300):
+def time_recovery(ec2, ids, timeout=300, interval=0.1):
     """Stop ``ids`` in one call; seconds until each is seen running again (None: not back)."""
     began = time.monotonic()
     ec2.stop_instances(InstanceIds=ids)
     back = {}
     while len(back) < len(ids) and time.monotonic() - began < timeout:
-        time.sleep(0.1)
+        time.sleep(interval)
         now = time.monotonic() - began
         for instance_id, state in states(ec2, [i for i in ids if i not in back]).items():
             if state == "running":

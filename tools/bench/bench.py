@@ -13,21 +13,31 @@ ratios within one run are what compare):
 3. function cost: package size, cold init and duration per invocation from REPORT lines;
 4. audit: stop_protection_verify over 1000 instances;
 5. scale: one cold protect and one no-op at 25,000 instances (289 rules), with the size of
-   the function's resource policy (one invoke statement per region, whatever the rules).
+   the function's resource policy (one invoke statement per region, whatever the rules);
+6. mass stop: 100 and then 1000 protected instances stopped in one call with EC2's token
+   buckets on (the harness's throttle, AWS's sizes), ours and then the peer's: seconds
+   until the last is running, the function's EC2 calls per restarted instance, ``failed``
+   decisions, instances not running after 10 minutes, beside the floor the buckets allow.
 
 Writes bench-results/<timestamp>.json and .md (git-ignored) and checks the targets of
 the README's "Performance" section, saying which were missed. BENCH_STEPS (comma list of
-rollout, recovery, cost, audit, scale; default all) runs only some steps.
+rollout, recovery, cost, audit, scale, mass; default all) runs only some steps. A bench
+stopped by SIGTERM stops the LocalStack it started (and its function processes).
 """
 
 import json
+import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+
+from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
@@ -37,6 +47,7 @@ from lab import (
     REGION,
     ROOT,
     clients,
+    decisions,
     emulator,
     naming,
     reports,
@@ -51,7 +62,10 @@ CUSTODIAN = ROOT / ".venv" / "c7n" / "bin" / "custodian"
 MITOGEN = ROOT / ".venv" / "mitogen"
 SCALE_INSTANCES = int(os.environ.get("BENCH_SCALE_INSTANCES", "25000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-ALL_STEPS = ("rollout", "recovery", "cost", "audit", "scale")
+ALL_STEPS = ("rollout", "recovery", "cost", "audit", "scale", "mass")
+MASS_SIZES = (100, 1000)
+# An instance not running this long after the mass stop is lost.
+MASS_TIMEOUT = 600
 # BENCH_STEPS=rollout,scale runs only those steps (the report and targets cover what ran).
 STEPS = [step for step in os.environ.get("BENCH_STEPS", ",".join(ALL_STEPS)).split(",") if step]
 NAME = "BenchProtect"
@@ -181,6 +195,27 @@ def scale(ec2, lam, events, fleet):
 # --- the peer --------------------------------------------------------------------------------
 
 
+PERMISSIONS_PROBE = """
+import json, sys
+import yaml
+from c7n.config import Config
+from c7n.loader import PolicyLoader
+from c7n.resources import load_resources
+load_resources(("aws.ec2",))
+policies = PolicyLoader(Config.empty()).load_data(yaml.safe_load(open(sys.argv[1])), sys.argv[1])
+print(json.dumps(sorted({p for policy in policies for p in policy.get_permissions()})))
+"""
+
+
+def peer_permissions(policy_file):
+    """The IAM actions Cloud Custodian computes for the peer's policy."""
+    python = CUSTODIAN.with_name("python")
+    result = subprocess.run(
+        [str(python), "-c", PERMISSIONS_PROBE, str(policy_file)], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout)
+
+
 def custodian(policy_file):
     began = time.monotonic()
     result = subprocess.run(
@@ -237,6 +272,90 @@ def recovery(ec2, label, groups):
         f"  {label}: single first {first:.2f} s, warm median {result['single_warm']['median']:.2f} s, "
         f"20 at once {result['burst_20']['slowest']['median']:.2f} s, 100 at once {result['burst_100']['slowest']['median']:.2f} s"
     )
+    return result
+
+
+# --- mass stop under EC2's token buckets -------------------------------------------------------
+# AWS's defaults ("Request throttling for the Amazon EC2 API"), as the harness applies them.
+START_REQUESTS = (5, 2)  # StartInstances request bucket: size, refill per second
+START_RESOURCES = (1000, 2)  # StartInstances resource bucket: instances, refill per second
+OURS_BATCH = 100  # instances per StartInstances of ours (the function's START_BATCH)
+
+
+def start_floor(count, per_call):
+    """Seconds the StartInstances buckets need, at least, to start ``count`` instances
+    ``per_call`` at a time, from full buckets."""
+    calls = math.ceil(count / per_call)
+    by_requests = max(0, calls - START_REQUESTS[0]) / START_REQUESTS[1]
+    by_resources = max(0, count - START_RESOURCES[0]) / START_RESOURCES[1]
+    return max(by_requests, by_resources)
+
+
+def throttle(method, body=None):
+    request = urllib.request.Request(
+        f"{os.environ['AWS_ENDPOINT_URL']}/_guardrails/throttle",
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+def function_ec2_calls():
+    """EC2 calls not signed with the bench's own key: the functions' role sessions."""
+    counts = throttle("GET")["calls_by_access_key"]
+    return sum(sum(calls.values()) for key, calls in counts.items() if key != os.environ["AWS_ACCESS_KEY_ID"])
+
+
+def failed_lines(logs, function):
+    return sum(1 for line in decisions(logs, function) if line.get("action") == "failed")
+
+
+def mass_stop(ec2, logs, function, ids, per_call, failures):
+    """Stop ``ids`` in one call with the buckets on (fresh); the row's numbers."""
+    throttle("PUT", {"enabled": True})
+    before = failures()
+    try:
+        times = time_recovery(ec2, ids, timeout=MASS_TIMEOUT, interval=1)
+        calls = function_ec2_calls()
+    finally:
+        throttle("DELETE")
+    back = [t for t in times.values() if t is not None]
+    return {
+        "instances": len(ids),
+        "last_back": max(back) if back else None,
+        "lost": len(ids) - len(back),
+        "ec2_calls": calls,
+        "calls_per_restart": round(calls / len(back), 3) if back else None,
+        "failed": failures() - before,
+        "floor": start_floor(len(ids), per_call),
+    }
+
+
+def mass_stops(ec2, lam, events, logs, fleet, policy_file):
+    """Ours over the fleet (the peer removed: its rule would see our stops too), then the
+    peer over instances carrying its tag."""
+    remove_peer(lam, events)
+    throttled_ec2 = clients("ec2", config=Config(retries={"mode": "adaptive", "max_attempts": 10}))[0]
+    run_playbook("protect.yml", LOG, extra_vars=protect_vars(fleet))
+    function = naming.resource_names(NAME)["function"]
+    result = {"ours": {}, "peer": {}}
+    for size in MASS_SIZES:
+        row = mass_stop(
+            throttled_ec2, logs, function, fleet[:size], OURS_BATCH, lambda: failed_lines(logs, function)
+        )
+        result["ours"][f"n{size}"] = row
+        say(f"  ours, {size} at once: {row}")
+    run_playbook("unprotect.yml", LOG, extra_vars=protect_vars(fleet))
+    tagged = run_instances(ec2, max(MASS_SIZES), {PEER_TAG: "enabled"})
+    custodian(policy_file)
+    for size in MASS_SIZES:
+        # The peer's function logs no decisions: its failures are the instances not back.
+        row = mass_stop(throttled_ec2, logs, PEER_FUNCTION, tagged[:size], 1, lambda: 0)
+        row["failed"] = None
+        result["peer"][f"n{size}"] = row
+        say(f"  peer, {size} at once: {row}")
+    remove_peer(lam, events)
     return result
 
 
@@ -316,6 +435,8 @@ def targets(data):
         checks += recovery_targets(data)
     if "scale" in data:
         checks.append(("function policy at the largest scale <= 1 statement", data["scale"]["statements"], 1))
+    if "mass" in data:
+        checks += mass_targets(data)
     return [
         {"target": name, "value": value, "limit": limit, "met": value is not None and value <= limit}
         for name, value, limit in checks
@@ -405,6 +526,8 @@ def markdown(data):
         lines += recovery_rows(data)
     if "cost" in data:
         lines += cost_rows(data)
+    if "mass" in data:
+        lines += mass_rows(data)
     if "audit" in data:
         lines.append(
             f"| audit of 1000 instances (with / without DisableApiStop reads) | {data['audit']['with_attribute']:.1f} / {data['audit']['without_attribute']:.1f} | | | |"
@@ -451,6 +574,54 @@ def recovery_rows(data):
     return lines
 
 
+def mass_rows(data):
+    lines = []
+    for size in MASS_SIZES:
+        o, p = data["mass"]["ours"][f"n{size}"], data["mass"]["peer"][f"n{size}"]
+
+        def back(row):
+            return f"{row['last_back']:.1f}" if row["last_back"] is not None else "-"
+
+        lines.append(
+            f"| mass stop, N={size}: last back, s (floor: ours / one start per instance) | {back(o)} "
+            f"({o['floor']:.1f}) | | {back(p)} ({p['floor']:.1f}) | {ratio(o['last_back'], p['last_back'])} |"
+        )
+        lines.append(
+            f"| mass stop, N={size}: EC2 calls per restart, failed, lost | {o['calls_per_restart']}, {o['failed']}, "
+            f"{o['lost']} | | {p['calls_per_restart']}, -, {p['lost']} | "
+            f"{ratio(o['calls_per_restart'], p['calls_per_restart'])} |"
+        )
+    return lines
+
+
+def mass_targets(data):
+    checks = []
+    warm = (data.get("recovery") or {}).get("ours", {}).get("single_warm", {}).get("median")
+    for size in MASS_SIZES:
+        o, p = data["mass"]["ours"][f"n{size}"], data["mass"]["peer"][f"n{size}"]
+        # The buckets' floor, or (where they allow everything at once) one warm restart.
+        floor = max(o["floor"], warm or 0)
+        checks += [
+            (f"mass stop N={size}: lost", o["lost"], 0),
+            (f"mass stop N={size}: failed decisions", o["failed"], 0),
+            (
+                f"mass stop N={size}: last back <= 1.5 x floor ({floor:.1f} s)",
+                ratio(o["last_back"], floor),
+                1.5,
+            ),
+            (f"mass stop N={size}: last back, ours/peer", ratio(o["last_back"], p["last_back"]), 1.0),
+            (
+                f"mass stop N={size}: EC2 calls per restart, ours/peer",
+                ratio(o["calls_per_restart"], p["calls_per_restart"]),
+                1.0,
+            ),
+        ]
+    checks.append(
+        ("mass stop N=1000: EC2 calls per restart", data["mass"]["ours"]["n1000"]["calls_per_restart"], 0.2)
+    )
+    return checks
+
+
 def cost_rows(data):
     ours_cost, peer_cost = data["cost"]["ours"], data["cost"]["peer"]
     lines = []
@@ -470,7 +641,18 @@ def cost_rows(data):
     return lines
 
 
+def stop_on_sigterm():
+    """SIGTERM (a CI limit, kill) unwinds like Ctrl-C: the emulator context stops LocalStack
+    and its function processes instead of leaving them running."""
+
+    def unwind(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+
+
 def main():
+    stop_on_sigterm()
     unknown = sorted(set(STEPS) - set(ALL_STEPS))
     if unknown or ("cost" in STEPS and "recovery" not in STEPS):
         raise SystemExit(
@@ -501,7 +683,7 @@ def main():
         ec2, lam, events, logs, iam = clients("ec2", "lambda", "events", "logs", "iam")
         fleet = run_instances(ec2, 1000)
         policy_file = WORK / "custodian-policy.yml"
-        if {"rollout", "recovery"} & set(STEPS):
+        if {"rollout", "recovery", "mass"} & set(STEPS):
             iam.create_role(
                 RoleName="CustodianBenchRole",
                 AssumeRolePolicyDocument=json.dumps(
@@ -518,6 +700,20 @@ def main():
                 ),
             )
             policy_file.write_text(PEER_POLICY)
+            # What Cloud Custodian itself says the policy needs (its get_permissions()):
+            # without ec2:DescribeInstances its function is refused and restarts nothing.
+            iam.put_role_policy(
+                RoleName="CustodianBenchRole",
+                PolicyName="bench-restart-stopped",
+                PolicyDocument=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {"Effect": "Allow", "Action": peer_permissions(policy_file), "Resource": "*"}
+                        ],
+                    }
+                ),
+            )
         if "rollout" in STEPS:
             say("1. rollout (protect.yml cold and no-op; custodian run cold and no-op)")
             data["rollout"] = rollouts(fleet)
@@ -560,6 +756,10 @@ def main():
         if "scale" in STEPS:
             say(f"5. scale: {SCALE_INSTANCES} instances")
             data["scale"] = scale(ec2, lam, events, fleet)
+
+        if "mass" in STEPS:
+            say("6. mass stop under EC2's token buckets (ours, then the peer)")
+            data["mass"] = mass_stops(ec2, lam, events, logs, fleet, policy_file)
     data["targets"] = targets(data)
     (RESULTS / f"{started}.json").write_text(json.dumps(data, indent=2) + "\n")
     table = markdown(data)
