@@ -270,10 +270,6 @@ _COALESCING = {}
 # (epoch seconds, taken before the read), the decision, and the event that led to it.
 _DECIDED = {}
 _DECIDED_KEEP_SECONDS = 3600
-# How much later than a read an instance's stop event may be dated and still be the stop
-# that read saw: event times are whole seconds and clocks differ a little. A later stop of
-# the same instance needs a start, a boot and a stop in between, which take far longer.
-COALESCE_MARGIN_SECONDS = 2
 
 
 def coalescing(context, fresh=False):
@@ -301,12 +297,17 @@ def event_epoch(event):
 
 
 def decided_before(instance_id, event):
-    """This container's decision for the stop this event reports, when it made one."""
+    """This container's decision for the stop this event reports, when it made one.
+
+    The decision covers the stop when the instance was read stopped after it: the event
+    is dated (whole seconds) before the second in which the read began. A later stop of
+    the same instance comes after the start that decision made, so it is dated in that
+    second or after, and is read again. A failed restart is never taken as decided."""
     seen = _DECIDED.get(instance_id)
     stopped_at = event_epoch(event)
     if seen is None or stopped_at is None or seen["action"] == "failed":
         return None
-    return seen if stopped_at <= seen["read_at"] + COALESCE_MARGIN_SECONDS else None
+    return seen if stopped_at + 1 <= seen["read_at"] else None
 
 
 def remember(decisions, read_at, event_id):
@@ -319,6 +320,16 @@ def remember(decisions, read_at, event_id):
         del _DECIDED[instance_id]
 
 
+def coalesced(decide, seen, why):
+    """Not a second decision: a note that this event's stop was decided already."""
+    return decide(
+        COALESCED,
+        decision=seen["action"],
+        decided_with=seen["event_id"],
+        reason=f"decided ({seen['action']}) with the stopped instances read for event {seen['event_id']}; {why}",
+    )
+
+
 def restart_stopped_together(ec2, event, record, decide, config, context, sleep):
     """A stop event, when one container handles them all: every protected instance found
     stopped is decided and started now, in batches; their own events, when they come, find
@@ -326,17 +337,21 @@ def restart_stopped_together(ec2, event, record, decide, config, context, sleep)
     instance_id = record["instance_id"]
     seen = decided_before(instance_id, event)
     if seen:
-        # Not a second decision: a note that this event's stop was decided already.
-        return decide(
-            COALESCED,
-            decision=seen["action"],
-            decided_with=seen["event_id"],
-            reason=f"decided ({seen['action']}) with the stopped instances read for event {seen['event_id']}",
-        )
+        return coalesced(decide, seen, "read after it stopped")
     fresh = config["mode"] != "tag" and instance_id not in protected_by_rules(config["rule_prefix"])
     read_at = time.time()
     instances = stopped_protected_instances(ec2, config, fresh=fresh)
-    if not any(instance["InstanceId"] == instance_id for instance in instances):
+    stopped = {instance["InstanceId"] for instance in instances}
+    # Decided instances that are not stopped now: every stop of theirs dated before this
+    # read is settled, so their events find them decided from here on.
+    for other, entry in _DECIDED.items():
+        if other not in stopped and entry["action"] != "failed":
+            entry["read_at"] = max(entry["read_at"], read_at)
+    if instance_id not in stopped:
+        seen = _DECIDED.get(instance_id)
+        if seen is not None and seen["action"] != "failed":
+            # A stop after the decision would leave it stopped until someone starts it.
+            return coalesced(decide, seen, "not stopped at a later read")
         # Not stopped any more, still stopping, or not protected: decided on its own, as before.
         return restart_alone(ec2, instance_id, record, decide, config, context, sleep)
     records = []

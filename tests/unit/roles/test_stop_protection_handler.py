@@ -1054,7 +1054,7 @@ def test_a_mass_stop_costs_ec2_calls_per_batch_when_one_container_handles_the_ev
     ec2.get_paginator.side_effect = aws.get_paginator
     fn._CLIENTS.update(ec2=ec2)
     lam = reserved(fn, 1)
-    now = time.time()
+    now = time.time() - 1  # the stops, a second before the first event is handled
     with mock.patch.object(fn, "notify") as notify:
         first = fn.handler(dated(stopped_event(ids[7]), now), OwnFunction())
         assert (first["action"], first["instance_id"]) == ("started", ids[7])
@@ -1100,17 +1100,37 @@ def test_without_a_reserved_concurrency_of_one_each_event_decides_for_its_own_in
 
 
 def test_a_stop_after_the_read_is_read_again(fn, aws, env):
-    """A decision covers the stop that read saw: the same instance stopped again later (its
-    event dated after the read) is read and started again."""
+    """A decision covers the stop that read saw: the same instance stopped again right after
+    its restart (its event dated in the second of the read, or later) is read and started
+    again, not taken as decided."""
     env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     (instance_id,) = mass_stop(aws, 1)
     reserved(fn, 1)
     now = time.time()
     assert fn.handler(dated(stopped_event(instance_id), now), OwnFunction())["action"] == "started"
     aws.stop_instances(InstanceIds=[instance_id])
-    again = fn.handler(dated(stopped_event(instance_id), now + 60), OwnFunction())
+    again = fn.handler(dated(stopped_event(instance_id), now), OwnFunction())
     assert again["action"] == "started" and "decided_with" not in again
     assert state_of(aws, instance_id) == "running"
+
+
+def test_an_event_dated_in_the_second_of_the_read_is_settled_by_one_more_read(fn, aws, env):
+    """Event times are whole seconds: a stop dated in the second the read began may be the
+    one it saw or a later one. One more read settles it for every decided instance: not
+    stopped now, their events are notes; the read is not repeated for each."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    ids = mass_stop(aws, 5)
+    ec2 = mock.MagicMock(wraps=aws)
+    ec2.get_paginator.side_effect = aws.get_paginator
+    fn._CLIENTS.update(ec2=ec2)
+    reserved(fn, 1)
+    with mock.patch.object(fn.time, "time", return_value=1_000_000.5):
+        assert fn.handler(dated(stopped_event(ids[0]), 1_000_000), OwnFunction())["action"] == "started"
+    with mock.patch.object(fn.time, "time", return_value=1_000_001.2):
+        actions = [fn.handler(dated(stopped_event(i), 1_000_000), OwnFunction())["action"] for i in ids[1:]]
+    assert actions == ["coalesced"] * 4
+    assert ec2.get_paginator.call_count == 2  # the first read and one more
+    ec2.describe_instances.assert_not_called()
 
 
 def test_an_instance_that_fails_inside_a_batch_fails_alone_and_its_event_is_retried(fn, aws, env, capsys):
