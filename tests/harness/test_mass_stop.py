@@ -15,7 +15,7 @@ from test_protection_under_stress import protect_vars, run_playbook
 sys.path.insert(0, str(ROOT / "tools"))
 from lab import coalesced, decisions
 
-COUNT = 60
+COUNT = 100
 TEST_KEY = "test"
 
 
@@ -30,7 +30,7 @@ def function_calls(throttle):
 
 
 def test_a_mass_stop_under_throttling_comes_back_with_ec2_calls_per_batch(aws, endpoint, instances, throttle):
-    """60 protected instances stopped in one call, EC2 throttling as on AWS: every instance
+    """100 protected instances stopped in one call, EC2 throttling as on AWS: every instance
     runs again, each with one ``started`` decision and none ``failed``; each stop event left
     one line; the function's EC2 calls are a handful per batch, not three per instance."""
     ec2 = aws("ec2")
