@@ -4,7 +4,7 @@ import io
 import zipfile
 
 from conftest import unique
-from test_protection_under_stress import protect_vars, run_playbook
+from playbook_runs import protect_vars, run_playbook
 
 
 def other_code():

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from botocore.exceptions import ClientError
 from conftest import ROOT, instance_states, shutdown_from_inside, unique, wait_for
-from test_protection_under_stress import playbook_command, playbook_env, protect_vars
+from playbook_runs import playbook_command, playbook_env, protect_vars
 
 POLICY = ROOT / "docs" / "deployer-policy.json"
 

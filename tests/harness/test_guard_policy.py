@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from conftest import REGION, unique, wait_for
-from test_protection_under_stress import (
+from playbook_runs import (
     playbook_command,
     playbook_env,
     protect_vars,

@@ -10,7 +10,7 @@ the last heartbeat.
 import sys
 
 from conftest import ROOT, wait_for
-from test_protection_under_stress import protect_vars, run_playbook
+from playbook_runs import protect_vars, run_playbook
 
 sys.path.insert(0, str(ROOT / "tools"))
 from lab import heartbeats

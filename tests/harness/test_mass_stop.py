@@ -10,7 +10,7 @@ import sys
 import time
 
 from conftest import ROOT, instance_states, unique, wait_for
-from test_protection_under_stress import protect_vars, run_playbook
+from playbook_runs import protect_vars, run_playbook
 
 sys.path.insert(0, str(ROOT / "tools"))
 from lab import coalesced, decisions

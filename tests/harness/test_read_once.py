@@ -5,7 +5,7 @@ import json
 import re
 
 from conftest import unique
-from test_protection_under_stress import changed_count, protect_vars, run_playbook
+from playbook_runs import changed_count, protect_vars, run_playbook
 
 SKIPPED_WHEN_IN_SYNC = [
     "Ensure the least-privilege managed policies",

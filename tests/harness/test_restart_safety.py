@@ -7,7 +7,7 @@ import re
 import time
 
 from conftest import instance_states, shutdown_from_inside, wait_for
-from test_protection_under_stress import protect_vars, read_decisions, run_playbook
+from playbook_runs import protect_vars, read_decisions, run_playbook
 
 
 def decisions_when(aws, name, count, timeout=90):

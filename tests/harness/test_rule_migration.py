@@ -10,7 +10,7 @@ new statement, not just its presence.
 import json
 
 from conftest import instance_states, unique, wait_for
-from test_protection_under_stress import changed_count, protect_vars, run_playbook
+from playbook_runs import changed_count, protect_vars, run_playbook
 
 STATEMENT = "guardrails-ec2-rules"
 

@@ -13,7 +13,7 @@ import sys
 import boto3
 import pytest
 from conftest import REGION, ROOT, unique, wait_for
-from test_protection_under_stress import protect_vars, run_playbook
+from playbook_runs import protect_vars, run_playbook
 
 sys.path.insert(0, str(ROOT / "tools"))
 from lab import decisions
