@@ -386,7 +386,10 @@ def decide_and_start(ec2, records, config, context, sleep, trigger):
             pending.append(decided)
         else:
             actions[instance["InstanceId"]] = decided["action"]
-    for position in range(0, len(pending), START_BATCH):
+    for number, position in enumerate(range(0, len(pending), START_BATCH)):
+        if number >= START_BURST:
+            # Past the bucket's burst, one call per refill: no throttling, no backoff.
+            sleep(START_REFILL_SECONDS)
         if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
             log(
                 {
@@ -774,8 +777,13 @@ def stopped_protected_instances(ec2, config, fresh=True):
     return found
 
 
-# Instance ids per StartInstances call of the sweep.
+# Instance ids per StartInstances call of the sweep and of a burst.
 START_BATCH = 100
+# StartInstances' request bucket by default ("Request throttling for the Amazon EC2 API"):
+# 5 calls at once, then one per half second. Batches past the fifth are paced to it rather
+# than thrown at an empty bucket and left to botocore's growing backoff.
+START_BURST = 5
+START_REFILL_SECONDS = 0.5
 
 
 def handle_sweep(event, context, config, sleep=time.sleep):

@@ -1083,6 +1083,19 @@ def test_a_mass_stop_costs_ec2_calls_per_batch_when_one_container_handles_the_ev
     assert len(lines) == 250 + 249  # one decision per instance, one line per event
 
 
+def test_batches_past_the_start_bucket_s_burst_are_paced_to_its_refill(fn, aws, env, capsys, naps):
+    """StartInstances holds 5 request tokens and refills 2 a second: the sixth batch and
+    later ones wait half a second each, instead of meeting RequestLimitExceeded."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    ids = mass_stop(aws, 70)
+    reserved(fn, 1)
+    with mock.patch.object(fn, "START_BATCH", 10):
+        record = handle(fn, dated(stopped_event(ids[0]), time.time() - 1), OwnFunction(), naps)
+    assert record["action"] == "started"
+    assert naps == [0.5, 0.5]  # batches 6 and 7
+    assert {state_of(aws, i) for i in ids} == {"running"}
+
+
 @pytest.mark.parametrize("concurrency", [None, 2])
 def test_without_a_reserved_concurrency_of_one_each_event_decides_for_its_own_instance(
     fn, aws, env, concurrency
