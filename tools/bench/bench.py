@@ -45,6 +45,7 @@ import contextlib
 from lab import (
     PINNED_INTERPRETER,
     REGION,
+    REPORT,
     ROOT,
     clients,
     decisions,
@@ -318,15 +319,18 @@ def failed_lines(logs, function):
 
 
 def first_invocation_after(logs, function, epoch):
-    """Seconds from ``epoch`` to the function's first log line after it (its first
-    invocation after the stop: what the event delivery took), or None."""
+    """Seconds from ``epoch`` to the start of the function's first invocation after it (what
+    the event delivery took), or None. An invocation's lines are written when it ends: its
+    start is its REPORT line's time less its duration."""
     group = f"/aws/lambda/{function}"
-    stamps = []
-    for page in logs.get_paginator("filter_log_events").paginate(
-        logGroupName=group, startTime=int(epoch * 1000)
-    ):
-        stamps += [event["timestamp"] for event in page.get("events", [])]
-    return round(min(stamps) / 1000 - epoch, 2) if stamps else None
+    starts = []
+    pages = logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=int(epoch * 1000))
+    for page in pages:
+        for event in page.get("events", []):
+            match = REPORT.search(event["message"])
+            if match:
+                starts.append(event["timestamp"] / 1000 - float(match.group(1)) / 1000)
+    return round(min(starts) - epoch, 2) if starts else None
 
 
 def mass_stop(ec2, logs, function, ids, per_call, failures):
@@ -620,7 +624,7 @@ def mass_rows(data):
             f"({o['floor']:.1f}) | | {back(p)} ({p['floor']:.1f}) | {ratio(last_back(o), last_back(p))} |"
         )
         lines.append(
-            f"| mass stop, N={size}: first invocation after the stop, s (event delivery) | {o['first_invocation']} | | "
+            f"| mass stop, N={size}: first invocation began after the stop, s (event delivery) | {o['first_invocation']} | | "
             f"{p['first_invocation']} | |"
         )
         lines.append(
