@@ -179,6 +179,7 @@ def read_deployment(clients, name, region, account, partition):
             )
         else:
             deployment["reserved_concurrency"] = concurrency_setting.get("ReservedConcurrentExecutions")
+            deployment["reserved_concurrency_read"] = True
         try:
             deployment["invoke_config"] = lam.get_function_event_invoke_config(
                 aws_retry=True, FunctionName=name
@@ -442,6 +443,7 @@ def audit(
     warnings=None,
     code_sha256=None,
     report=None,
+    restart_together=None,
 ):
     """One entry per instance; what could not be checked is appended to ``warnings``.
 
@@ -449,11 +451,20 @@ def audit(
     deployment's protection tag; otherwise ``ProtectionError``, as when none is found, so
     that an audit never passes over nothing. ``code_sha256`` is the hash of the package the
     role deploys: a function with other code protects nothing this collection vouches for.
+    ``restart_together``: the deployment reserves a concurrency of 1 for its function
+    (``stop_protection_restart_together``); another value is warned of.
     """
     warnings = [] if warnings is None else warnings
     deployment = read_deployment(clients, name, region, account, partition)
     deployment["expected_code_sha256"] = code_sha256
     warnings.extend(deployment["warnings"])
+    reserved = deployment.get("reserved_concurrency")
+    if restart_together and deployment.get("reserved_concurrency_read") and reserved not in (0, 1):
+        warnings.append(
+            f"The function's reserved concurrency is {'not set' if reserved is None else reserved}, not 1: "
+            "the events of a mass stop are restarted one instance each, with their own EC2 calls, "
+            "until protect runs again (stop_protection_restart_together)."
+        )
     check_trails(clients, deployment, region, warnings, {} if report is None else report)
     if not instance_ids:
         if deployment["function"] is None:

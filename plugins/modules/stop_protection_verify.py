@@ -55,6 +55,14 @@ options:
         returns it). When set, a function whose code differs makes every instance
         unprotected - someone changed it, or protect has not run since an upgrade.
     type: str
+  restart_together:
+    description:
+      - The deployment reserves a concurrency of 1 for its function, so that a mass stop is
+        restarted together (the role's C(stop_protection_restart_together)). When set, a
+        function with another reserved concurrency (not 0, which makes every instance
+        unprotected) is warned of.
+    type: bool
+    version_added: 1.1.0
   mode:
     description:
       - C(audit) changes nothing; C(drill) stops the instances and watches them come back.
@@ -356,6 +364,7 @@ def main():
             name=dict(type="str", default="EC2Protect"),
             instance_ids=dict(type="list", elements="str", default=[]),
             code_sha256=dict(type="str"),
+            restart_together=dict(type="bool"),
             mode=dict(type="str", choices=["audit", "drill"], default="audit"),
             timeout=dict(type="int", default=600),
             force=dict(type="bool", default=False),
@@ -389,6 +398,7 @@ def main():
             warnings=warnings,
             code_sha256=params["code_sha256"],
             report=report,
+            restart_together=params["restart_together"],
         )
         try:
             alarms = alarm_states(clients["cloudwatch"], params["name"], warnings)

@@ -1067,3 +1067,42 @@ def test_a_trail_check_that_fails_says_so_and_the_audit_goes_on():
     )
     assert report == {}
     assert warnings[0].startswith("Could not check for a CloudTrail trail (AccessDeniedException")
+
+
+@pytest.mark.parametrize(
+    ("read", "reserved", "restart_together", "warned"),
+    [
+        (True, None, True, "reserved concurrency is not set, not 1"),
+        (True, 5, True, "reserved concurrency is 5, not 1"),
+        (True, 1, True, None),
+        (True, 0, True, None),  # a problem of every instance, not a warning
+        (True, None, False, None),  # the deployment does not restart together
+        (False, None, True, None),  # not read: its own warning says so
+    ],
+)
+def test_a_reserved_concurrency_other_than_one_is_warned_of_when_the_deployment_restarts_together(
+    monkeypatch, retrying, read, reserved, restart_together, warned
+):
+    found = deployment(reserved_concurrency=reserved)
+    if read:
+        found["reserved_concurrency_read"] = True
+    monkeypatch.setattr(audit, "read_deployment", lambda *args: found)
+    warnings = []
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        ids = launch(ec2, None)
+        audit.audit(
+            {"ec2": retrying(ec2)},
+            "EC2Protect",
+            ids,
+            "eu-west-1",
+            "123456789012",
+            "aws",
+            check_attribute=False,
+            warnings=warnings,
+            restart_together=restart_together,
+        )
+    concurrency = [warning for warning in warnings if "reserved concurrency" in warning]
+    assert concurrency == ([] if warned is None else [concurrency[0]])
+    if warned:
+        assert warned in concurrency[0] and "mass stop" in concurrency[0]
