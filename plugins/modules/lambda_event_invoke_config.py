@@ -12,6 +12,8 @@ description:
   - Sets how many times Lambda retries a failed asynchronous invocation, how old an event
     may get before it is dropped, and where events go that failed every retry
     (C(PutFunctionEventInvokeConfig)); or removes those settings.
+  - Optionally also the function's reserved concurrency, which decides how many of those
+    events run at once (C(PutFunctionConcurrency), C(DeleteFunctionConcurrency)).
   - M(amazon.aws.lambda) does not manage these settings.
 author:
   - guardrails.ec2 maintainers (@guardrails-ec2)
@@ -69,6 +71,11 @@ EXAMPLES = r"""
     maximum_retry_attempts: 2
     maximum_event_age_in_seconds: 3600
     on_failure_destination_arn: arn:aws:sqs:eu-west-1:123456789012:restart-failures
+
+- name: One invocation at a time; Lambda holds the other events and retries them itself
+  guardrails.ec2.lambda_event_invoke_config:
+    function_name: EC2Protect
+    reserved_concurrency: 1
 
 - name: Remove the settings
   guardrails.ec2.lambda_event_invoke_config:
