@@ -320,6 +320,11 @@ def remember(decisions, read_at, event_id):
         del _DECIDED[instance_id]
 
 
+def left_stopped(seen):
+    """Whether a decision of this container left the instance stopped on purpose."""
+    return seen is not None and (seen["action"].startswith("skipped-") or seen["action"] == "suspended")
+
+
 def coalesced(decide, seen, why):
     """Not a second decision: a note that this event's stop was decided already."""
     return decide(
@@ -357,6 +362,10 @@ def restart_stopped_together(ec2, event, record, decide, config, context, sleep)
     records = []
     for instance in instances:
         own = instance["InstanceId"] == instance_id
+        if not own and left_stopped(_DECIDED.get(instance["InstanceId"])):
+            # Left stopped on purpose (bypass, suspension, skip rules) at an earlier read and
+            # not started since: decided already; its next stop brings its own event.
+            continue
         other = {
             "instance_id": instance["InstanceId"],
             "region": record["region"],

@@ -1096,6 +1096,22 @@ def test_batches_past_the_start_bucket_s_burst_are_paced_to_its_refill(fn, aws, 
     assert {state_of(aws, i) for i in ids} == {"running"}
 
 
+def test_an_instance_left_stopped_on_purpose_is_not_decided_again_by_each_read(fn, aws, env, capsys):
+    """A bypassed instance stays stopped: the read for a later stop of another instance
+    finds it stopped again and leaves it be, instead of logging a second decision for it."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    ids = mass_stop(aws, 2)
+    aws.create_tags(Resources=[ids[1]], Tags=[{"Key": "StopProtectionBypass", "Value": "maintenance"}])
+    reserved(fn, 1)
+    assert fn.handler(dated(stopped_event(ids[0]), time.time() - 1), OwnFunction())["action"] == "started"
+    aws.stop_instances(InstanceIds=[ids[0]])
+    assert fn.handler(dated(stopped_event(ids[0]), time.time() + 1), OwnFunction())["action"] == "started"
+    lines = log_lines(capsys)
+    assert sorted((line["instance_id"], line["action"]) for line in lines) == sorted(
+        [(ids[0], "started"), (ids[1], "skipped-bypass"), (ids[0], "started")]
+    )
+
+
 @pytest.mark.parametrize("concurrency", [None, 2])
 def test_without_a_reserved_concurrency_of_one_each_event_decides_for_its_own_instance(
     fn, aws, env, concurrency
