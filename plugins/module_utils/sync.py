@@ -4,7 +4,7 @@
 
 """Whether a deployed resource already is what the plan wants: the read-once rollout.
 
-``stop_protection_deployment_info`` reads a region's resources once (``read_state``); the
+``stop_protection_deployment_info`` reads a region's resources once (``ownership.read_ownership``); the
 comparisons here say, per resource, what differs from the desired state. The role then runs
 the amazon.aws task of a resource only when something differs: a rerun that finds nothing to
 change writes nothing and starts few module processes.
