@@ -318,18 +318,25 @@ def failed_lines(logs, function):
     return sum(1 for line in decisions(logs, function) if line.get("action") == "failed")
 
 
-def first_invocation_after(logs, function, epoch):
-    """Seconds from ``epoch`` to the start of the function's first invocation after it (what
-    the event delivery took), or None. An invocation's lines are written when it ends: its
-    start is its REPORT line's time less its duration."""
+def first_invocation_after(logs, function, epoch, ids=None):
+    """Seconds from ``epoch`` (the stop) to the start of the first invocation that handled
+    it (what the event delivery took), or None. An invocation's lines are written when it
+    ends. With ``ids`` (ours): the earliest decision for one of them, less its duration.
+    Without (the peer): the earliest REPORT line, less its duration, of an invocation that
+    began after the stop (events of an earlier row may still be retried)."""
     group = f"/aws/lambda/{function}"
     starts = []
     pages = logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=int(epoch * 1000))
     for page in pages:
         for event in page.get("events", []):
-            match = REPORT.search(event["message"])
-            if match:
-                starts.append(event["timestamp"] / 1000 - float(match.group(1)) / 1000)
+            message, stamp = event["message"], event["timestamp"] / 1000
+            if ids is not None and message.startswith("{"):
+                line = json.loads(message)
+                if line.get("instance_id") in ids and "duration_ms" in line:
+                    starts.append(stamp - line["duration_ms"] / 1000)
+            elif ids is None and (match := REPORT.search(message)):
+                starts.append(stamp - float(match.group(1)) / 1000)
+    starts = [start for start in starts if start >= epoch]
     return round(min(starts) - epoch, 2) if starts else None
 
 
@@ -346,7 +353,9 @@ def mass_stop(ec2, logs, function, ids, per_call, failures):
     back = [t for t in times.values() if t is not None]
     return {
         "instances": len(ids),
-        "first_invocation": first_invocation_after(logs, function, stopped_at),
+        "first_invocation": first_invocation_after(
+            logs, function, stopped_at, set(ids) if per_call > 1 else None
+        ),
         # Only when every instance came back: otherwise "more than MASS_TIMEOUT".
         "last_back": max(back) if len(back) == len(ids) else None,
         "lost": len(ids) - len(back),
