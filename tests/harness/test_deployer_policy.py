@@ -94,12 +94,18 @@ def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoi
             "verify.yml",
             settings | {"stop_protection_verify_mode": "drill", "stop_protection_verify_timeout": 60},
         ),
+        # Restarting together turned off: the reservation goes (DeleteFunctionConcurrency).
+        ("protect.yml", settings | {"stop_protection_restart_together": False}),
         ("unprotect.yml", settings),
     ]
     try:
         for playbook, extra_vars in steps:
             result = run_as(credentials, endpoint, playbook, extra_vars, region_in_environment=False)
             assert result.returncode == 0, f"{playbook} {extra_vars}:\n{result.stdout[-4000:]}"
+            if playbook == "protect.yml":
+                reserved = aws("lambda").get_function_concurrency(FunctionName=name)
+                together = extra_vars.get("stop_protection_restart_together", True)
+                assert reserved.get("ReservedConcurrentExecutions") == (1 if together else None), reserved
         assert name not in [
             function["FunctionName"] for function in aws("lambda").list_functions()["Functions"]
         ]

@@ -400,10 +400,12 @@ def decide_and_start(ec2, records, config, context, sleep, trigger):
             # Past the bucket's burst, one call per refill: no throttling, no backoff.
             sleep(START_REFILL_SECONDS)
         if remaining_ms(context) < SAFETY_MARGIN_MS * 2:
+            left = len(pending) - position
             log(
                 {
                     "action": "sweep-incomplete" if trigger == "sweep" else "batch-incomplete",
-                    "reason": f"out of time; {len(pending) - position} stopped instances left for the next sweep",
+                    "reason": f"out of time; {left} stopped instances left for the next sweep"
+                    + ("" if trigger == "sweep" else " and their own stop events"),
                     "trigger": trigger,
                 }
             )
@@ -690,6 +692,9 @@ DESCRIBE_FILTER_LIMIT = 200  # DescribeInstances takes at most 200 values in one
 
 def start_batch(ec2, batch, config, context, sleep):
     """Start ``batch`` (``Pending``) in one call and decide for each; the actions."""
+    if len(batch) == 1:
+        # One instance: started as a single stop always was (retried while still stopping).
+        return [start_alone(ec2, batch[0], config, context, sleep)]
     try:
         reply = start_throttled(ec2, [pending.instance_id for pending in batch], context, sleep)
     except ClientError as exc:

@@ -1138,7 +1138,8 @@ def test_a_stop_after_the_read_is_read_again(fn, aws, env):
     now = time.time()
     assert fn.handler(dated(stopped_event(instance_id), now), OwnFunction())["action"] == "started"
     aws.stop_instances(InstanceIds=[instance_id])
-    again = fn.handler(dated(stopped_event(instance_id), now), OwnFunction())
+    # Dated when it stopped again: in the second of the read, or the next.
+    again = fn.handler(dated(stopped_event(instance_id), time.time()), OwnFunction())
     assert again["action"] == "started" and "decided_with" not in again
     assert state_of(aws, instance_id) == "running"
 
@@ -1188,6 +1189,28 @@ def test_an_instance_that_fails_inside_a_batch_fails_alone_and_its_event_is_retr
     ]
     with pytest.raises(fn.RestartFailed):
         fn.handler(dated(stopped_event(ids[1]), now), OwnFunction())
+
+
+def test_a_burst_of_one_is_started_as_a_single_stop_always_was(fn, aws, env, naps):
+    """One stopped instance found by the read: no batch call, the single start with its
+    retries while EC2 still says it is stopping (two here), counted on its decision."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    (instance_id,) = mass_stop(aws, 1)
+    ec2 = mock.MagicMock(wraps=aws)
+    ec2.get_paginator.side_effect = aws.get_paginator
+    refusals = [client_error("IncorrectInstanceState")] * 2
+
+    def start(InstanceIds):
+        if refusals:
+            raise refusals.pop()
+        return aws.start_instances(InstanceIds=InstanceIds)
+
+    ec2.start_instances.side_effect = start
+    fn._CLIENTS.update(ec2=ec2)
+    reserved(fn, 1)
+    record = handle(fn, dated(stopped_event(instance_id), time.time() - 1), OwnFunction(), naps)
+    assert (record["action"], record["start_retries"]) == ("started", 2)
+    assert naps == list(fn.START_RETRY_DELAYS[:2])
 
 
 def test_a_throttled_batch_waits_and_is_not_split(fn, env, naps, capsys):
