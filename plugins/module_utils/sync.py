@@ -301,7 +301,7 @@ def desired_state(
     runtime=None,
     timeout=None,
     memory_size=None,
-    restart_together=True,
+    restart_together=False,
 ):
     """What the role writes in ``region`` besides the rules: the values its tasks pass to the
     modules, and that ``region_drift`` compares. ``policies`` are the region's managed

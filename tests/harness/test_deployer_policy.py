@@ -86,6 +86,7 @@ def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoi
         stop_protection_keep_logs=False,
         # The tamper rules, with the topic as their second target.
         stop_protection_automation_principals=["arn:aws:iam::*:user/deployer-*"],
+        stop_protection_restart_together=True,
     )
     steps = [
         ("protect.yml", settings),
@@ -104,7 +105,7 @@ def test_the_documented_policy_protects_audits_drills_and_unprotects(aws, endpoi
             assert result.returncode == 0, f"{playbook} {extra_vars}:\n{result.stdout[-4000:]}"
             if playbook == "protect.yml":
                 reserved = aws("lambda").get_function_concurrency(FunctionName=name)
-                together = extra_vars.get("stop_protection_restart_together", True)
+                together = extra_vars["stop_protection_restart_together"]
                 assert reserved.get("ReservedConcurrentExecutions") == (1 if together else None), reserved
         assert name not in [
             function["FunctionName"] for function in aws("lambda").list_functions()["Functions"]

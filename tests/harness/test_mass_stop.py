@@ -36,7 +36,9 @@ def test_a_mass_stop_under_throttling_comes_back_with_ec2_calls_per_batch(aws, e
     ec2 = aws("ec2")
     ids = instances(COUNT)
     name = unique("MassStop")
-    result = run_playbook("protect.yml", endpoint, protect_vars(name, ids))
+    result = run_playbook(
+        "protect.yml", endpoint, protect_vars(name, ids, stop_protection_restart_together=True)
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     try:
         throttle.on()

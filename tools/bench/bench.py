@@ -113,6 +113,7 @@ def protect_vars(ids=None, selector="instance_ids"):
         "stop_protection_name": NAME,
         "stop_protection_region": REGION,
         "stop_protection_restart_limit": 20,
+        "stop_protection_restart_together": True,
     }
     if selector == "tag":
         variables.update(stop_protection_selector="tag", stop_protection_tag_key="BenchTag")

@@ -95,9 +95,7 @@ SAFETY_MARGIN_MS = 3000
 _CLIENTS = {}
 # Adaptive retries: besides backing off, the client slows its own requests once EC2 answers
 # RequestLimitExceeded, instead of spending its attempts against an empty token bucket.
-# Five attempts ride out a StartInstances request bucket (5 tokens, 2 a second) that a burst
-# of batches has emptied.
-_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=5, read_timeout=15)
+_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
 
 
 def client(service):

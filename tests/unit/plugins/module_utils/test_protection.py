@@ -426,7 +426,9 @@ def test_no_sweep_means_no_rule_no_rule_reading_and_no_prefix():
 def test_restarting_together_reads_the_protected_ids_from_the_rules_without_a_sweep():
     """A burst's first event reads every protected instance: in instance mode the function
     learns their ids from the deployment's rules, which it may read but not change."""
-    plan = plan_for(["i-0123456789abcdef0"], restart_policy={"sweep_minutes": 0})
+    plan = plan_for(
+        ["i-0123456789abcdef0"], restart_policy={"sweep_minutes": 0}, function={"restart_together": True}
+    )
     document, _scope = build_policy(plan, "123456789012")
     assert statement(document, "ReadOwnRules")["Action"] == "events:DescribeRule"
     assert "RepairOwnRules" not in {s["Sid"] for s in document["Statement"]}

@@ -459,10 +459,9 @@ def test_invoke_config_written_by_the_module_is_in_sync_and_drift_is_found(
     assert run(run_module, lambda_event_invoke_config, invoke_config_args(desired))["changed"] is True
     assert drift_of(aws, plan, desired, "invoke_config") == []
     assert run(run_module, lambda_event_invoke_config, invoke_config_args(desired))["changed"] is False
-    # Someone widens the reserved concurrency: a burst of events would be restarted by
-    # several containers at once.
+    # Someone reserves a concurrency the deployment does not set (off by default).
     aws("lambda").put_function_concurrency(FunctionName=NAME, ReservedConcurrentExecutions=5)
-    assert drift_of(aws, plan, desired, "invoke_config") == ["reserved_concurrency: 5 -> 1"]
+    assert drift_of(aws, plan, desired, "invoke_config") == ["reserved_concurrency: 5 -> -1"]
     assert run(run_module, lambda_event_invoke_config, invoke_config_args(desired))["changed"] is True
     assert drift_of(aws, plan, desired, "invoke_config") == []
     aws("lambda").delete_function_event_invoke_config(FunctionName=NAME)
