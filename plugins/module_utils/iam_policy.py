@@ -140,16 +140,17 @@ def build_policies(
             ],
         }
     )
-    # The function restarts a burst of stops together only when its reserved concurrency is
-    # 1 (one container at a time); it reads that setting of its own.
-    statements.append(
-        {
-            "Sid": "ReadOwnConcurrency",
-            "Effect": "Allow",
-            "Action": "lambda:GetFunctionConcurrency",
-            "Resource": [function_arn(partition, region, account, name) for region in regions],
-        }
-    )
+    # With restart_together the function starts a burst of stops together only while its
+    # reserved concurrency is 1 (one container at a time); it reads that setting of its own.
+    if restarts_together(plan):
+        statements.append(
+            {
+                "Sid": "ReadOwnConcurrency",
+                "Effect": "Allow",
+                "Action": "lambda:GetFunctionConcurrency",
+                "Resource": [function_arn(partition, region, account, name) for region in regions],
+            }
+        )
     if notification_topic_arn:
         statements.append(
             {

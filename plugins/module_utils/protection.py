@@ -794,6 +794,8 @@ def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_to
         # Attribution, the sweep and a batch of restarts read the protected ids from the
         # rules; the sweep also repairs them.
         env["RULE_NAME_PREFIX"] = plan["names"]["rule_prefix"]
+    if restarts_together(plan):
+        env["RESTART_TOGETHER"] = "true"
     env.update(
         RESTART_LIMIT=str(budget["restart_limit"]),
         RESTART_WINDOW_SECONDS=str(budget["restart_window_seconds"]),

@@ -130,6 +130,7 @@ def settings():
         "bypass_tag_key": os.environ.get("BYPASS_TAG_KEY", "StopProtectionBypass"),
         "topic_arn": os.environ.get("NOTIFICATION_TOPIC_ARN") or None,
         "rule_prefix": os.environ.get("RULE_NAME_PREFIX") or None,
+        "restart_together": _flag("RESTART_TOGETHER", "false"),
         "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
     }
 
@@ -247,7 +248,7 @@ def handle_state_change(event, context, config, sleep=time.sleep):
         return decide("skipped-state", reason=f"event is for state {detail.get('state')!r}, not 'stopped'")
 
     ec2 = client("ec2")
-    if coalescing(context) and (config["mode"] == "tag" or config["rule_prefix"]):
+    if together(config, context):
         return restart_stopped_together(ec2, event, record, decide, config, context, sleep)
     return restart_alone(ec2, instance_id, record, decide, config, context, sleep)
 
@@ -285,6 +286,16 @@ def coalescing(context, fresh=False):
         except (ClientError, BotoCoreError):
             _COALESCING[name] = False
     return _COALESCING[name]
+
+
+def together(config, context, fresh=False):
+    """Whether this event (or sweep) starts the burst it belongs to together: the deployment
+    asks for it (``RESTART_TOGETHER``, set by ``restart_together``), the function can find
+    every protected instance (tag mode, or the rules in instance mode), and its reserved
+    concurrency is 1. Without the first, no call is made to learn the rest."""
+    if not config["restart_together"] or not (config["mode"] == "tag" or config["rule_prefix"]):
+        return False
+    return coalescing(context, fresh=fresh)
 
 
 def event_epoch(event):
@@ -808,7 +819,7 @@ def handle_sweep(event, context, config, sleep=time.sleep):
     as a whole (one instance's capacity error, say) is started instance by instance, so
     that no instance's error fails the others."""
     ec2 = client("ec2")
-    coalescing(context, fresh=True)
+    together(config, context, fresh=True)
     read_at = time.time()
     instances = stopped_protected_instances(ec2, config)
     records = []

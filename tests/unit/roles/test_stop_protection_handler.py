@@ -33,7 +33,13 @@ def env(monkeypatch):
         "BYPASS_TAG_KEY": "StopProtectionBypass",
     }.items():
         monkeypatch.setenv(key, value)
-    for key in ("NOTIFICATION_TOPIC_ARN", "PROTECTION_TAG_KEY", "PROTECTION_TAG_VALUE", "AWS_ENDPOINT_URL"):
+    for key in (
+        "NOTIFICATION_TOPIC_ARN",
+        "PROTECTION_TAG_KEY",
+        "PROTECTION_TAG_VALUE",
+        "AWS_ENDPOINT_URL",
+        "RESTART_TOGETHER",
+    ):
         monkeypatch.delenv(key, raising=False)
     return monkeypatch
 
@@ -1013,8 +1019,10 @@ class OwnFunction(FakeContext):
     function_name = "EC2Protect"
 
 
-def reserved(fn, concurrency):
-    """The function's reserved concurrency as GetFunctionConcurrency reports it."""
+def reserved(fn, env, concurrency):
+    """A deployment with ``restart_together`` (its RESTART_TOGETHER variable) and the
+    function's reserved concurrency as GetFunctionConcurrency reports it."""
+    env.setenv("RESTART_TOGETHER", "true")
     lam = mock.MagicMock()
     lam.get_function_concurrency.return_value = (
         {} if concurrency is None else {"ReservedConcurrentExecutions": concurrency}
@@ -1053,7 +1061,7 @@ def test_a_mass_stop_costs_ec2_calls_per_batch_when_one_container_handles_the_ev
     ec2 = mock.MagicMock(wraps=aws)
     ec2.get_paginator.side_effect = aws.get_paginator
     fn._CLIENTS.update(ec2=ec2)
-    lam = reserved(fn, 1)
+    lam = reserved(fn, env, 1)
     now = time.time() - 1  # the stops, a second before the first event is handled
     with mock.patch.object(fn, "notify") as notify:
         first = fn.handler(dated(stopped_event(ids[7]), now), OwnFunction())
@@ -1088,7 +1096,7 @@ def test_batches_past_the_start_bucket_s_burst_are_paced_to_its_refill(fn, aws, 
     later ones wait half a second each, instead of meeting RequestLimitExceeded."""
     env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     ids = mass_stop(aws, 70)
-    reserved(fn, 1)
+    reserved(fn, env, 1)
     with mock.patch.object(fn, "START_BATCH", 10):
         record = handle(fn, dated(stopped_event(ids[0]), time.time() - 1), OwnFunction(), naps)
     assert record["action"] == "started"
@@ -1102,7 +1110,7 @@ def test_an_instance_left_stopped_on_purpose_is_not_decided_again_by_each_read(f
     env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     ids = mass_stop(aws, 2)
     aws.create_tags(Resources=[ids[1]], Tags=[{"Key": "StopProtectionBypass", "Value": "maintenance"}])
-    reserved(fn, 1)
+    reserved(fn, env, 1)
     assert fn.handler(dated(stopped_event(ids[0]), time.time() - 1), OwnFunction())["action"] == "started"
     aws.stop_instances(InstanceIds=[ids[0]])
     assert fn.handler(dated(stopped_event(ids[0]), time.time() + 1), OwnFunction())["action"] == "started"
@@ -1122,10 +1130,28 @@ def test_without_a_reserved_concurrency_of_one_each_event_decides_for_its_own_in
     ids = mass_stop(aws, 3)
     ec2 = mock.MagicMock(wraps=aws)
     fn._CLIENTS.update(ec2=ec2)
-    reserved(fn, concurrency)
+    reserved(fn, env, concurrency)
     assert fn.handler(dated(stopped_event(ids[0]), time.time()), OwnFunction())["action"] == "started"
     assert [call.kwargs["InstanceIds"] for call in ec2.start_instances.call_args_list] == [[ids[0]]]
     assert [state_of(aws, i) for i in ids] == ["running", "stopped", "stopped"]
+
+
+def test_without_restart_together_the_function_never_asks_for_its_concurrency(fn, aws, env):
+    """The default deployment: each event starts its own instance, as before, and neither an
+    event nor a sweep spends a Lambda call to learn a reservation it would not use."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    ids = mass_stop(aws, 3)
+    ec2 = mock.MagicMock(wraps=aws)
+    ec2.get_paginator.side_effect = aws.get_paginator
+    fn._CLIENTS.update(ec2=ec2)
+    lam = reserved(fn, env, 1)
+    env.delenv("RESTART_TOGETHER")
+    assert fn.handler(dated(stopped_event(ids[0]), time.time() - 1), OwnFunction())["action"] == "started"
+    assert [call.kwargs["InstanceIds"] for call in ec2.start_instances.call_args_list] == [[ids[0]]]
+    assert [state_of(aws, i) for i in ids] == ["running", "stopped", "stopped"]
+    fn.handle_sweep({"id": "sweep-1"}, OwnFunction(), fn.settings())
+    assert {state_of(aws, i) for i in ids} == {"running"}
+    assert lam.get_function_concurrency.call_count == 0
 
 
 def test_a_stop_after_the_read_is_read_again(fn, aws, env):
@@ -1134,7 +1160,7 @@ def test_a_stop_after_the_read_is_read_again(fn, aws, env):
     again, not taken as decided."""
     env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
     (instance_id,) = mass_stop(aws, 1)
-    reserved(fn, 1)
+    reserved(fn, env, 1)
     now = time.time()
     assert fn.handler(dated(stopped_event(instance_id), now), OwnFunction())["action"] == "started"
     aws.stop_instances(InstanceIds=[instance_id])
@@ -1153,7 +1179,7 @@ def test_an_event_dated_in_the_second_of_the_read_is_settled_by_one_more_read(fn
     ec2 = mock.MagicMock(wraps=aws)
     ec2.get_paginator.side_effect = aws.get_paginator
     fn._CLIENTS.update(ec2=ec2)
-    reserved(fn, 1)
+    reserved(fn, env, 1)
     with mock.patch.object(fn.time, "time", return_value=1_000_000.5):
         assert fn.handler(dated(stopped_event(ids[0]), 1_000_000), OwnFunction())["action"] == "started"
     with mock.patch.object(fn.time, "time", return_value=1_000_001.2):
@@ -1179,7 +1205,7 @@ def test_an_instance_that_fails_inside_a_batch_fails_alone_and_its_event_is_retr
 
     ec2.start_instances.side_effect = start
     fn._CLIENTS.update(ec2=ec2)
-    reserved(fn, 1)
+    reserved(fn, env, 1)
     now = time.time()
     assert fn.handler(dated(stopped_event(ids[0]), now), OwnFunction())["action"] == "started"
     assert [state_of(aws, i) for i in ids] == ["running", "stopped", "running"]
@@ -1207,7 +1233,7 @@ def test_a_burst_of_one_is_started_as_a_single_stop_always_was(fn, aws, env, nap
 
     ec2.start_instances.side_effect = start
     fn._CLIENTS.update(ec2=ec2)
-    reserved(fn, 1)
+    reserved(fn, env, 1)
     record = handle(fn, dated(stopped_event(instance_id), time.time() - 1), OwnFunction(), naps)
     assert (record["action"], record["start_retries"]) == ("started", 2)
     assert naps == list(fn.START_RETRY_DELAYS[:2])

@@ -418,9 +418,10 @@ def test_no_sweep_means_no_rule_no_rule_reading_and_no_prefix():
     )
     assert [rule["kind"] for rule in plan["regions"][0]["rules"]] == ["instances"]
     document, _scope = build_policy(plan, "123456789012")
-    assert "ReadOwnRules" not in {s["Sid"] for s in document["Statement"]}
+    assert not {"ReadOwnRules", "ReadOwnConcurrency"} & {s["Sid"] for s in document["Statement"]}
     env = protection.lambda_environment(plan, None, None, "B", None, False)
     assert env["SWEEP_MINUTES"] == "0" and "RULE_NAME_PREFIX" not in env
+    assert "RESTART_TOGETHER" not in env  # the function never asks for its concurrency
 
 
 def test_restarting_together_reads_the_protected_ids_from_the_rules_without_a_sweep():
@@ -432,9 +433,8 @@ def test_restarting_together_reads_the_protected_ids_from_the_rules_without_a_sw
     document, _scope = build_policy(plan, "123456789012")
     assert statement(document, "ReadOwnRules")["Action"] == "events:DescribeRule"
     assert "RepairOwnRules" not in {s["Sid"] for s in document["Statement"]}
-    assert (
-        protection.lambda_environment(plan, None, None, "B", None, False)["RULE_NAME_PREFIX"] == "EC2Protect."
-    )
+    env = protection.lambda_environment(plan, None, None, "B", None, False)
+    assert (env["RULE_NAME_PREFIX"], env["RESTART_TOGETHER"]) == ("EC2Protect.", "true")
     assert statement(document, "ReadOwnConcurrency") == {
         "Sid": "ReadOwnConcurrency",
         "Effect": "Allow",
@@ -670,7 +670,6 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
         "ReadInstanceState",
         "WriteOwnLogs",
         "RecreateOwnLogGroup",
-        "ReadOwnConcurrency",  # reserved concurrency 1: a burst of stops is started together
         "ReadOwnRules",  # the sweep reads the instance ids from the rules
         "RepairOwnRules",  # and enables them again, or puts their target back
     }
