@@ -80,7 +80,7 @@ DEFAULT_FUNCTION_SETTINGS = {
     "memory_mb": 128,
     "max_event_age_seconds": 3600,
     "log_retention_days": 30,
-    "restart_together": False,
+    "restart_together": True,
 }
 RUNTIMES = ("python3.12", "python3.13")
 FUNCTION_RANGES = {
@@ -777,9 +777,9 @@ def heartbeat_settings(names, sweep_minutes, alarm_period, topic_arn):
 
 
 def restarts_together(plan):
-    """Whether the function restarts a burst of stops together (``restart_together``, off by
+    """Whether the function restarts a burst of stops together (``restart_together``, on by
     default): then it reserves a concurrency of 1 and reads every stopped protected instance."""
-    return ((plan.get("settings") or {}).get("function") or {}).get("restart_together", False)
+    return ((plan.get("settings") or {}).get("function") or {}).get("restart_together", True)
 
 
 def lambda_environment(plan, tag_key, tag_value, bypass_tag_key, notification_topic_arn, attribution):

@@ -269,6 +269,7 @@ def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
         runtime="python3.12",
         timeout=90,
         memory_size=256,
+        restart_together=True,
     ) | {"scope": iam["scope"]}
     assert rendered["function"]["Environment"]["NOTIFICATION_TOPIC_ARN"] == topic
     assert rendered["log_group"]["retention"] == 14

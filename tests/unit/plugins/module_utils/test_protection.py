@@ -379,6 +379,7 @@ def test_restart_policy_reaches_the_function_environment():
         "MAX_RETRY_ATTEMPTS": "2",
         "SWEEP_MINUTES": "5",
         "RULE_NAME_PREFIX": "EC2Protect.",
+        "RESTART_TOGETHER": "true",
     }
 
 
@@ -670,6 +671,7 @@ def test_policy_grants_publish_and_send_only_on_configured_targets():
         "ReadInstanceState",
         "WriteOwnLogs",
         "RecreateOwnLogGroup",
+        "ReadOwnConcurrency",  # restart_together (the default): is the reservation still 1?
         "ReadOwnRules",  # the sweep reads the instance ids from the rules
         "RepairOwnRules",  # and enables them again, or puts their target back
     }
