@@ -10,13 +10,14 @@ import os
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    drift,
     drill,
     guard,
     iam_policy,
     naming,
     package,
     protection,
-    sync,
+    render,
 )
 
 
@@ -165,23 +166,23 @@ def stop_protection_policies(plan, account, partition="aws", **settings):
 def stop_protection_reshard(entry, plan, deployed_rules, function_arn=None):
     """``{rules, stale}`` of one plan region against its deployed rules: shards kept stable
     (``protection.reshard_region``). With ``function_arn`` also ``write``: the rules that
-    differ from the deployed ones (``sync.rules_to_write``), each with its ``drift``."""
+    differ from the deployed ones (``drift.rules_to_write``), each with its ``drift``."""
     try:
         result = protection.reshard_region(plan, entry, deployed_rules)
     except protection.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     if function_arn:
-        result["write"] = sync.rules_to_write(
+        result["write"] = drift.rules_to_write(
             result["rules"], deployed_rules, plan["names"]["function"], function_arn
         )
     return result
 
 
 def stop_protection_render(plan, region, account, partition, code_sha256=None, trust_policy=None):
-    """Everything the role writes in one region, from the plan alone (``sync.render_region``):
+    """Everything the role writes in one region, from the plan alone (``render.render_region``):
     policies and their scope, role, function with its environment, alarm, log group, metric
     filter, invoke statement, async settings, ARNs."""
-    return sync.render_region(plan, region, account, partition, code_sha256, trust_policy)
+    return render.render_region(plan, region, account, partition, code_sha256, trust_policy)
 
 
 def stop_protection_policy_names(plan):
@@ -201,13 +202,13 @@ def stop_protection_package_sha256(paths):
 def stop_protection_policy_room(state, desired, name):
     """Statement ids of rules named as before 1.1.0 to remove before the region's one invoke
     statement is added, so that the function's policy stays within Lambda's 20 KB
-    (``sync.statements_to_make_room``)."""
-    return sync.statements_to_make_room(name, state.get("function_policy"), desired)
+    (``drift.statements_to_make_room``)."""
+    return drift.statements_to_make_room(name, state.get("function_policy"), desired)
 
 
 def stop_protection_drift(state, desired):
-    """Per resource of ``desired``, what differs in the read ``state`` (``sync.region_drift``)."""
-    return sync.region_drift(state, desired)
+    """Per resource of ``desired``, what differs in the read ``state`` (``drift.region_drift``)."""
+    return drift.region_drift(state, desired)
 
 
 def stop_protection_environment(plan, **settings):
@@ -249,11 +250,11 @@ def stop_protection_summary(plan, account, partition, iam=None, rules=None):
 
 
 def stop_protection_rule_changes(planned, existing, function_arn):
-    """Names of planned rules that are missing or differ from ``existing`` (``sync.rule_drift``:
+    """Names of planned rules that are missing or differ from ``existing`` (``drift.rule_drift``:
     description, pattern, schedule, role, state, targets)."""
     return [
         rule["name"]
-        for rule in sync.rules_to_write(planned, existing, function_arn.split(":")[6], function_arn)
+        for rule in drift.rules_to_write(planned, existing, function_arn.split(":")[6], function_arn)
     ]
 
 

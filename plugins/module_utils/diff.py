@@ -6,14 +6,14 @@
 instance ids that join or leave each rule and each managed policy.
 
 Pure: it takes the region's read state (``stop_protection_deployment_info``), what the
-region renders (``sync.render_region``), the drift (``sync.region_drift``) and the rules to
+region renders (``render.render_region``), the drift (``drift.region_drift``) and the rules to
 write and to remove (``stop_protection_reshard``), and calls no AWS API.
 """
 
 import json
 
+from ansible_collections.guardrails.ec2.plugins.module_utils.drift import invoke_statement
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import listed_instance_ids
-from ansible_collections.guardrails.ec2.plugins.module_utils.sync import invoke_statement
 
 START_STATEMENT = "StartProtectedInstances"
 
@@ -94,7 +94,7 @@ def _rule_view(rule, target_id=None, target_arn=None):
 
 
 def _views(key, state, desired):
-    """(before, after) of one resource of ``sync.region_drift``, in comparable shapes."""
+    """(before, after) of one resource of ``drift.region_drift``, in comparable shapes."""
     if key.startswith("policy "):
         name = key[len("policy ") :]
         current = (state.get("policies") or {}).get(name)

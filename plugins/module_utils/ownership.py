@@ -32,8 +32,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     resource_names,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marked_instances, marker_pages
-from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
-from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
+from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import (
     alarm_state,
     function_state,
     read_function_policy,
@@ -42,6 +41,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
     read_metric_filter_missing,
     read_policy_versions,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 
 
 def _tag_dict(tag_list):
@@ -179,7 +179,7 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         clients["logs"], names["log_group"], function is not None and function_entry["ours"]
     )
     resources.append(log_group_entry)
-    # What the read-once rollout compares with the plan (sync.py); rules are read below.
+    # What the read-once rollout compares with the plan (drift.py); rules are read below.
     state = {
         "log_group": log_group,
         **{

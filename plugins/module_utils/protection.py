@@ -482,7 +482,7 @@ def build_plan(
     ``regions`` adds regions without instances (tag mode protects by tag in each; removal
     cleans them up). ``function`` holds the function's settings (``DEFAULT_FUNCTION_SETTINGS``).
     The plan keeps every validated setting (``settings``, ``restart_policy``, ``tags``):
-    ``sync.render_region`` renders a region from the plan alone.
+    ``render.render_region`` renders a region from the plan alone.
     """
     validate_name(name)
     if mode not in (MODE_INSTANCE_IDS, MODE_TAG):

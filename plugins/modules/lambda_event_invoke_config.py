@@ -121,9 +121,9 @@ from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.sync import (
+from ansible_collections.guardrails.ec2.plugins.module_utils.drift import invoke_config_drift
+from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import (
     UNRESERVED,
-    invoke_config_drift,
     read_invoke_config,
     read_reserved_concurrency,
 )

@@ -7,7 +7,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.filter import stop_protection as f
-from ansible_collections.guardrails.ec2.plugins.module_utils import sync
+from ansible_collections.guardrails.ec2.plugins.module_utils import render
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "stop_protection"
 
@@ -253,7 +253,7 @@ def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
             if k in ("tag_key", "tag_value", "bypass_tag_key", "notification_topic_arn", "attribution")
         },
     )
-    assert rendered == sync.desired_state(
+    assert rendered == render.desired_state(
         plan,
         "eu-west-1",
         "123456789012",

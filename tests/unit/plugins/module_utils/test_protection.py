@@ -14,7 +14,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import (
     naming,
     patterns,
     protection,
-    sync,
+    render,
 )
 
 
@@ -511,7 +511,7 @@ def test_the_heartbeat_alarm_fires_when_its_evaluation_range_holds_no_sweep():
         "evaluation_periods": 1,
         "actions": [topic],
     }
-    alarm = sync.desired_state(plan, "eu-west-1", "123456789012", "aws", 30, 2, 3600)["heartbeat"]
+    alarm = render.desired_state(plan, "eu-west-1", "123456789012", "aws", 30, 2, 3600)["heartbeat"]
     # Fewer than one heartbeat in a period, and no data at all counts as none.
     assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["Statistic"]) == (
         "LessThanThreshold",

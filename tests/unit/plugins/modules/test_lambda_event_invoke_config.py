@@ -1,11 +1,15 @@
 """guardrails.ec2.lambda_event_invoke_config: compare, put and delete async invoke settings."""
 
+import ast
+import os
+import subprocess
+import sys
 from unittest import mock
 
 import pytest
 from botocore.exceptions import ClientError
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import sync
+from ansible_collections.guardrails.ec2.plugins.module_utils import drift, resource_reads
 from ansible_collections.guardrails.ec2.plugins.modules import lambda_event_invoke_config as m
 
 
@@ -34,14 +38,14 @@ def test_describe_maps_the_reply():
             "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:eu-west-1:123456789012:q"}},
         }
     )
-    assert sync.read_invoke_config(client, "f") == {
+    assert resource_reads.read_invoke_config(client, "f") == {
         "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
         "maximum_retry_attempts": 1,
         "maximum_event_age_in_seconds": 600,
         "on_failure_destination_arn": "arn:aws:sqs:eu-west-1:123456789012:q",
         "reserved_concurrency": -1,
     }
-    assert sync.read_invoke_config(client_with(None), "f") is None
+    assert resource_reads.read_invoke_config(client_with(None), "f") is None
 
 
 @pytest.mark.parametrize(
@@ -91,7 +95,7 @@ def test_differs(current, changed):
             "reserved_concurrency": None,
         }
     )
-    assert bool(sync.invoke_config_drift(current, desired)) is changed
+    assert bool(drift.invoke_config_drift(current, desired)) is changed
 
 
 def test_put_sends_the_destination_or_clears_it():
@@ -230,3 +234,22 @@ def test_check_mode_reports_a_reservation_without_making_it(run_module):
         )
     assert result["changed"] is True and result["event_invoke_config"]["reserved_concurrency"] == 1
     client.put_function_concurrency.assert_not_called()
+
+
+def test_the_module_imports_no_planning():
+    """A generic module loads what it reads and compares, not the role's planner: imports run
+    one way (reads → drift), so a change to planning never reaches this module."""
+    code = (
+        "import sys\n"
+        "import ansible_collections.guardrails.ec2.plugins.modules.lambda_event_invoke_config\n"
+        "prefix = 'ansible_collections.guardrails.ec2.plugins.module_utils.'\n"
+        "print(sorted(m[len(prefix):] for m in sys.modules if m.startswith(prefix)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path)),
+    ).stdout
+    assert ast.literal_eval(loaded) == ["drift", "naming", "patterns", "reads", "resource_reads"]

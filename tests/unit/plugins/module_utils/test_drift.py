@@ -1,11 +1,11 @@
-"""module_utils/sync.py: pure steps of the read-once rollout (the contract tests against the
-amazon.aws modules are in tests/unit/plugins/modules/test_sync_contract.py)."""
+"""module_utils/drift.py: pure steps of the read-once rollout (the contract tests against the
+amazon.aws modules are in test_drift_contract.py)."""
 
 import json
 
 import pytest
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import sync
+from ansible_collections.guardrails.ec2.plugins.module_utils import drift
 
 FUNCTION = "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
 DESIRED = {
@@ -45,12 +45,12 @@ def policy_of(sids):
 
 def test_nothing_is_removed_when_the_statement_fits_or_is_in_place():
     small = policy_of(["EC2Protect-1", "EC2Protect-sweep"])
-    assert sync.statements_to_make_room("EC2Protect", small, DESIRED) == []
+    assert drift.statements_to_make_room("EC2Protect", small, DESIRED) == []
     assert (
-        sync.statements_to_make_room("EC2Protect", dict(small, statement={"Sid": "x"}), DESIRED, limit=1)
+        drift.statements_to_make_room("EC2Protect", dict(small, statement={"Sid": "x"}), DESIRED, limit=1)
         == []
     )
-    assert sync.statements_to_make_room("EC2Protect", None, DESIRED) == []
+    assert drift.statements_to_make_room("EC2Protect", None, DESIRED) == []
 
 
 @pytest.mark.parametrize("shards", [60, 75])
@@ -61,7 +61,7 @@ def test_near_the_quota_the_fewest_old_statements_go_sweep_and_attribution_first
     ]
     policy = policy_of(sids)
     sizes = {s["sid"]: s["size"] + 1 for s in policy["statements"]}
-    new = len(json.dumps(sync.invoke_statement(DESIRED), separators=(",", ":"))) + 1
+    new = len(json.dumps(drift.invoke_statement(DESIRED), separators=(",", ":"))) + 1
 
     def fits(chosen, limit):
         return policy["size"] + new - sum(sizes[sid] for sid in chosen) <= limit
@@ -69,12 +69,12 @@ def test_near_the_quota_the_fewest_old_statements_go_sweep_and_attribution_first
     # Within 100 bytes of the quota: one old statement makes room, a non-shard one.
     near = policy["size"] + 100
     assert not fits([], near)
-    assert sync.statements_to_make_room("EC2Protect", policy, DESIRED, limit=near) == [
+    assert drift.statements_to_make_room("EC2Protect", policy, DESIRED, limit=near) == [
         "EC2Protect-attribution"
     ]
     # Further over: both non-shard statements, then shards from the last, no more than needed.
     over = policy["size"] - 700
-    chosen = sync.statements_to_make_room("EC2Protect", policy, DESIRED, limit=over)
+    chosen = drift.statements_to_make_room("EC2Protect", policy, DESIRED, limit=over)
     expected = ["EC2Protect-attribution", "EC2Protect-sweep"] + [
         f"EC2Protect-{i}" for i in range(shards, 0, -1)
     ]
@@ -84,7 +84,7 @@ def test_near_the_quota_the_fewest_old_statements_go_sweep_and_attribution_first
 
 def test_statements_of_this_release_or_another_deployment_are_never_chosen():
     policy = policy_of(["EC2Protect.1", "Other-1", "EC2Protect-2-1"])
-    assert sync.statements_to_make_room("EC2Protect", policy, DESIRED, limit=policy["size"]) == []
+    assert drift.statements_to_make_room("EC2Protect", policy, DESIRED, limit=policy["size"]) == []
 
 
 def test_a_tamper_rule_without_its_topic_target_drifts():
@@ -98,9 +98,9 @@ def test_a_tamper_rule_without_its_topic_target_drifts():
         "state": "ENABLED",
         "targets": [{"id": "notify", "arn": topic}, {"id": "EC2Protect", "arn": arn}],
     }
-    assert sync.rule_drift(planned, deployed, "EC2Protect", arn) == []
+    assert drift.rule_drift(planned, deployed, "EC2Protect", arn) == []
     deployed["targets"] = deployed["targets"][1:]
-    (drift,) = sync.rule_drift(planned, deployed, "EC2Protect", arn)
-    assert drift.startswith("targets:")
-    (written,) = sync.rules_to_write([planned], [deployed], "EC2Protect", arn)
+    (difference,) = drift.rule_drift(planned, deployed, "EC2Protect", arn)
+    assert difference.startswith("targets:")
+    (written,) = drift.rules_to_write([planned], [deployed], "EC2Protect", arn)
     assert written["targets"] == [{"id": "EC2Protect", "arn": arn}, {"id": "notify", "arn": topic}]

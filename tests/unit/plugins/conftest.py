@@ -1,4 +1,5 @@
-"""Run a module's main() with arguments and capture its JSON result."""
+"""Run a module's main() with arguments and capture its JSON result (the module tests, and
+the drift contract, which runs amazon.aws modules)."""
 
 import json
 

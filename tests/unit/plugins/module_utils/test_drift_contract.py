@@ -1,4 +1,4 @@
-"""Contract of the read-once rollout (plugins/module_utils/sync.py) against moto.
+"""Contract of the read-once rollout (plugins/module_utils/drift.py) against moto.
 
 For each resource the role writes only when the reader finds a difference:
 
@@ -32,11 +32,12 @@ from ansible_collections.amazon.aws.plugins.modules import (
 from moto import mock_aws
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    drift,
     iam_policy,
     naming,
     patterns,
     protection,
-    sync,
+    render,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.ownership import read_ownership
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
@@ -92,7 +93,7 @@ def zip_file(tmp_path):
 @pytest.fixture
 def desired(plan, zip_file):
     policies, _scope = iam_policy.build_policies(plan, ACCOUNT, "aws")
-    return sync.desired_state(
+    return render.desired_state(
         plan,
         REGION,
         ACCOUNT,
@@ -159,7 +160,7 @@ def rule_drift(aws, plan, desired):
     deployed = list_deployment_rules(aws("events"), NAME)
     return {
         rule["name"]: rule["drift"]
-        for rule in sync.rules_to_write(
+        for rule in drift.rules_to_write(
             plan["regions"][0]["rules"], deployed, desired["rule_target_id"], desired["function_arn"]
         )
     }
@@ -259,7 +260,7 @@ def statement_args(desired):
 
 
 def statement_drift(aws, plan, desired):
-    return sync.region_drift(state(aws, plan), desired)["statement"]
+    return drift.region_drift(state(aws, plan), desired)["statement"]
 
 
 def test_the_statement_written_by_the_module_is_in_sync(aws, run_module, plan, desired, function):
@@ -315,7 +316,7 @@ def metric_filter_args(desired, key="metric_filter"):
 
 
 def drift_of(aws, plan, desired, key):
-    return sync.region_drift(state(aws, plan), desired)[key]
+    return drift.region_drift(state(aws, plan), desired)[key]
 
 
 @pytest.mark.parametrize("key", ["metric_filter", "heartbeat_filter"])
@@ -473,9 +474,9 @@ def test_invoke_config_written_by_the_module_is_in_sync_and_drift_is_found(
 def test_the_reader_reads_nothing_of_a_missing_function(aws, plan, desired):
     found = state(aws, plan)
     assert (found["statement"], found["invoke_config"]) == (None, None)
-    drift = sync.region_drift(found, desired)
-    assert all(drift[key] for key in ("statement", "log_group", "metric_filter", "invoke_config"))
-    assert json.dumps(drift)  # plain data for the role's "what differs" line
+    differences = drift.region_drift(found, desired)
+    assert all(differences[key] for key in ("statement", "log_group", "metric_filter", "invoke_config"))
+    assert json.dumps(differences)  # plain data for the role's "what differs" line
 
 
 # --- managed policies and role ------------------------------------------------------------------
@@ -508,7 +509,7 @@ def role_args(desired):
 
 def iam_drift(aws, plan, desired, key):
     found = state(aws, plan, [policy["name"] for policy in desired["policies"]])
-    return sync.region_drift(found, desired)[key]
+    return drift.region_drift(found, desired)[key]
 
 
 def policy_key(desired):

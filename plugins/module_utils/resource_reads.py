@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright: guardrails.ec2 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Reads of a deployment's own resources, in the shapes the drift step compares.
+
+``ownership.read_ownership`` reads a region once through these (the function's policy,
+asynchronous settings and reservation, metric filters, policy versions, alarms, function
+configuration); ``drift`` compares what they return with what ``render`` plans. Nothing
+here knows the plan. Clients are wrapped with AWSRetry by the module (calls pass
+``aws_retry=True``).
+"""
+
+import json
+from urllib.parse import unquote
+
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+
+from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import compact_json
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
+
+
+def read_function_policy(lam, function, statement_id):
+    """The function's resource policy as the rollout needs it: ``statement`` (the one named
+    ``statement_id``, or None), ``size`` (characters of the document as compact JSON, as
+    Lambda returns it and counts it against its 20 KB quota) and ``statements``
+    (``[{"sid", "size"}]``)."""
+    try:
+        text = lam.get_policy(aws_retry=True, FunctionName=function)["Policy"]
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return {"statement": None, "size": 0, "statements": []}
+    document = json.loads(text)
+    statements = document.get("Statement", [])
+    return {
+        "statement": next((found for found in statements if found.get("Sid") == statement_id), None),
+        "size": _compact_size(document),
+        "statements": [{"sid": found.get("Sid"), "size": _compact_size(found)} for found in statements],
+    }
+
+
+def _compact_size(document):
+    return len(compact_json(document))
+
+
+def read_invoke_config(lam, function, qualifier=None):
+    """The asynchronous invocation settings in ``lambda_event_invoke_config``'s return shape,
+    or None when there are none."""
+    kwargs = {"FunctionName": function}
+    if qualifier:
+        kwargs["Qualifier"] = qualifier
+    try:
+        reply = lam.get_function_event_invoke_config(aws_retry=True, **kwargs)
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return None
+    found = {
+        "function_arn": reply.get("FunctionArn"),
+        "maximum_retry_attempts": reply.get("MaximumRetryAttempts"),
+        "maximum_event_age_in_seconds": reply.get("MaximumEventAgeInSeconds"),
+        "on_failure_destination_arn": ((reply.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+            "Destination"
+        ),
+    }
+    if not qualifier:
+        found["reserved_concurrency"] = read_reserved_concurrency(lam, function)
+    return found
+
+
+UNRESERVED = -1
+
+
+def read_reserved_concurrency(lam, function):
+    """The function's reserved concurrency, ``UNRESERVED`` (-1) when it has none (or the
+    function does not exist)."""
+    try:
+        reply = lam.get_function_concurrency(aws_retry=True, FunctionName=function)
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return UNRESERVED
+    value = reply.get("ReservedConcurrentExecutions")
+    return UNRESERVED if value is None else value
+
+
+def read_metric_filter_missing():
+    return {"count": 0, "name": None, "pattern": None, "transformation": {}}
+
+
+def read_metric_filter(logs, group, name):
+    """The metric filter as amazon.aws.cloudwatchlogs_log_group_metric_filter sees it: the
+    filters whose names start with ``name`` (that module acts only when there is exactly one)."""
+    try:
+        found = logs.describe_metric_filters(aws_retry=True, logGroupName=group, filterNamePrefix=name).get(
+            "metricFilters", []
+        )
+    except is_boto3_error_code("ResourceNotFoundException"):
+        found = []
+    first = found[0] if found else {}
+    transformations = first.get("metricTransformations") or [{}]
+    return {
+        "count": len(found),
+        "name": first.get("filterName"),
+        "pattern": first.get("filterPattern"),
+        "transformation": transformations[0],
+    }
+
+
+# What amazon.aws.cloudwatch_metric_alarm leaves out when it compares an alarm.
+ALARM_IGNORED_KEYS = (
+    "ActionsEnabled",
+    "StateValue",
+    "StateReason",
+    "StateReasonData",
+    "StateUpdatedTimestamp",
+    "StateTransitionedTimestamp",
+    "AlarmArn",
+    "AlarmConfigurationUpdatedTimestamp",
+    "Metrics",
+)
+
+
+def alarm_state(found):
+    """A described alarm as amazon.aws.cloudwatch_metric_alarm compares it, or None."""
+    if found is None:
+        return None
+    alarm = {key: value for key, value in found.items() if key not in ALARM_IGNORED_KEYS}
+    alarm.setdefault("TreatMissingData", "missing")
+    if not alarm.get("Dimensions"):
+        alarm.pop("Dimensions", None)
+    return json.loads(json.dumps(alarm, default=str))
+
+
+def read_policy_versions(iam, arn):
+    """The versions of a managed policy in the order IAM lists them: ``[{"id", "document"}]``."""
+    versions = []
+    for page in marker_pages(iam.list_policy_versions, PolicyArn=arn):
+        for version in page.get("Versions", []):
+            document = iam.get_policy_version(aws_retry=True, PolicyArn=arn, VersionId=version["VersionId"])[
+                "PolicyVersion"
+            ]["Document"]
+            versions.append({"id": version["VersionId"], "document": _policy_document(document)})
+    return versions
+
+
+def _policy_document(document):
+    if isinstance(document, str):
+        return json.loads(unquote(document))
+    return document
+
+
+FUNCTION_FIELDS = ("Role", "Handler", "Description", "Timeout", "MemorySize", "Runtime")
+
+
+def function_state(config, tags):
+    """The function as amazon.aws.lambda compares it (configuration, VPC, tags, code hash), or None."""
+    if config is None:
+        return None
+    return {
+        **{field: config.get(field) for field in FUNCTION_FIELDS},
+        "Environment": (config.get("Environment") or {}).get("Variables") or {},
+        "VpcId": (config.get("VpcConfig") or {}).get("VpcId") or None,
+        "Tags": tags or {},
+        "CodeSha256": config.get("CodeSha256"),
+    }
