@@ -95,12 +95,6 @@ def _rule_view(rule, target_id=None, target_arn=None):
 
 def _views(key, state, desired):
     """(before, after) of one resource of ``drift.region_drift``, in comparable shapes."""
-    if key.startswith("policy "):
-        name = key[len("policy ") :]
-        current = (state.get("policies") or {}).get(name)
-        planned = next(policy for policy in desired["policies"] if policy["name"] == name)
-        before = _default_document(current) if current and current.get("exists") else None
-        return before, planned["document"]
     if key == "role":
         current, role = state.get("role") or {}, desired["role"]
         before = (
@@ -157,19 +151,22 @@ def region_diff(region, state, desired, drift, rules_write=(), rules_stale=(), d
         )
         lines.append(f"{region} {what}: {said}")
 
+    for policy in drift.get("policies") or ():
+        current = (state.get("policies") or {}).get(policy["name"])
+        before = _default_document(current) if current and current.get("exists") else None
+        add(f"policy {policy['name']}", before, policy["document"], "; ".join(policy["drift"]))
+        moved = membership(
+            f"{region} policy {policy['name']} (ec2:StartInstances)",
+            policy_instance_ids(before),
+            policy_instance_ids(policy["document"]),
+        )
+        if moved:
+            lines.append(moved)
     for key, differences in drift.items():
-        if not differences:
+        if key == "policies" or not differences:
             continue
         before, after = _views(key, state, desired)
         add(key, before, after, "; ".join(differences))
-        if key.startswith("policy "):
-            moved = membership(
-                f"{region} {key} (ec2:StartInstances)",
-                policy_instance_ids(before),
-                policy_instance_ids(after),
-            )
-            if moved:
-                lines.append(moved)
     deployed = {rule["name"]: rule for rule in deployed_rules or ()}
     for rule in rules_write or ():
         current = deployed.get(rule["name"])

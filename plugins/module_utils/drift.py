@@ -258,18 +258,21 @@ def function_drift(current, want):
 def region_drift(state, desired):
     """Per resource of ``desired_state``, what differs in ``state`` (the ``state`` that
     ``stop_protection_deployment_info`` returns); an empty list means in sync. Keys:
-    ``policy <name>`` for each managed policy, ``role``, ``function``, ``alarm``,
-    ``heartbeat``, ``statement``, ``log_group``, ``metric_filter``, ``heartbeat_filter``,
-    ``invoke_config``."""
+    ``role``, ``function``, ``alarm``, ``heartbeat``, ``statement``, ``log_group``,
+    ``metric_filter``, ``heartbeat_filter``, ``invoke_config``, and ``policies``: the planned
+    managed policies to write, each as planned (``name``, ``description``, ``document``)
+    with its ``drift``; empty when every policy is in sync."""
     role = desired["role"]
     tags = desired["tags"]
+    policies = []
+    for policy in desired["policies"]:
+        differences = policy_drift(
+            (state.get("policies") or {}).get(policy["name"]), policy["document"], tags
+        )
+        if differences:
+            policies.append(dict(policy, drift=differences))
     return {
-        **{
-            f"policy {policy['name']}": policy_drift(
-                (state.get("policies") or {}).get(policy["name"]), policy["document"], tags
-            )
-            for policy in desired["policies"]
-        },
+        "policies": policies,
         "role": role_drift(state.get("role"), role["trust"], role["description"], role["policy_arns"], tags)
         if role["trust"] is not None
         else ["not compared: no trust policy given"],

@@ -48,6 +48,10 @@ def _tag_dict(tag_list):
     return {tag["Key"]: tag["Value"] for tag in tag_list or []}
 
 
+# The kinds of ``present``: the names of what exists, by kind.
+PRESENT_KINDS = ("function", "log_group", "alarm", "rule", "role", "policy")
+
+
 def _missing(kind, name):
     return {"kind": kind, "name": name, "exists": False, "ours": True, "reason": ""}
 
@@ -236,8 +240,14 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         legacy_role = _missing("role", f"{name}Role")
     if legacy_role["exists"] and legacy_role["ours"]:
         legacy.append(legacy_role["name"])
+    present = {kind: [] for kind in PRESENT_KINDS}
+    for entry in resources:
+        if entry["exists"]:
+            present[entry["kind"].replace(" ", "_")].append(entry["name"])
     return {
         "resources": resources,
+        "present": present,
+        "found": any(present.values()),
         "foreign": foreign,
         "rules": rules,
         "function": function,

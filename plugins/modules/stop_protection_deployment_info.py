@@ -44,6 +44,8 @@ options:
   keep:
     description:
       - Names of the rules the deployment needs now; the others are returned in RV(stale).
+      - Deprecated, to be removed in 2.0.0; the role no longer uses it. Compare RV(rules) with the
+        rules you need instead.
     type: list
     elements: str
     default: []
@@ -140,6 +142,44 @@ resources:
       description: Why it is not the deployment's; empty when it is.
       type: str
       sample: it has no tag ManagedBy=guardrails.ec2
+present:
+  description:
+    - The names of the resources of RV(resources) that exist, by kind (each key always there) - what
+      unprotect removes.
+  returned: always
+  type: dict
+  contains:
+    function:
+      description: The function, when it exists.
+      type: list
+      elements: str
+    log_group:
+      description: The log group, when it exists.
+      type: list
+      elements: str
+    alarm:
+      description: The attention and heartbeat alarms that exist.
+      type: list
+      elements: str
+    rule:
+      description: The deployment's rules.
+      type: list
+      elements: str
+    role:
+      description: The region's execution role, when it exists.
+      type: list
+      elements: str
+    policy:
+      description: The region's managed policies that exist.
+      type: list
+      elements: str
+  sample: {"function": ["EC2Protect"], "log_group": ["/aws/lambda/EC2Protect"], "alarm": ["EC2Protect-attention"],
+           "rule": ["EC2Protect.1"], "role": ["EC2Protect-eu-west-1"], "policy": ["EC2Protect-eu-west-1"]}
+found:
+  description: Whether anything of the deployment exists in the region (RV(present) is not all empty).
+  returned: always
+  type: bool
+  sample: true
 foreign:
   description: One sentence per existing resource that is not the deployment's.
   returned: always
@@ -168,7 +208,7 @@ state:
     function_policy: {"size": 342, "statements": [{"sid": "guardrails-ec2-rules", "size": 290}]}
     invoke_config: {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 21600, "on_failure_destination_arn": null}
 stale:
-  description: The rules in RV(rules) whose names are not in O(keep).
+  description: The rules in RV(rules) whose names are not in O(keep) (deprecated with O(keep), to be removed in 2.0.0).
   returned: always
   type: list
   elements: dict
@@ -224,7 +264,13 @@ def main():
         argument_spec=dict(
             name=dict(type="str", default="EC2Protect"),
             policies=dict(type="list", elements="str", default=[]),
-            keep=dict(type="list", elements="str", default=[]),
+            keep=dict(
+                type="list",
+                elements="str",
+                default=[],
+                removed_in_version="2.0.0",
+                removed_from_collection="guardrails.ec2",
+            ),
             instance_ids=dict(type="list", elements="str", default=[]),
             warn_managed=dict(type="bool", default=False),
             warn_shutdown_terminate=dict(type="bool", default=False),
@@ -290,6 +336,8 @@ def main():
         account=account,
         partition=partition,
         resources=found["resources"],
+        present=found["present"],
+        found=found["found"],
         foreign=found["foreign"],
         rules=found["rules"],
         state=found["state"],

@@ -32,7 +32,9 @@ options:
     type: dict
     required: true
   drift:
-    description: Per resource, its differences (the C(guardrails.ec2.stop_protection_drift) filter).
+    description:
+      - Per resource, its differences (the C(guardrails.ec2.stop_protection_drift) filter); C(policies) lists
+        the managed policies that differ, each as planned with its C(drift).
     type: dict
     default: {}
   rules:

@@ -418,3 +418,51 @@ def test_guard_policy_files_are_one_path_or_numbered_when_split(tmp_path):
     ]
     with pytest.raises(AnsibleFilterError, match="stop_protection_automation_principals"):
         f.stop_protection_guard_policy(small, [], "guard.json")
+
+
+def test_drift_names_what_the_role_writes_in_the_shapes_its_tasks_loop_over():
+    """stop_protection_drift, as present_region.yml uses it: with nothing deployed every
+    resource differs, and ``policies`` holds each rendered policy to write (name, description,
+    document) with its drift; once the state matches, nothing is left to write."""
+    plan = f.stop_protection_plan(
+        [], instance_ids=[{"instance_id": "i-0000000000000000a", "region": "eu-west-1"}], region="eu-west-1"
+    )
+    rendered = f.stop_protection_render(
+        plan, "eu-west-1", "123456789012", "aws", code_sha256="abc=", trust_policy={}
+    )
+    nothing = {"log_group": {"exists": False}}
+    drift = f.FilterModule().filters()["stop_protection_drift"](nothing, rendered)
+    assert [policy["name"] for policy in drift["policies"]] == [
+        policy["name"] for policy in rendered["policies"]
+    ]
+    assert all(
+        set(policy) == {"name", "description", "document", "drift"} and policy["drift"] == ["missing"]
+        for policy in drift["policies"]
+    )
+    assert drift["role"] == ["missing"] and drift["function"] == ["missing"]
+    in_sync = {
+        "log_group": {"exists": False},
+        "policies": {
+            policy["name"]: {
+                "exists": True,
+                "default_version": "v1",
+                "versions": [{"id": "v1", "document": policy["document"]}],
+                "tags": rendered["tags"],
+            }
+            for policy in rendered["policies"]
+        },
+    }
+    assert f.stop_protection_drift(in_sync, rendered)["policies"] == []
+
+
+def test_deployments_run_once_per_account_and_region_through_the_filter_plugin():
+    """stop_protection_deployments as the playbooks call it: the inventory's hosts, each
+    with its region and account, become one deployment host per pair."""
+    hosts = [
+        {"inventory_hostname": "web-1", "instance_id": "i-0000000000000000a", "region": "eu-west-1"},
+        {"inventory_hostname": "web-2", "instance_id": "i-0000000000000000b", "region": "eu-west-1"},
+        {"inventory_hostname": "db-1", "instance_id": "i-0000000000000000c", "region": "us-east-1"},
+    ]
+    deployments = f.FilterModule().filters()["stop_protection_deployments"](hosts, region="eu-west-1")
+    assert sorted(d["region"] for d in deployments) == ["eu-west-1", "us-east-1"]
+    assert len({d["host"] for d in deployments}) == 2

@@ -41,7 +41,16 @@ def test_a_region_diff_names_the_instances_joining_and_leaving_each_rule_and_pol
         "rule_target_id": "P",
         "function_arn": FUNCTION,
     }
-    drift = {"policy P-eu-west-1": ["no version has the planned document"], "role": []}
+    drift = {
+        "policies": [
+            {
+                "name": "P-eu-west-1",
+                "document": document(B, C),
+                "drift": ["no version has the planned document"],
+            }
+        ],
+        "role": [],
+    }
     write = [
         {"name": "P.1", "description": "d", "pattern": pattern(B, C), "drift": ["event pattern: 'x' -> 'y'"]}
     ]

@@ -507,19 +507,22 @@ def role_args(desired):
     }
 
 
+POLICY = "policy"
+
+
 def iam_drift(aws, plan, desired, key):
-    found = state(aws, plan, [policy["name"] for policy in desired["policies"]])
-    return drift.region_drift(found, desired)[key]
-
-
-def policy_key(desired):
-    return f"policy {desired['policies'][0]['name']}"
+    """The drift of the role, or (``POLICY``) of the region's first managed policy."""
+    found = drift.region_drift(state(aws, plan, [policy["name"] for policy in desired["policies"]]), desired)
+    if key != POLICY:
+        return found[key]
+    name = desired["policies"][0]["name"]
+    return next((policy["drift"] for policy in found["policies"] if policy["name"] == name), [])
 
 
 def test_policy_and_role_written_by_the_modules_are_in_sync(aws, run_module, plan, desired):
-    assert iam_drift(aws, plan, desired, policy_key(desired)) == ["missing"]
+    assert iam_drift(aws, plan, desired, POLICY) == ["missing"]
     assert run_module(iam_managed_policy, policy_args(desired))["changed"] is True
-    assert iam_drift(aws, plan, desired, policy_key(desired)) == []
+    assert iam_drift(aws, plan, desired, POLICY) == []
     assert run_module(iam_managed_policy, policy_args(desired))["changed"] is False
 
     assert iam_drift(aws, plan, desired, "role") == ["missing"]
@@ -545,10 +548,10 @@ def test_a_drifted_policy_is_found_and_the_module_would_repair_it(
 ):
     run_module(iam_managed_policy, policy_args(desired))
     drift(aws("iam"), desired)
-    found = iam_drift(aws, plan, desired, policy_key(desired))
+    found = iam_drift(aws, plan, desired, POLICY)
     assert found and (reason in found[0] or found[0].startswith(reason)), found
     assert run_module(iam_managed_policy, policy_args(desired))["changed"] is True
-    assert iam_drift(aws, plan, desired, policy_key(desired)) == []
+    assert iam_drift(aws, plan, desired, POLICY) == []
 
 
 def _trust(iam, desired):

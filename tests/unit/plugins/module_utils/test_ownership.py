@@ -106,6 +106,10 @@ def test_nothing_deployed_is_nothing_foreign(aws):
         ("role", False),
         ("policy", False),
     }
+    assert found["present"] == {
+        kind: [] for kind in ("function", "log_group", "alarm", "rule", "role", "policy")
+    }
+    assert found["found"] is False  # unprotect says it found nothing of this name here
 
 
 def test_what_the_role_deployed_is_ours(aws):
@@ -123,6 +127,16 @@ def test_what_the_role_deployed_is_ours(aws):
         "policy",
     ]
     assert found["function"]["Role"].endswith(f":role/EC2Protect-{REGION}")
+    # What unprotect removes, by kind: names, not "kind name" strings to match.
+    assert {kind: len(names) for kind, names in found["present"].items()} == {
+        "function": 1,
+        "log_group": 1,
+        "alarm": 2,
+        "rule": 1,
+        "role": 1,
+        "policy": 1,
+    }
+    assert found["present"]["role"] == [f"EC2Protect-{REGION}"] and found["found"] is True
 
 
 @pytest.mark.parametrize(
