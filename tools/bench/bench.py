@@ -17,7 +17,10 @@ ratios within one run are what compare):
 6. mass stop: 100 and then 1000 protected instances stopped in one call with EC2's token
    buckets on (the harness's throttle, AWS's sizes), ours and then the peer's: seconds
    until the last is running, the function's EC2 calls per restarted instance, ``failed``
-   decisions, instances not running after 10 minutes, beside the floor the buckets allow.
+   decisions, instances not running after 10 minutes, beside the floor the buckets allow;
+   between the two, the same deployment switched to the queue design that was not shipped
+   (EventBridge -> SQS -> the function through an event source mapping, ``queue_handler.py``),
+   with one stop timed on each.
 
 Writes bench-results/<timestamp>.json and .md (git-ignored) and checks the targets of
 the README's "Performance" section, saying which were missed. BENCH_STEPS (comma list of
@@ -25,6 +28,7 @@ rollout, recovery, cost, audit, scale, mass; default all) runs only some steps. 
 stopped by SIGTERM stops the LocalStack it started (and its function processes).
 """
 
+import io
 import json
 import math
 import os
@@ -34,6 +38,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -367,20 +372,156 @@ def mass_stop(ec2, logs, function, ids, per_call, failures):
     }
 
 
+QUEUE_HANDLER = Path(__file__).resolve().parent / "queue_handler.py"
+QUEUE_BATCH = 1000  # messages per invocation (SQS allows up to 10,000 with a batching window)
+QUEUE_WINDOW_SECONDS = 1  # what the window adds to a single stop
+QUEUE_CONCURRENCY = 2  # the mapping's smallest maximum concurrency
+QUEUE_VISIBILITY_SECONDS = 360  # six times the function's timeout, as AWS advises
+
+
+def queue_package():
+    """The shipped handler and the queue design's entry point, in one package."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
+        package.write(
+            ROOT / "roles/stop_protection/files/stop_protection_handler.py", "stop_protection_handler.py"
+        )
+        package.write(QUEUE_HANDLER, "queue_handler.py")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def queue_design(lam, events, fleet_rules):
+    """The bench's deployment switched to the queue design: its state-change rules target an
+    SQS queue that admits only them, an event source mapping hands the function batches, and
+    the function is unreserved (the mapping's concurrency bounds it). Put back afterwards."""
+    sqs, iam = clients("sqs", "iam")
+    names = naming.resource_names(NAME)
+    function, role = names["function"], naming.regional_names(NAME, REGION)["role"]
+    config = lam.get_function_configuration(FunctionName=function)
+    arn = config["FunctionArn"]
+    queue_url = sqs.create_queue(
+        QueueName=f"{NAME}-stops", Attributes={"VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS)}
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    rule_arns = [rule["Arn"] for rule in fleet_rules]
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url,
+        Attributes={
+            "Policy": json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "events.amazonaws.com"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": queue_arn,
+                            "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}},
+                        }
+                    ],
+                }
+            )
+        },
+    )
+    iam.put_role_policy(
+        RoleName=role,
+        PolicyName="BenchQueue",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                        "Resource": queue_arn,
+                    }
+                ],
+            }
+        ),
+    )
+    reserved = lam.get_function_concurrency(FunctionName=function).get("ReservedConcurrentExecutions")
+    lam.delete_function_concurrency(FunctionName=function)
+    lam.update_function_code(FunctionName=function, ZipFile=queue_package())
+    lam.get_waiter("function_updated_v2").wait(FunctionName=function)
+    lam.update_function_configuration(FunctionName=function, Handler="queue_handler.handler")
+    lam.get_waiter("function_updated_v2").wait(FunctionName=function)
+    for rule in fleet_rules:
+        events.put_targets(Rule=rule["Name"], Targets=[{"Id": "queue", "Arn": queue_arn}])
+        events.remove_targets(Rule=rule["Name"], Ids=[function])
+    mapping = lam.create_event_source_mapping(
+        EventSourceArn=queue_arn,
+        FunctionName=function,
+        BatchSize=QUEUE_BATCH,
+        MaximumBatchingWindowInSeconds=QUEUE_WINDOW_SECONDS,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+        ScalingConfig={"MaximumConcurrency": QUEUE_CONCURRENCY},
+    )["UUID"]
+    wait_for_mapping(lam, mapping, "Enabled")
+    try:
+        yield
+    finally:
+        lam.delete_event_source_mapping(UUID=mapping)
+        for rule in fleet_rules:
+            events.put_targets(Rule=rule["Name"], Targets=[{"Id": function, "Arn": arn}])
+            events.remove_targets(Rule=rule["Name"], Ids=["queue"])
+        sqs.delete_queue(QueueUrl=queue_url)
+        iam.delete_role_policy(RoleName=role, PolicyName="BenchQueue")
+        if reserved is not None:
+            lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=reserved)
+
+
+def single_stops(ec2, instance_id):
+    """Seconds from one stop until the instance runs again (no throttling), REPEATS times."""
+    return stats([time_recovery(ec2, [instance_id], timeout=120)[instance_id] for _ in range(REPEATS)])
+
+
+def wait_for_mapping(lam, mapping, state, timeout=60):
+    deadline = time.time() + timeout
+    while lam.get_event_source_mapping(UUID=mapping)["State"] != state:
+        if time.time() > deadline:
+            raise RuntimeError(f"event source mapping {mapping} not {state} after {timeout} s")
+        time.sleep(1)
+
+
+def state_change_rules(events):
+    """The bench deployment's state-change rules (its shards)."""
+    pages = events.get_paginator("list_rules").paginate(NamePrefix=NAME)
+    return [
+        rule
+        for page in pages
+        for rule in page["Rules"]
+        if (naming.rule_kind(NAME, rule["Name"]) or ("",))[0] == "state_change"
+    ]
+
+
 def mass_stops(ec2, lam, events, logs, fleet, policy_file):
     """Ours over the fleet (the peer removed: its rule would see our stops too), then the
-    peer over instances carrying its tag."""
+    same deployment switched to the queue design, then the peer over instances carrying its
+    tag."""
     remove_peer(lam, events)
     throttled_ec2 = clients("ec2", config=Config(retries={"mode": "adaptive", "max_attempts": 10}))[0]
     run_playbook("protect.yml", LOG, extra_vars=protect_vars(fleet))
     function = naming.resource_names(NAME)["function"]
-    result = {"ours": {}, "peer": {}}
+    result = {"ours": {}, "queue": {}, "peer": {}}
     for size in MASS_SIZES:
         row = mass_stop(
             throttled_ec2, logs, function, fleet[:size], OURS_BATCH, lambda: failed_lines(logs, function)
         )
         result["ours"][f"n{size}"] = row
         say(f"  ours, {size} at once: {row}")
+    result["ours"]["single"] = single_stops(ec2, fleet[-1])
+    with queue_design(lam, events, state_change_rules(events)):
+        for size in MASS_SIZES:
+            row = mass_stop(
+                throttled_ec2, logs, function, fleet[:size], OURS_BATCH, lambda: failed_lines(logs, function)
+            )
+            result["queue"][f"n{size}"] = row
+            say(f"  queue design, {size} at once: {row}")
+        result["queue"]["single"] = single_stops(ec2, fleet[-1])
+    say(f"  one stop: ours {result['ours']['single']}, queue design {result['queue']['single']}")
     run_playbook("unprotect.yml", LOG, extra_vars=protect_vars(fleet))
     tagged = run_instances(ec2, max(MASS_SIZES), {PEER_TAG: "enabled"})
     custodian(policy_file)
@@ -642,6 +783,21 @@ def mass_rows(data):
             f"{o['lost']} | | {p['calls_per_restart']}, -, {p['lost']} | "
             f"{versus_peer(o, p, 'calls_per_restart')} |"
         )
+        q = (data["mass"].get("queue") or {}).get(f"n{size}")
+        if q and size == MASS_SIZES[0]:
+            single_o, single_q = data["mass"]["ours"]["single"], data["mass"]["queue"]["single"]
+            lines.append(
+                f"| one stop, queue design (EventBridge → SQS → function, not shipped) | {s(single_o)} | | "
+                f"{s(single_q)} (queue) | {ratio(single_o['median'], single_q['median'])} |"
+            )
+        if q:
+            # The design not shipped, on the same deployment and buckets: ours against it.
+            lines.append(
+                f"| mass stop, N={size}, queue design (EventBridge → SQS → function, not shipped): last back, s; "
+                f"EC2 calls per restart, failed, lost | {back(o)}; {o['calls_per_restart']}, {o['failed']}, "
+                f"{o['lost']} | | {back(q)}; {q['calls_per_restart']}, {q['failed']}, {q['lost']} (queue) | "
+                f"{ratio(last_back(o), last_back(q))} |"
+            )
     return lines
 
 
