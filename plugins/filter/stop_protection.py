@@ -185,6 +185,29 @@ def stop_protection_render(plan, region, account, partition, code_sha256=None, t
     return render.render_region(plan, region, account, partition, code_sha256, trust_policy)
 
 
+def stop_protection_rollout(
+    plan, entry, account, partition, existing, code_sha256=None, trust_policy=None, disable_api_stop=False
+):
+    """One region's protect, planned at once: ``desired`` (``stop_protection_render``),
+    ``rules`` (``stop_protection_reshard`` with ``write``), ``drift`` (``stop_protection_drift``
+    against the region's read, ``existing``), and ``changes``: whether any write task has
+    anything to do (a rerun that changes nothing skips them all at once)."""
+    desired = render.render_region(plan, entry["region"], account, partition, code_sha256, trust_policy)
+    rules = stop_protection_reshard(entry, plan, existing["rules"], desired["function_arn"])
+    state = existing["state"]
+    differences = drift.region_drift(state, desired)
+    changes = (
+        any(differences.values())
+        or rules["write"]
+        or rules["stale"]
+        # AWS's stop protection: set (and checked) on every run while asked for, cleared
+        # where protect set it once it is not.
+        or disable_api_stop
+        or state.get("api_stop_marked")
+    )
+    return {"desired": desired, "rules": rules, "drift": differences, "changes": bool(changes)}
+
+
 def stop_protection_policy_names(plan):
     """``{region: [managed policy names]}``, known before the account (``iam_policy.policy_names``)."""
     return iam_policy.policy_names(plan)
@@ -447,6 +470,7 @@ class FilterModule:
             "stop_protection_verify_report": stop_protection_verify_report,
             "stop_protection_rule_changes": stop_protection_rule_changes,
             "stop_protection_render": stop_protection_render,
+            "stop_protection_rollout": stop_protection_rollout,
             "stop_protection_policy_names": stop_protection_policy_names,
             "stop_protection_drift": stop_protection_drift,
             "stop_protection_package_sha256": stop_protection_package_sha256,

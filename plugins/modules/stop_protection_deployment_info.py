@@ -187,7 +187,10 @@ foreign:
   elements: str
   sample: ["function EC2Protect in eu-west-1: it has no tag ManagedBy=guardrails.ec2"]
 rules:
-  description: The deployment's rules as M(guardrails.ec2.stop_protection_rule_info) returns them.
+  description:
+    - The deployment's rules, shard rules first in number order - each with C(name), C(arn), C(kind)
+      (C(state_change), C(attribution), C(sweep) or a tamper kind), C(index), C(legacy), C(state),
+      C(description), C(event_pattern), C(schedule_expression) and C(targets) (C(id), C(arn), C(extra)).
   returned: always
   type: list
   elements: dict

@@ -1,6 +1,7 @@
 """The role's filters: inventory in, validated plan out; errors name the bad value."""
 
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -466,3 +467,42 @@ def test_deployments_run_once_per_account_and_region_through_the_filter_plugin()
     deployments = f.FilterModule().filters()["stop_protection_deployments"](hosts, region="eu-west-1")
     assert sorted(d["region"] for d in deployments) == ["eu-west-1", "us-east-1"]
     assert len({d["host"] for d in deployments}) == 2
+
+
+def test_a_region_in_sync_has_no_changes_and_one_difference_is_a_change():
+    """stop_protection_rollout: the region's render, rules and drift in one step, the same as
+    the three filters give apart; ``changes`` is false only when nothing is to write, so the
+    role's rerun skips every write task of the region at once."""
+    plan = f.stop_protection_plan(
+        [], instance_ids=[{"instance_id": "i-0000000000000000a", "region": "eu-west-1"}], region="eu-west-1"
+    )
+    entry = plan["regions"][0]
+    rendered = f.stop_protection_render(
+        plan, "eu-west-1", "123456789012", "aws", code_sha256="abc=", trust_policy=None
+    )
+    rules = f.stop_protection_reshard(entry, plan, [], rendered["function_arn"])
+    nothing = {"rules": [], "state": {"log_group": {"exists": False}}}
+    rollout = f.FilterModule().filters()["stop_protection_rollout"]
+    fresh = rollout(plan, entry, "123456789012", "aws", nothing, code_sha256="abc=")
+    assert fresh["desired"] == rendered and fresh["rules"] == rules
+    assert fresh["drift"] == f.stop_protection_drift(nothing["state"], rendered)
+    assert fresh["changes"] is True
+    # Everything as planned: a state whose every comparison is empty, and the rules deployed.
+    in_sync = dict(nothing, rules=[])
+    with mock.patch.object(
+        f.drift, "region_drift", return_value={"policies": [], "role": [], "function": []}
+    ):
+        deployed = [dict(rule, targets=rule["targets"]) for rule in rules["write"]]
+        with mock.patch.object(f.drift, "rules_to_write", return_value=[]):
+            quiet = rollout(
+                plan, entry, "123456789012", "aws", dict(in_sync, rules=deployed), code_sha256="abc="
+            )
+            assert quiet["changes"] is False
+            assert rollout(
+                plan, entry, "123456789012", "aws", dict(in_sync, rules=deployed), disable_api_stop=True
+            )["changes"]
+            marked = {
+                "rules": deployed,
+                "state": {"log_group": {"exists": False}, "api_stop_marked": ["i-1"]},
+            }
+            assert rollout(plan, entry, "123456789012", "aws", marked)["changes"] is True
