@@ -16,6 +16,8 @@ any change, named in the error. What counts as ours:
   ``guardrails.ec2 stop protection``, and for a rule no target but the deployment's function.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
@@ -166,24 +168,17 @@ def read_policy(iam, arn_prefix, policy):
     return _found("policy", policy, owner_tagged(tags), NOT_TAGGED), state
 
 
-def read_ownership(clients, name, region, account, partition, policies=()):
-    """What exists of deployment ``name`` in ``region`` (and of that region's IAM role and
-    policies), whether each is ours, and the deployment's rules.
+READ_WORKERS = 6
 
-    ``policies`` are the managed policy names the run will write; the role's attached
-    policies of the deployment are read too. Returns ``{"resources", "foreign", "rules",
-    "function"}``; ``foreign`` holds one sentence per resource that is not ours.
-    """
-    names = resource_names(name)
-    iam_names = regional_names(name, region)
-    arn = function_arn(partition, region, account, names["function"])
+
+def _read_function_and_logs(clients, names):
+    """The function, then its log group (ours beside our function), metric filters, invoke
+    statement and asynchronous settings: ``(function, function_entry, log_group_entry, state)``."""
     function, function_entry = read_function(clients["lambda"], names["function"])
-    resources = [function_entry]
     log_group_entry, log_group = read_log_group(
         clients["logs"], names["log_group"], function is not None and function_entry["ours"]
     )
-    resources.append(log_group_entry)
-    # What the read-once rollout compares with the plan (drift.py); rules are read below.
+    # What the read-once rollout compares with the plan (drift.py); rules are read apart.
     state = {
         "log_group": log_group,
         **{
@@ -202,29 +197,69 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         else None,
     }
     state["statement"] = (state["function_policy"] or {}).get("statement")
-    # Where protect turned AWS's stop protection on (instance_stop_protection's marker).
-    state["api_stop_marked"] = (
-        marked_instances(clients["ec2"], names["api_stop_marker"]) if "ec2" in clients else []
-    )
-    (attention_entry, attention), (heartbeat_entry, heartbeat) = read_alarms(
-        clients["cloudwatch"], [names["attention"], names["heartbeat"]]
-    )
-    resources.extend([attention_entry, heartbeat_entry])
-    state["alarm"], state["heartbeat"] = alarm_state(attention), alarm_state(heartbeat)
-    state["function"] = function_state(function, (function or {}).get("Tags"))
-    rules = list_deployment_rules(clients["events"], name)
-    resources.extend(judge_rule(rule, arn) for rule in rules)
-    role_entry, attached, state["role"] = read_role(clients["iam"], iam_names["role"])
-    resources.append(role_entry)
+    return function, function_entry, log_group_entry, state
+
+
+def _read_iam(iam, iam_names, partition, account, policies):
+    """The region's role and managed policies (those the run writes, and those of the
+    deployment attached to the role): ``(entries, role_state, {policy: state})``."""
+    role_entry, attached, role_state = read_role(iam, iam_names["role"])
     arn_prefix = iam_arn(partition, account, "policy", "")
     wanted = list(policies or [iam_names["policy"]])
     wanted += [
         found for found in attached if policy_index(iam_names["policy"], found) and found not in wanted
     ]
-    state["policies"] = {}
+    entries, states = [role_entry], {}
     for policy in wanted:
-        policy_entry, state["policies"][policy] = read_policy(clients["iam"], arn_prefix, policy)
-        resources.append(policy_entry)
+        policy_entry, states[policy] = read_policy(iam, arn_prefix, policy)
+        entries.append(policy_entry)
+    return entries, role_state, states
+
+
+def _read_legacy_role(iam, name):
+    """The account-wide role of a pre-release deployment, ``<name>Role``."""
+    try:
+        role, _attached, _state = read_role(iam, f"{name}Role")
+    except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
+        # The deployer's policy covers only <name>-* roles: nothing to report then.
+        role = _missing("role", f"{name}Role")
+    return role
+
+
+def read_ownership(clients, name, region, account, partition, policies=()):
+    """What exists of deployment ``name`` in ``region`` (and of that region's IAM role and
+    policies), whether each is ours, and the deployment's rules.
+
+    ``policies`` are the managed policy names the run will write; the role's attached
+    policies of the deployment are read too. Returns ``{"resources", "foreign", "rules",
+    "function"}``; ``foreign`` holds one sentence per resource that is not ours.
+    """
+    names = resource_names(name)
+    iam_names = regional_names(name, region)
+    arn = function_arn(partition, region, account, names["function"])
+    # Independent services in parallel threads (boto3 clients are thread-safe): the read of
+    # a region costs about its slowest chain of calls, not their sum.
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        lambda_and_logs = pool.submit(_read_function_and_logs, clients, names)
+        marked = pool.submit(
+            lambda: marked_instances(clients["ec2"], names["api_stop_marker"]) if "ec2" in clients else []
+        )
+        alarms = pool.submit(read_alarms, clients["cloudwatch"], [names["attention"], names["heartbeat"]])
+        listed_rules = pool.submit(list_deployment_rules, clients["events"], name)
+        iam = pool.submit(_read_iam, clients["iam"], iam_names, partition, account, policies)
+        legacy_role = pool.submit(_read_legacy_role, clients["iam"], name)
+        function, function_entry, log_group_entry, state = lambda_and_logs.result()
+        (attention_entry, attention), (heartbeat_entry, heartbeat) = alarms.result()
+        rules = listed_rules.result()
+        iam_entries, state["role"], state["policies"] = iam.result()
+        # Where protect turned AWS's stop protection on (instance_stop_protection's marker).
+        state["api_stop_marked"] = marked.result()
+        legacy_role = legacy_role.result()
+    resources = [function_entry, log_group_entry, attention_entry, heartbeat_entry]
+    state["alarm"], state["heartbeat"] = alarm_state(attention), alarm_state(heartbeat)
+    state["function"] = function_state(function, (function or {}).get("Tags"))
+    resources.extend(judge_rule(rule, arn) for rule in rules)
+    resources.extend(iam_entries)
     foreign = [
         f"{entry['kind']} {entry['name']}"
         + ("" if entry["kind"] in ("role", "policy") else f" in {region}")
@@ -232,14 +267,7 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         for entry in resources
         if not entry["ours"]
     ]
-    legacy = []
-    try:
-        legacy_role, _attached, _state = read_role(clients["iam"], f"{name}Role")
-    except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
-        # The deployer's policy covers only <name>-* roles: nothing to report then.
-        legacy_role = _missing("role", f"{name}Role")
-    if legacy_role["exists"] and legacy_role["ours"]:
-        legacy.append(legacy_role["name"])
+    legacy = [legacy_role["name"]] if legacy_role["exists"] and legacy_role["ours"] else []
     present = {kind: [] for kind in PRESENT_KINDS}
     for entry in resources:
         if entry["exists"]:

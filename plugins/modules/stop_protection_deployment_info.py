@@ -244,6 +244,8 @@ function:
   sample: {"role": "arn:aws:iam::123456789012:role/EC2Protect-eu-west-1", "code_sha256": "n0Rz..."}
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 try:
     import botocore
 except ImportError:
@@ -295,7 +297,19 @@ def main():
     try:
         identity = clients["sts"].get_caller_identity(aws_retry=True)
         account, partition = identity["Account"], identity["Arn"].split(":")[1]
-        found = read_ownership(clients, name, module.region, account, partition, module.params["policies"])
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Other deployments on the bus: independent of this one's resources, read beside them.
+            listed_others = (
+                pool.submit(other_deployments, clients["events"], name) if module.params["others"] else None
+            )
+            found = read_ownership(
+                clients, name, module.region, account, partition, module.params["policies"]
+            )
+            others = listed_others.result() if listed_others else others
+        if module.params["targets"]:
+            missing = missing_targets(
+                lambda service: module.client(service, retry_decorator=retry), module.params["targets"]
+            )
         if instance_ids:
             # Instances a rule already names were warned about when they joined.
             protected = {
@@ -307,12 +321,6 @@ def main():
             joining = [i for i in instance_ids if i not in protected]
             instances = look_up_instances(
                 clients["ec2"], instance_ids, joining if module.params["warn_shutdown_terminate"] else ()
-            )
-        if module.params["others"]:
-            others = other_deployments(clients["events"], name)
-        if module.params["targets"]:
-            missing = missing_targets(
-                lambda service: module.client(service, retry_decorator=retry), module.params["targets"]
             )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Couldn't read stop protection {name} in {module.region}")

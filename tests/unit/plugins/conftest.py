@@ -4,6 +4,7 @@ the drift contract, which runs amazon.aws modules)."""
 import json
 
 import pytest
+from ansible.module_utils import _internal as module_internal
 from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
@@ -13,6 +14,9 @@ def run_module(capsys, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # As in a module process: once a test in this process imported controller code (a
+    # filter, say), deprecations would go to the controller's display, not the result.
+    monkeypatch.setattr(module_internal, "is_controller", False)
 
     def run(module, args):
         # A module process starts with no warnings; in one test process they would pile up.
