@@ -987,6 +987,37 @@ def test_sweep_obeys_bypass_suspension_and_budget(fn, aws, env, capsys):
     assert {state_of(aws, i) for i in actions} == {"stopped"}
 
 
+class Clock(FakeContext):
+    """A context whose remaining time runs down with the clock and with the naps taken."""
+
+    def __init__(self, naps, remaining_ms=60_000):
+        super().__init__(remaining_ms)
+        self.began, self.naps = time.monotonic(), naps
+
+    def get_remaining_time_in_millis(self):
+        return self.remaining - int((time.monotonic() - self.began + sum(self.naps)) * 1000)
+
+
+def test_one_sweep_finishes_a_thousand_stopped_instances_within_the_default_timeout(
+    fn, aws, env, capsys, naps
+):
+    """1,000 protected instances stopped with their events lost: one sweep within the
+    function's default 60 s starts them all - ten StartInstances calls, the five past the
+    bucket's burst paced half a second apart - with one decision each and no instance left."""
+    env.setenv("RULE_NAME_PREFIX", "EC2Protect.")
+    reply = aws.run_instances(ImageId="ami-12345678", MinCount=1000, MaxCount=1000, InstanceType="t3.micro")
+    ids = sorted(instance["InstanceId"] for instance in reply["Instances"])
+    aws.stop_instances(InstanceIds=ids)
+    for index, start in enumerate(range(0, 1000, 200), start=1):
+        put_shard_rule(index, ids[start : start + 200])
+    with mock.patch.object(fn, "notify"):
+        result = fn.handle_sweep(scheduled_event(), Clock(naps), fn.settings(), sleep=naps.append)
+    assert result["swept"] == 1000 and result["actions"].count("started") == 1000
+    assert naps == [0.5] * 5
+    assert {state_of(aws, i) for i in ids} == {"running"}
+    assert not [line for line in log_lines(capsys) if line["action"] == "sweep-incomplete"]
+
+
 def test_a_mass_stop_is_swept_in_batches_with_one_decision_each(fn, aws, env, capsys):
     """250 protected instances stopped at once, their events lost: one sweep starts them
     all with one StartInstances per 100 and writes the budget in one CreateTags per
