@@ -506,22 +506,21 @@ def mass_stops(ec2, lam, events, logs, fleet, policy_file):
     run_playbook("protect.yml", LOG, extra_vars=protect_vars(fleet))
     function = naming.resource_names(NAME)["function"]
     result = {"ours": {}, "queue": {}, "peer": {}}
-    for size in MASS_SIZES:
-        row = mass_stop(
-            throttled_ec2, logs, function, fleet[:size], OURS_BATCH, lambda: failed_lines(logs, function)
-        )
-        result["ours"][f"n{size}"] = row
-        say(f"  ours, {size} at once: {row}")
-    result["ours"]["single"] = single_stops(ec2, fleet[-1])
-    with queue_design(lam, events, state_change_rules(events)):
+
+    def measure(design):
+        """The mass stops, then one stop, as the deployment stands now."""
         for size in MASS_SIZES:
             row = mass_stop(
                 throttled_ec2, logs, function, fleet[:size], OURS_BATCH, lambda: failed_lines(logs, function)
             )
-            result["queue"][f"n{size}"] = row
-            say(f"  queue design, {size} at once: {row}")
-        result["queue"]["single"] = single_stops(ec2, fleet[-1])
-    say(f"  one stop: ours {result['ours']['single']}, queue design {result['queue']['single']}")
+            result[design][f"n{size}"] = row
+            say(f"  {design}, {size} at once: {row}")
+        result[design]["single"] = single_stops(ec2, fleet[-1])
+        say(f"  {design}, one stop: {result[design]['single']}")
+
+    measure("ours")
+    with queue_design(lam, events, state_change_rules(events)):
+        measure("queue")
     run_playbook("unprotect.yml", LOG, extra_vars=protect_vars(fleet))
     tagged = run_instances(ec2, max(MASS_SIZES), {PEER_TAG: "enabled"})
     custodian(policy_file)
