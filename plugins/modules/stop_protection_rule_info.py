@@ -17,6 +17,12 @@ description:
     C(<name>.tamper-iam) belong to a deployment, and the same named with C(-) as written before 1.1.0 (returned with
     C(legacy=true)); rules of another deployment whose name starts the same
     (C(<name>-2.1)) are not listed.
+deprecated:
+  removed_in: 2.0.0
+  why: The M(guardrails.ec2.stop_protection) role no longer uses it.
+  alternative: >-
+    Use M(guardrails.ec2.stop_protection_deployment_info): its RV(guardrails.ec2.stop_protection_deployment_info#module:rules)
+    are the same rules, with their targets.
 author:
   - guardrails.ec2 maintainers (@guardrails-ec2)
 options:
