@@ -191,21 +191,17 @@ def stop_protection_rollout(
     """One region's protect, planned at once: ``desired`` (``stop_protection_render``),
     ``rules`` (``stop_protection_reshard`` with ``write``), ``drift`` (``stop_protection_drift``
     against the region's read, ``existing``), and ``changes``: whether any write task has
-    anything to do (a rerun that changes nothing skips them all at once)."""
+    anything to do (a rerun that changes nothing skips them all at once), with ``differs``:
+    whether a resource or rule differs (what the role's diff task shows)."""
     desired = render.render_region(plan, entry["region"], account, partition, code_sha256, trust_policy)
     rules = stop_protection_reshard(entry, plan, existing["rules"], desired["function_arn"])
     state = existing["state"]
     differences = drift.region_drift(state, desired)
-    changes = (
-        any(differences.values())
-        or rules["write"]
-        or rules["stale"]
-        # AWS's stop protection: set (and checked) on every run while asked for, cleared
-        # where protect set it once it is not.
-        or disable_api_stop
-        or state.get("api_stop_marked")
-    )
-    return {"desired": desired, "rules": rules, "drift": differences, "changes": bool(changes)}
+    differs = bool(any(differences.values()) or rules["write"] or rules["stale"])
+    # AWS's stop protection: set (and checked) on every run while asked for, cleared where
+    # protect set it once it is not.
+    changes = differs or bool(disable_api_stop or state.get("api_stop_marked"))
+    return {"desired": desired, "rules": rules, "drift": differences, "differs": differs, "changes": changes}
 
 
 def stop_protection_policy_names(plan):

@@ -231,8 +231,9 @@ def read_ownership(clients, name, region, account, partition, policies=()):
     policies), whether each is ours, and the deployment's rules.
 
     ``policies`` are the managed policy names the run will write; the role's attached
-    policies of the deployment are read too. Returns ``{"resources", "foreign", "rules",
-    "function"}``; ``foreign`` holds one sentence per resource that is not ours.
+    policies of the deployment are read too. Returns ``{"resources", "present", "found",
+    "foreign", "rules", "function", "legacy", "state"}``; ``foreign`` holds one sentence per
+    resource that is not ours, ``present`` the names of what exists by kind.
     """
     names = resource_names(name)
     iam_names = regional_names(name, region)

@@ -486,7 +486,7 @@ def test_a_region_in_sync_has_no_changes_and_one_difference_is_a_change():
     fresh = rollout(plan, entry, "123456789012", "aws", nothing, code_sha256="abc=")
     assert fresh["desired"] == rendered and fresh["rules"] == rules
     assert fresh["drift"] == f.stop_protection_drift(nothing["state"], rendered)
-    assert fresh["changes"] is True
+    assert fresh["changes"] is True and fresh["differs"] is True
     # Everything as planned: a state whose every comparison is empty, and the rules deployed.
     in_sync = dict(nothing, rules=[])
     with mock.patch.object(
@@ -497,10 +497,12 @@ def test_a_region_in_sync_has_no_changes_and_one_difference_is_a_change():
             quiet = rollout(
                 plan, entry, "123456789012", "aws", dict(in_sync, rules=deployed), code_sha256="abc="
             )
-            assert quiet["changes"] is False
-            assert rollout(
+            assert (quiet["changes"], quiet["differs"]) == (False, False)
+            asked = rollout(
                 plan, entry, "123456789012", "aws", dict(in_sync, rules=deployed), disable_api_stop=True
-            )["changes"]
+            )
+            # AWS's stop protection is written, but nothing differs to show.
+            assert (asked["changes"], asked["differs"]) == (True, False)
             marked = {
                 "rules": deployed,
                 "state": {"log_group": {"exists": False}, "api_stop_marked": ["i-1"]},
