@@ -12,12 +12,17 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     drift,
     drill,
+    environment,
     guard,
     iam_policy,
     naming,
     package,
-    protection,
     render,
+    shards,
+    validate,
+)
+from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    plan as planning,
 )
 
 
@@ -54,7 +59,7 @@ def _failed(exc, errors):
 def stop_protection_plan(
     hosts,
     name="EC2Protect",
-    selector=protection.MODE_INSTANCE_IDS,
+    selector=validate.MODE_INSTANCE_IDS,
     instance_ids=None,
     region=None,
     regions=None,
@@ -76,18 +81,18 @@ def stop_protection_plan(
     known = _known_regions()
     try:
         if region:
-            protection.validate_region(region, known, source="stop_protection_region")
+            validate.validate_region(region, known, source="stop_protection_region")
         pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
         # Tag mode protects by tag, but instances named in the inventory still tell the
         # regions to deploy to and what stop_protection_verify should check.
         instances = []
-        if selector == protection.MODE_INSTANCE_IDS or pairs or instance_ids:
-            instances = protection.collect_instances(pairs, instance_ids or [], region, known)
-        return protection.build_plan(
+        if selector == validate.MODE_INSTANCE_IDS or pairs or instance_ids:
+            instances = planning.collect_instances(pairs, instance_ids or [], region, known)
+        return planning.build_plan(
             name,
             mode=selector,
             instances=instances,
-            regions=_extra_regions(regions, region, selector == protection.MODE_TAG, require_instances),
+            regions=_extra_regions(regions, region, selector == validate.MODE_TAG, require_instances),
             tag_key=tag_key,
             tag_value=tag_value,
             bypass_tag_key=bypass_tag_key,
@@ -103,7 +108,7 @@ def stop_protection_plan(
             function=function,
             automation_principals=automation_principals or [],
         )
-    except protection.ProtectionError as exc:
+    except validate.ProtectionError as exc:
         return _failed(exc, errors)
 
 
@@ -112,34 +117,32 @@ def stop_protection_deployments(
     instance_ids=None,
     region=None,
     regions=None,
-    selector=protection.MODE_INSTANCE_IDS,
+    selector=validate.MODE_INSTANCE_IDS,
     assume_roles=None,
     require_instances=True,
     errors="raise",
 ):
-    """One deployment per account and region (``protection.plan_deployments``): the hosts
+    """One deployment per account and region (``planning.plan_deployments``): the hosts
     the playbooks add to run the role once per pair, in parallel."""
     known = _known_regions()
     try:
         # Checked even when every instance names its own region: a bad setting is an error
         # whether or not this run happens to use it.
         if region:
-            protection.validate_region(region, known, source="stop_protection_region (or AWS_REGION)")
+            validate.validate_region(region, known, source="stop_protection_region (or AWS_REGION)")
         pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
         instances = (
-            protection.collect_instances(pairs, instance_ids or [], region, known)
+            planning.collect_instances(pairs, instance_ids or [], region, known)
             if (pairs or instance_ids)
             else []
         )
-        accounts = protection.instance_accounts(pairs, instance_ids or [])
-        tag_mode = selector == protection.MODE_TAG
+        accounts = planning.instance_accounts(pairs, instance_ids or [])
+        tag_mode = selector == validate.MODE_TAG
         extra = _extra_regions(regions, region, tag_mode, require_instances)
         for entry in extra:
-            protection.validate_region(entry, known, source="stop_protection_regions entry")
-        return protection.plan_deployments(
-            instances, accounts, assume_roles, tag_mode=tag_mode, regions=extra
-        )
-    except protection.ProtectionError as exc:
+            validate.validate_region(entry, known, source="stop_protection_regions entry")
+        return planning.plan_deployments(instances, accounts, assume_roles, tag_mode=tag_mode, regions=extra)
+    except validate.ProtectionError as exc:
         return _failed(exc, errors)
 
 
@@ -163,13 +166,13 @@ def stop_protection_policies(plan, account, partition="aws", **settings):
     }
 
 
-def stop_protection_reshard(entry, plan, deployed_rules, function_arn=None):
+def _reshard(entry, plan, deployed_rules, function_arn=None):
     """``{rules, stale}`` of one plan region against its deployed rules: shards kept stable
-    (``protection.reshard_region``). With ``function_arn`` also ``write``: the rules that
-    differ from the deployed ones (``drift.rules_to_write``), each with its ``drift``."""
+    (``shards.reshard_region``). With ``function_arn`` also ``write``: the rules that differ
+    from the deployed ones (``drift.rules_to_write``), each with its ``drift``."""
     try:
-        result = protection.reshard_region(plan, entry, deployed_rules)
-    except protection.ProtectionError as exc:
+        result = shards.reshard_region(plan, entry, deployed_rules)
+    except validate.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     if function_arn:
         result["write"] = drift.rules_to_write(
@@ -178,23 +181,23 @@ def stop_protection_reshard(entry, plan, deployed_rules, function_arn=None):
     return result
 
 
-def stop_protection_render(plan, region, account, partition, code_sha256=None, trust_policy=None):
-    """Everything the role writes in one region, from the plan alone (``render.render_region``):
-    policies and their scope, role, function with its environment, alarm, log group, metric
-    filter, invoke statement, async settings, ARNs."""
-    return render.render_region(plan, region, account, partition, code_sha256, trust_policy)
+def stop_protection_reshard(entry, plan, deployed_rules, function_arn=None):
+    """As ``_reshard``. Deprecated: the role plans its rules with ``stop_protection_rollout``."""
+    return _reshard(entry, plan, deployed_rules, function_arn)
 
 
 def stop_protection_rollout(
     plan, entry, account, partition, existing, code_sha256=None, trust_policy=None, disable_api_stop=False
 ):
-    """One region's protect, planned at once: ``desired`` (``stop_protection_render``),
-    ``rules`` (``stop_protection_reshard`` with ``write``), ``drift`` (``stop_protection_drift``
-    against the region's read, ``existing``), and ``changes``: whether any write task has
+    """One region's protect, planned at once: ``desired`` (``render.render_region``: policies
+    and their scope, role, function with its environment, alarms, log group, metric filters,
+    invoke statement, async settings, ARNs), ``rules`` (``_reshard`` with ``write``),
+    ``drift`` (``drift.region_drift`` against the region's read, ``existing``), and
+    ``changes``: whether any write task has
     anything to do (a rerun that changes nothing skips them all at once), with ``differs``:
     whether a resource or rule differs (what the role's diff task shows)."""
     desired = render.render_region(plan, entry["region"], account, partition, code_sha256, trust_policy)
-    rules = stop_protection_reshard(entry, plan, existing["rules"], desired["function_arn"])
+    rules = _reshard(entry, plan, existing["rules"], desired["function_arn"])
     state = existing["state"]
     differences = drift.region_drift(state, desired)
     differs = bool(any(differences.values()) or rules["write"] or rules["stale"])
@@ -225,26 +228,26 @@ def stop_protection_policy_room(state, desired, name):
     return drift.statements_to_make_room(name, state.get("function_policy"), desired)
 
 
-def stop_protection_drift(state, desired):
-    """Per resource of ``desired``, what differs in the read ``state`` (``drift.region_drift``)."""
-    return drift.region_drift(state, desired)
-
-
 def stop_protection_environment(plan, **settings):
-    """The function's environment variables; settings as in ``protection.lambda_environment``."""
-    return protection.lambda_environment(plan, **_unset_empty(settings))
+    """The function's environment variables (``environment.function_environment``), with
+    ``settings`` (``tag_key``, ``tag_value``, ``bypass_tag_key``, ``notification_topic_arn``,
+    ``attribution``) in place of the plan's own. Deprecated: the role renders the
+    environment with ``stop_protection_rollout``."""
+    merged = dict(plan, settings=dict(plan.get("settings") or {}, **_unset_empty(settings)))
+    return environment.function_environment(merged)
 
 
 def stop_protection_summary(plan, account, partition, iam=None, rules=None):
     """What the role deployed, per region: the role's ``stop_protection_summary`` output.
 
-    ``iam`` maps each region to ``{"scope", "policies"}`` (``stop_protection_policies``;
-    default: rendered from the plan's settings); ``rules`` maps each region to the names of
-    its rules as deployed (default: as planned).
+    ``iam`` maps each region to its rendered ``{"scope", "policies"}`` (policy names, or the
+    ``{"name", ...}`` entries ``stop_protection_rollout`` renders; default: rendered from the
+    plan here); ``rules`` maps each region to the names of its rules as deployed (default: as
+    planned).
     """
-    if iam is None:
-        iam = {}
-        for entry in plan["regions"]:
+    iam = dict(iam or {})
+    for entry in plan["regions"]:
+        if entry["region"] not in iam:
             policies, scope = iam_policy.plan_policies(plan, entry["region"], account, partition)
             iam[entry["region"]] = {"policies": policies, "scope": scope}
     return {
@@ -259,7 +262,10 @@ def stop_protection_summary(plan, account, partition, iam=None, rules=None):
                     partition, entry["region"], account, plan["names"]["function"]
                 ),
                 "role": entry["role"],
-                "policies": [policy["name"] for policy in iam[entry["region"]]["policies"]],
+                "policies": [
+                    policy["name"] if isinstance(policy, dict) else policy
+                    for policy in iam[entry["region"]]["policies"]
+                ],
                 "policy_scope": iam[entry["region"]]["scope"],
                 "rules": (rules or {}).get(entry["region"]) or [rule["name"] for rule in entry["rules"]],
             }
@@ -362,7 +368,7 @@ def stop_protection_drill_batches(planned, max_concurrent=1):
                 for number, batch in enumerate(batches, start=1)
             )
         return found
-    except protection.ProtectionError as exc:
+    except validate.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
 
@@ -400,7 +406,7 @@ def stop_protection_guard_policy(plan, automation_principals, path, protection_t
     mode too."""
     try:
         settings, budget = plan["settings"], plan["restart_policy"]
-        tag_mode = plan["mode"] == protection.MODE_TAG
+        tag_mode = plan["mode"] == validate.MODE_TAG
         keys = {settings["tag_key"] or protection_tag_key, settings["bypass_tag_key"]}
         statements = guard.guard_statements(
             plan["name"],
@@ -420,7 +426,7 @@ def stop_protection_guard_policy(plan, automation_principals, path, protection_t
             tag_value=settings["tag_value"] if tag_mode else None,
         )
         found = guard.documents(statements)
-    except protection.ProtectionError as exc:
+    except validate.ProtectionError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     if len(found) == 1:
         return [{"path": stop_protection_report_path(path), "document": found[0]}]
@@ -465,10 +471,8 @@ class FilterModule:
             "stop_protection_summary": stop_protection_summary,
             "stop_protection_verify_report": stop_protection_verify_report,
             "stop_protection_rule_changes": stop_protection_rule_changes,
-            "stop_protection_render": stop_protection_render,
             "stop_protection_rollout": stop_protection_rollout,
             "stop_protection_policy_names": stop_protection_policy_names,
-            "stop_protection_drift": stop_protection_drift,
             "stop_protection_package_sha256": stop_protection_package_sha256,
             "stop_protection_unknown_variables": stop_protection_unknown_variables,
             "stop_protection_report_path": stop_protection_report_path,

@@ -34,7 +34,6 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
     STATE_CHANGE_DETAIL_TYPE,
     listed_instance_ids,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import MODE_TAG, ProtectionError
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import (
     describe_filtered,
     describe_instances,
@@ -44,6 +43,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.reads import (
     tags_of,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
+from ansible_collections.guardrails.ec2.plugins.module_utils.validate import MODE_TAG, ProtectionError
 
 
 def sample_event(instance_id, region, account, state="stopped"):

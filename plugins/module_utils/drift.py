@@ -145,7 +145,7 @@ def metric_filter_drift(current, name, want):
 
 
 def rule_drift(planned, deployed, target_id, target_arn):
-    """A planned rule (``protection.shard_rules`` entry) against the deployed one
+    """A planned rule (``shards.shard_rules`` entry) against the deployed one
     (``rules.list_deployment_rules`` with targets).
 
     amazon.aws.cloudwatchevent_rule rewrites the rule unless name, pattern, schedule,

@@ -15,8 +15,8 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import describe_instances
+from ansible_collections.guardrails.ec2.plugins.module_utils.validate import ProtectionError
 
 # StopInstances takes many ids at once; keep each call of a drill reasonable.
 STOP_BATCH = 100

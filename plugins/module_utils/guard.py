@@ -27,7 +27,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
     TOPIC_ACTIONS,
     compact_json,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
+from ansible_collections.guardrails.ec2.plugins.module_utils.validate import ProtectionError
 
 # AWS Organizations: the maximum size of a service control policy.
 SCP_LIMIT = 5120

@@ -16,13 +16,13 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     rule_source_pattern,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pack_json_array
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
+from ansible_collections.guardrails.ec2.plugins.module_utils.plan import restarts_together
+from ansible_collections.guardrails.ec2.plugins.module_utils.validate import (
     ARN,
     DEFAULT_RESTART_POLICY,
     MODE_INSTANCE_IDS,
     MODE_TAG,
     ProtectionError,
-    restarts_together,
     validate_kms_key_arns,
 )
 

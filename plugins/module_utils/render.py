@@ -5,13 +5,13 @@
 """Everything the role writes in one region, from the plan alone: the desired state of each
 resource in the shape its amazon.aws module takes and ``drift`` compares."""
 
+from ansible_collections.guardrails.ec2.plugins.module_utils.environment import function_environment
 from ansible_collections.guardrails.ec2.plugins.module_utils.iam_policy import plan_policies
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     function_arn,
     iam_arn,
     rule_source_pattern,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import plan_environment
 from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import UNRESERVED
 
 HANDLER = "stop_protection_handler.handler"
@@ -37,7 +37,7 @@ def desired_state(
 ):
     """What the role writes in ``region`` besides the rules: the values its tasks pass to the
     modules, and that ``region_drift`` compares. ``policies`` are the region's managed
-    policies (``[{"name", "document"}]``, ``protection.build_policies``)."""
+    policies (``[{"name", "document"}]``, ``iam_policy.build_policies``)."""
     names = plan["names"]
     alarm = plan.get("alarm")
     heartbeat = plan.get("heartbeat")
@@ -114,7 +114,7 @@ def desired_state(
 
 def alarm_request(settings, description, comparison, evaluation_periods, missing):
     """The ``PutMetricAlarm`` request of one of the deployment's alarms on its own metric
-    (``protection.alarm_settings``/``heartbeat_settings``), or None when there is none."""
+    (``alarms.alarm_settings``/``heartbeat_settings``), or None when there is none."""
     if not settings:
         return None
     return {
@@ -152,7 +152,7 @@ def metric_filter_request(settings):
 def render_region(plan, region, account, partition, code_sha256=None, trust_policy=None):
     """Everything the role writes in ``region``, from the plan alone: ``desired_state`` with
     the region's managed policies (``iam_policy.plan_policies``), their ``scope`` and the
-    function's environment (``protection.plan_environment``). ``code_sha256`` is the
+    function's environment (``environment.function_environment``). ``code_sha256`` is the
     package's hash, ``trust_policy`` the role's trust document (both files of the role)."""
     settings = plan["settings"]
     function = settings["function"]
@@ -168,7 +168,7 @@ def render_region(plan, region, account, partition, code_sha256=None, trust_poli
         failure_destination_arn=settings["failure_destination_arn"],
         policies=policies,
         trust_policy=trust_policy,
-        environment=plan_environment(plan),
+        environment=function_environment(plan),
         code_sha256=code_sha256,
         runtime=function["runtime"],
         timeout=function["timeout"],

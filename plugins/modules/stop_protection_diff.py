@@ -28,12 +28,12 @@ options:
     type: dict
     default: {}
   desired:
-    description: What the role writes in the region (the C(guardrails.ec2.stop_protection_render) filter).
+    description: What the role writes in the region (C(desired) of the P(guardrails.ec2.stop_protection_rollout#filter) filter).
     type: dict
     required: true
   drift:
     description:
-      - Per resource, its differences (the C(guardrails.ec2.stop_protection_drift) filter); C(policies) lists
+      - Per resource, its differences (C(drift) of the P(guardrails.ec2.stop_protection_rollout#filter) filter); C(policies) lists
         the managed policies that differ, each as planned with its C(drift).
     type: dict
     default: {}

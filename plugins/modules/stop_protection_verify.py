@@ -330,7 +330,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.drill import (
     summarise,
     verdict,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import (
+from ansible_collections.guardrails.ec2.plugins.module_utils.validate import (
     ProtectionError,
     validate_instance_id,
 )

@@ -299,3 +299,19 @@ def shutdown_from_inside(endpoint, instance_ids, reason_code=None, region=REGION
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
+
+
+# A minimal restart function: the harness tests of the executor, IAM enforcement and the
+# invoke permission run it where the collection's own function would add nothing.
+RESTART_SOURCE = """
+import boto3
+
+ec2 = boto3.client("ec2")
+
+
+def handler(event, context):
+    instance_id = event["detail"]["instance-id"]
+    ec2.start_instances(InstanceIds=[instance_id])
+    print(f"restarted {instance_id}")
+    return {"started": instance_id}
+"""

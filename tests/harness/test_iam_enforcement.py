@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from conftest import (
     ASSUME_LAMBDA,
     REGION,
+    RESTART_SOURCE,
     allow,
     instance_arn,
     instance_states,
@@ -21,7 +22,6 @@ from conftest import (
     wait_for,
     zip_source,
 )
-from test_lambda_executor import RESTART_SOURCE
 
 TAG_DENY = {
     "Sid": "OnlyAutomationChangesStopProtectionTags",

@@ -8,8 +8,7 @@ deployment's rule names: without this check a wrong pattern would pass every dri
 import time
 
 import pytest
-from conftest import allow, instance_arn, instance_states, state_pattern, unique, wait_for
-from test_lambda_executor import RESTART_SOURCE
+from conftest import RESTART_SOURCE, allow, instance_arn, instance_states, state_pattern, unique, wait_for
 
 
 @pytest.fixture

@@ -4,20 +4,7 @@ import json
 import time
 
 import pytest
-from conftest import allow, instance_arn, instance_states, state_pattern, wait_for
-
-RESTART_SOURCE = """
-import boto3
-
-ec2 = boto3.client("ec2")
-
-
-def handler(event, context):
-    instance_id = event["detail"]["instance-id"]
-    ec2.start_instances(InstanceIds=[instance_id])
-    print(f"restarted {instance_id}")
-    return {"started": instance_id}
-"""
+from conftest import RESTART_SOURCE, allow, instance_arn, instance_states, state_pattern, wait_for
 
 
 def invoke(lam, name, payload=None):

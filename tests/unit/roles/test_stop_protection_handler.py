@@ -742,13 +742,19 @@ def test_attribution_skips_calls_that_stopped_nothing(fn, aws, capsys, error_cod
 
 def test_every_setting_the_role_renders_is_one_the_handler_reads():
     """The role writes the environment, the handler reads it: the names must agree."""
-    from ansible_collections.guardrails.ec2.plugins.module_utils import protection
+    from ansible_collections.guardrails.ec2.plugins.module_utils import environment, plan
 
-    plan = protection.build_plan(
-        "EC2Protect", mode="tag", regions=[REGION], tag_key="K", tag_value="V", bypass_tag_key="B"
-    )
-    rendered = protection.lambda_environment(
-        plan, "K", "V", "B", "arn:aws:sns:eu-west-1:123456789012:t", True
+    rendered = environment.function_environment(
+        plan.build_plan(
+            "EC2Protect",
+            mode="tag",
+            regions=[REGION],
+            tag_key="K",
+            tag_value="V",
+            bypass_tag_key="B",
+            notification_topic_arn="arn:aws:sns:eu-west-1:123456789012:t",
+            attribution=True,
+        )
     )
     source = HANDLER_PATH.read_text()
     assert [
@@ -760,8 +766,8 @@ def test_every_setting_the_role_renders_is_one_the_handler_reads():
 
 def test_the_handlers_defaults_are_the_roles(fn, env):
     """With a setting left out of the environment the handler falls back to its own default:
-    the same as the role's (protection.DEFAULT_RESTART_POLICY), never a second opinion."""
-    from ansible_collections.guardrails.ec2.plugins.module_utils import protection
+    the same as the role's (validate.DEFAULT_RESTART_POLICY), never a second opinion."""
+    from ansible_collections.guardrails.ec2.plugins.module_utils import validate
 
     for name in (
         "RESTART_LIMIT",
@@ -775,7 +781,7 @@ def test_the_handlers_defaults_are_the_roles(fn, env):
     ):
         env.delenv(name, raising=False)
     found = fn.settings()
-    policy = protection.DEFAULT_RESTART_POLICY
+    policy = validate.DEFAULT_RESTART_POLICY
     assert (
         found["restart_limit"],
         found["restart_window"],
@@ -803,18 +809,22 @@ def test_the_handler_reads_the_ids_of_the_rules_the_role_renders(fn, count):
     """The sweep and attribution find the protected ids in the rules: rule names
     (naming.rule_name, the RULE_NAME_PREFIX of the environment) and pattern shape
     (patterns.state_change_pattern) as the role writes them."""
-    from ansible_collections.guardrails.ec2.plugins.module_utils import naming, patterns, protection
+    from ansible_collections.guardrails.ec2.plugins.module_utils import environment, naming, patterns
+    from ansible_collections.guardrails.ec2.plugins.module_utils.plan import build_plan
 
     ids = [f"i-{index:017x}" for index in range(1, 301)]
-    plan = protection.build_plan(
-        "EC2Protect", instances=[(i, REGION, "test") for i in ids[: count * 100]], bypass_tag_key="B"
+    plan = build_plan(
+        "EC2Protect",
+        instances=[(i, REGION, "test") for i in ids[: count * 100]],
+        bypass_tag_key="B",
+        attribution=True,
     )
     rules = [rule for rule in plan["regions"][0]["rules"] if rule["instance_ids"]]
     events = boto3.client("events", region_name=REGION)
     for index, rule in enumerate(rules, start=1):
         assert rule["name"] == naming.rule_name("EC2Protect", index)
         events.put_rule(Name=rule["name"], EventPattern=patterns.state_change_pattern(rule["instance_ids"]))
-    prefix = protection.lambda_environment(plan, None, None, "B", None, True)["RULE_NAME_PREFIX"]
+    prefix = environment.function_environment(plan)["RULE_NAME_PREFIX"]
     assert fn.protected_by_rules(prefix, fresh=True) == set(ids[: count * 100])
 
 

@@ -92,6 +92,24 @@ def test_summary_names_what_was_deployed_per_region():
     ]
 
 
+def test_summary_takes_the_regions_as_rendered_and_renders_nothing_again(monkeypatch):
+    """The role passes each region's policy names and scope as stop_protection_rollout
+    rendered them: the summary renders no policy a second time."""
+    plan = f.stop_protection_plan([], instance_ids=["i-0000000000000000a"], region="eu-west-1")
+    rendered = f.stop_protection_policies(plan, "123456789012", "aws")
+    expected = f.stop_protection_summary(plan, "123456789012", "aws", rendered)
+
+    def render_again(*_args, **_kwargs):
+        raise AssertionError("the summary rendered the policies again")
+
+    monkeypatch.setattr(f.iam_policy, "plan_policies", render_again)
+    names = {
+        region: {"policies": [policy["name"] for policy in found["policies"]], "scope": found["scope"]}
+        for region, found in rendered.items()
+    }
+    assert f.stop_protection_summary(plan, "123456789012", "aws", names) == expected
+
+
 def test_policies_filter_gives_each_region_its_own_policies():
     plan = f.stop_protection_plan(
         [],
@@ -216,7 +234,7 @@ def test_rule_changes_lists_missing_and_differing_rules():
 
 
 def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
-    """stop_protection_render from the plan alone = the values rendered from the role's
+    """render_region from the plan alone = the values rendered from the role's
     variables one by one (policies, environment, function settings)."""
     topic = "arn:aws:sns:eu-west-1:123456789012:alerts"
     variables = {
@@ -237,7 +255,7 @@ def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
         "log_retention_days": 14,
     }
     plan = f.stop_protection_plan([], region="eu-west-1", function=function, **variables)
-    rendered = f.stop_protection_render(
+    rendered = f.render.render_region(
         plan, "eu-west-1", "123456789012", "aws", code_sha256="abc=", trust_policy={}
     )
     iam = f.stop_protection_policies(
@@ -302,7 +320,7 @@ def test_policy_names_before_the_account_are_the_names_rendered_with_it(region, 
     plan = f.stop_protection_plan(
         [], instance_ids=[f"i-{index:017x}" for index in range(count)], region=region
     )
-    rendered = f.stop_protection_render(plan, region, "987654321098", f.naming.partition_of(region))
+    rendered = f.render.render_region(plan, region, "987654321098", f.naming.partition_of(region))
     assert f.stop_protection_policy_names(plan) == {
         region: [policy["name"] for policy in rendered["policies"]]
     }
@@ -422,17 +440,20 @@ def test_guard_policy_files_are_one_path_or_numbered_when_split(tmp_path):
 
 
 def test_drift_names_what_the_role_writes_in_the_shapes_its_tasks_loop_over():
-    """stop_protection_drift, as present_region.yml uses it: with nothing deployed every
+    """stop_protection_rollout's drift, as present_region.yml uses it: with nothing deployed every
     resource differs, and ``policies`` holds each rendered policy to write (name, description,
     document) with its drift; once the state matches, nothing is left to write."""
     plan = f.stop_protection_plan(
         [], instance_ids=[{"instance_id": "i-0000000000000000a", "region": "eu-west-1"}], region="eu-west-1"
     )
-    rendered = f.stop_protection_render(
+    rendered = f.render.render_region(
         plan, "eu-west-1", "123456789012", "aws", code_sha256="abc=", trust_policy={}
     )
-    nothing = {"log_group": {"exists": False}}
-    drift = f.FilterModule().filters()["stop_protection_drift"](nothing, rendered)
+    nothing = {"rules": [], "state": {"log_group": {"exists": False}}}
+    rollout = f.FilterModule().filters()["stop_protection_rollout"]
+    drift = rollout(
+        plan, plan["regions"][0], "123456789012", "aws", nothing, code_sha256="abc=", trust_policy={}
+    )["drift"]
     assert [policy["name"] for policy in drift["policies"]] == [
         policy["name"] for policy in rendered["policies"]
     ]
@@ -453,7 +474,13 @@ def test_drift_names_what_the_role_writes_in_the_shapes_its_tasks_loop_over():
             for policy in rendered["policies"]
         },
     }
-    assert f.stop_protection_drift(in_sync, rendered)["policies"] == []
+    existing = {"rules": [], "state": in_sync}
+    assert (
+        rollout(
+            plan, plan["regions"][0], "123456789012", "aws", existing, code_sha256="abc=", trust_policy={}
+        )["drift"]["policies"]
+        == []
+    )
 
 
 def test_deployments_run_once_per_account_and_region_through_the_filter_plugin():
@@ -477,15 +504,15 @@ def test_a_region_in_sync_has_no_changes_and_one_difference_is_a_change():
         [], instance_ids=[{"instance_id": "i-0000000000000000a", "region": "eu-west-1"}], region="eu-west-1"
     )
     entry = plan["regions"][0]
-    rendered = f.stop_protection_render(
+    rendered = f.render.render_region(
         plan, "eu-west-1", "123456789012", "aws", code_sha256="abc=", trust_policy=None
     )
-    rules = f.stop_protection_reshard(entry, plan, [], rendered["function_arn"])
+    rules = f._reshard(entry, plan, [], rendered["function_arn"])
     nothing = {"rules": [], "state": {"log_group": {"exists": False}}}
     rollout = f.FilterModule().filters()["stop_protection_rollout"]
     fresh = rollout(plan, entry, "123456789012", "aws", nothing, code_sha256="abc=")
     assert fresh["desired"] == rendered and fresh["rules"] == rules
-    assert fresh["drift"] == f.stop_protection_drift(nothing["state"], rendered)
+    assert fresh["drift"] == f.drift.region_drift(nothing["state"], rendered)
     assert fresh["changes"] is True and fresh["differs"] is True
     # Everything as planned: a state whose every comparison is empty, and the rules deployed.
     in_sync = dict(nothing, rules=[])

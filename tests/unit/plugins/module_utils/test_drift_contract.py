@@ -36,8 +36,10 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import (
     iam_policy,
     naming,
     patterns,
-    protection,
     render,
+)
+from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    plan as planning,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.ownership import read_ownership
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
@@ -68,7 +70,7 @@ def aws(monkeypatch, retrying):
 
 @pytest.fixture
 def plan():
-    return protection.build_plan(
+    return planning.build_plan(
         NAME,
         instances=[(instance_id, REGION, "x") for instance_id in IDS],
         bypass_tag_key="B",

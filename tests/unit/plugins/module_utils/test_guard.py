@@ -6,7 +6,7 @@ import botocore.session
 import pytest
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import guard
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
+from ansible_collections.guardrails.ec2.plugins.module_utils.validate import ProtectionError
 
 AUTOMATION = ["arn:aws:iam::*:role/platform-automation"]
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ops"

@@ -13,10 +13,12 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import (
     drill,
     iam_eval,
     iam_policy,
-    protection,
     reads,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.protection import ProtectionError
+from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    plan as planning,
+)
+from ansible_collections.guardrails.ec2.plugins.module_utils.validate import ProtectionError
 
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:EC2Protect"
 RULE_ARN = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.1"
@@ -499,12 +501,12 @@ def generated(instance_ids=(ID,), **kwargs):
     """The policy documents the role deploys for these instances."""
 
     if kwargs.get("mode") == "tag":
-        plan = protection.build_plan(
+        plan = planning.build_plan(
             "EC2Protect", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
         )
         policies, _scope = iam_policy.build_policies(plan, "123456789012", tag_key="K", tag_value="V")
     else:
-        plan = protection.build_plan(
+        plan = planning.build_plan(
             "EC2Protect", instances=[(i, "eu-west-1", "x") for i in instance_ids], bypass_tag_key="B"
         )
         policies, _scope = iam_policy.build_policies(plan, "123456789012")
@@ -690,7 +692,7 @@ def test_volume_keys_reads_each_key_once_and_skips_unencrypted_volumes():
 
 def permissions_with(kms_key_arns):
 
-    plan = protection.build_plan("EC2Protect", instances=[(ID, "eu-west-1", "x")], bypass_tag_key="B")
+    plan = planning.build_plan("EC2Protect", instances=[(ID, "eu-west-1", "x")], bypass_tag_key="B")
     policies, _scope = iam_policy.build_policies(plan, "123456789012", kms_key_arns=kms_key_arns)
     return iam_eval.RolePermissions(ROLE_ARN, [policy["document"] for policy in policies])
 
