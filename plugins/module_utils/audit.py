@@ -241,7 +241,7 @@ def volume_keys(ec2, kms, instances, warnings):
     try:
         encrypted = {
             volume["VolumeId"]: volume["KmsKeyId"]
-            for reply in describe_filtered(ec2.describe_volumes, "volume-id", volume_ids)
+            for reply in describe_filtered(ec2, "describe_volumes", "volume-id", volume_ids)
             for volume in reply.get("Volumes", [])
             if volume.get("Encrypted") and volume.get("KmsKeyId")
         }

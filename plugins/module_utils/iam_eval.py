@@ -9,7 +9,7 @@ import re
 import urllib.parse
 from fnmatch import fnmatchcase
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import paginated_query_with_retries
 
 
 def _decoded(document):
@@ -24,17 +24,19 @@ def role_policy_documents(iam, role_arn):
     versions) and its inline policies."""
     role = role_arn.rsplit("/", 1)[-1]
     documents = []
-    for reply in marker_pages(iam.list_attached_role_policies, RoleName=role):
-        for attached in reply.get("AttachedPolicies", []):
-            policy = iam.get_policy(aws_retry=True, PolicyArn=attached["PolicyArn"])["Policy"]
-            version = iam.get_policy_version(
-                aws_retry=True, PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"]
-            )
-            documents.append(_decoded(version["PolicyVersion"]["Document"]))
-    for reply in marker_pages(iam.list_role_policies, RoleName=role):
-        for policy_name in reply.get("PolicyNames", []):
-            inline = iam.get_role_policy(aws_retry=True, RoleName=role, PolicyName=policy_name)
-            documents.append(_decoded(inline["PolicyDocument"]))
+    # The audit's own errors (AccessDenied above all) stay botocore's: not amazon.aws's iam
+    # helpers, which turn them into AnsibleIAMError.
+    attached = paginated_query_with_retries(iam, "list_attached_role_policies", RoleName=role)
+    for entry in attached.get("AttachedPolicies", []):
+        policy = iam.get_policy(aws_retry=True, PolicyArn=entry["PolicyArn"])["Policy"]
+        version = iam.get_policy_version(
+            aws_retry=True, PolicyArn=entry["PolicyArn"], VersionId=policy["DefaultVersionId"]
+        )
+        documents.append(_decoded(version["PolicyVersion"]["Document"]))
+    inline = paginated_query_with_retries(iam, "list_role_policies", RoleName=role)
+    for policy_name in inline.get("PolicyNames", []):
+        found = iam.get_role_policy(aws_retry=True, RoleName=role, PolicyName=policy_name)
+        documents.append(_decoded(found["PolicyDocument"]))
     return documents
 
 

@@ -19,6 +19,11 @@ any change, named in the error. What counts as ours:
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.iam import (
+    get_iam_role,
+    list_iam_role_attached_policies,
+)
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     DESCRIPTION_PREFIX,
@@ -33,7 +38,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     regional_names,
     resource_names,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marked_instances, marker_pages
+from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marked_instances
 from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import (
     alarm_state,
     function_state,
@@ -44,11 +49,6 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads impo
     read_policy_versions,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
-
-
-def _tag_dict(tag_list):
-    return {tag["Key"]: tag["Value"] for tag in tag_list or []}
-
 
 # The kinds of ``present``: the names of what exists, by kind.
 PRESENT_KINDS = ("function", "log_group", "alarm", "rule", "role", "policy")
@@ -131,16 +131,11 @@ def judge_rule(rule, arn):
 def read_role(iam, role):
     """The role's ownership entry, the names of its attached managed policies, and its state
     ``{"exists", "trust", "description", "attached" (ARNs), "tags"}``."""
-    try:
-        found = iam.get_role(aws_retry=True, RoleName=role)["Role"]
-    except is_boto3_error_code("NoSuchEntity"):
+    found = get_iam_role(iam, role)
+    if found is None:
         return _missing("role", role), [], {"exists": False}
-    attached = [
-        entry
-        for reply in marker_pages(iam.list_attached_role_policies, RoleName=role)
-        for entry in reply.get("AttachedPolicies", [])
-    ]
-    tags = _tag_dict(found.get("Tags"))
+    attached = list_iam_role_attached_policies(iam, role)
+    tags = boto3_tag_list_to_ansible_dict(found.get("Tags") or [])
     state = {
         "exists": True,
         "trust": found.get("AssumeRolePolicyDocument"),
@@ -158,7 +153,7 @@ def read_policy(iam, arn_prefix, policy):
         found = iam.get_policy(aws_retry=True, PolicyArn=arn_prefix + policy)["Policy"]
     except is_boto3_error_code("NoSuchEntity"):
         return _missing("policy", policy), {"exists": False}
-    tags = _tag_dict(found.get("Tags"))
+    tags = boto3_tag_list_to_ansible_dict(found.get("Tags") or [])
     state = {
         "exists": True,
         "default_version": found.get("DefaultVersionId"),

@@ -2,66 +2,63 @@
 # Copyright: guardrails.ec2 contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Batched, paginated AWS reads shared by the modules: instances, their attributes, IAM pages.
+"""Batched AWS reads of instances shared by the modules: states, attributes, tags.
 
-Clients are wrapped with AWSRetry by the module (calls pass ``aws_retry=True``); tests pass
-stand-ins with the same methods.
+Clients are wrapped with AWSRetry by the module (single calls pass ``aws_retry=True``); paged
+calls go through botocore's paginators, retried as a whole by amazon.aws
+(``paginated_query_with_retries``). Tests pass stand-ins with the same methods.
 """
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import (
+    is_boto3_error_code,
+    paginated_query_with_retries,
+)
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
 
 # DescribeInstances accepts at most 200 values in one filter.
 DESCRIBE_BATCH = 200
 
 
 ATTRIBUTE_WORKERS = 8
+NOT_TERMINATED = {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
 
 
-def describe_filtered(describe, filter_name, values):
-    """Every reply page of an EC2 ``Describe*`` call filtered on ``filter_name``, in
-    batches of 200 values (a filter on ids does not fail the batch on an unknown id)."""
+def describe_filtered(client, operation, filter_name, values):
+    """The replies of an EC2 ``Describe*`` call filtered on ``filter_name``, one per batch of
+    200 values, each with every page merged (a filter on ids does not fail the batch on an
+    unknown id)."""
     for start in range(0, len(values), DESCRIBE_BATCH):
-        kwargs = {"Filters": [{"Name": filter_name, "Values": values[start : start + DESCRIBE_BATCH]}]}
-        while True:
-            reply = describe(aws_retry=True, **kwargs)
-            yield reply
-            if not reply.get("NextToken"):
-                break
-            kwargs["NextToken"] = reply["NextToken"]
+        batch = values[start : start + DESCRIBE_BATCH]
+        yield paginated_query_with_retries(
+            client, operation, Filters=[{"Name": filter_name, "Values": batch}]
+        )
+
+
+def _instances(reply):
+    return [
+        instance
+        for reservation in reply.get("Reservations", [])
+        for instance in reservation.get("Instances", [])
+    ]
 
 
 def describe_instances(ec2, instance_ids):
     """``{instance_id: instance}`` for those that exist; unknown ids are simply absent."""
     return {
         instance["InstanceId"]: instance
-        for reply in describe_filtered(ec2.describe_instances, "instance-id", instance_ids)
-        for reservation in reply.get("Reservations", [])
-        for instance in reservation.get("Instances", [])
+        for reply in describe_filtered(ec2, "describe_instances", "instance-id", instance_ids)
+        for instance in _instances(reply)
     }
 
 
 def tagged_instance_ids(ec2, key, value):
     """Ids of the instances of the client's region that carry tag ``key=value`` and are not
     terminated, sorted."""
-    found = set()
-    kwargs = {
-        "Filters": [
-            {"Name": f"tag:{key}", "Values": [value]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-        ]
-    }
-    while True:
-        reply = ec2.describe_instances(aws_retry=True, **kwargs)
-        found.update(
-            instance["InstanceId"]
-            for reservation in reply.get("Reservations", [])
-            for instance in reservation.get("Instances", [])
-        )
-        if not reply.get("NextToken"):
-            return sorted(found)
-        kwargs["NextToken"] = reply["NextToken"]
+    filters = [{"Name": f"tag:{key}", "Values": [value]}, NOT_TERMINATED]
+    reply = paginated_query_with_retries(ec2, "describe_instances", Filters=filters)
+    return sorted({instance["InstanceId"] for instance in _instances(reply)})
 
 
 def instance_attributes(ec2, instance_ids, stop_protection=True):
@@ -92,27 +89,7 @@ def instance_attributes(ec2, instance_ids, stop_protection=True):
 
 
 def tags_of(instance):
-    return {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", []) or []}
-
-
-def marker_pages(call, **kwargs):
-    """Every reply page of an IAM list call (Marker / IsTruncated paging)."""
-    while True:
-        reply = call(aws_retry=True, **kwargs)
-        yield reply
-        if not reply.get("IsTruncated"):
-            break
-        kwargs["Marker"] = reply["Marker"]
-
-
-def token_pages(call, **kwargs):
-    """Every reply page of a list call paged by ``NextToken`` (EventBridge and others)."""
-    while True:
-        reply = call(aws_retry=True, **kwargs)
-        yield reply
-        if not reply.get("NextToken"):
-            break
-        kwargs["NextToken"] = reply["NextToken"]
+    return boto3_tag_list_to_ansible_dict(instance.get("Tags") or [])
 
 
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
@@ -154,30 +131,20 @@ def instance_states(ec2, instance_ids):
 
 def tagged_with(ec2, key):
     """``{instance_id: value}`` of the region's instances that carry tag ``key`` (DescribeTags)."""
-    found = {}
-    kwargs = {
-        "Filters": [{"Name": "key", "Values": [key]}, {"Name": "resource-type", "Values": ["instance"]}],
-        "MaxResults": 1000,
-    }
-    while True:
-        reply = ec2.describe_tags(aws_retry=True, **kwargs)
-        found.update({tag["ResourceId"]: tag.get("Value", "") for tag in reply.get("Tags", [])})
-        if not reply.get("NextToken"):
-            return found
-        kwargs["NextToken"] = reply["NextToken"]
+    reply = paginated_query_with_retries(
+        ec2,
+        "describe_tags",
+        Filters=[{"Name": "key", "Values": [key]}, {"Name": "resource-type", "Values": ["instance"]}],
+        PaginationConfig={"PageSize": 1000},
+    )
+    return {tag["ResourceId"]: tag.get("Value", "") for tag in reply.get("Tags", [])}
 
 
 def marked_instances(ec2, marker):
     """Ids of the region's instances (not terminated) that carry tag ``marker``."""
-    found = []
-    filters = [
-        {"Name": "tag-key", "Values": [marker]},
-        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-    ]
-    for reply in token_pages(ec2.describe_instances, Filters=filters):
-        for reservation in reply.get("Reservations", []):
-            found.extend(instance["InstanceId"] for instance in reservation.get("Instances", []))
-    return sorted(found)
+    filters = [{"Name": "tag-key", "Values": [marker]}, NOT_TERMINATED]
+    reply = paginated_query_with_retries(ec2, "describe_instances", Filters=filters)
+    return sorted(instance["InstanceId"] for instance in _instances(reply))
 
 
 def look_up_instances(ec2, instance_ids, shutdown_behavior_of=()):

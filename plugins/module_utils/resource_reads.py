@@ -15,9 +15,9 @@ import json
 from urllib.parse import unquote
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.iam import list_iam_managed_policy_versions
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import compact_json
-from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marker_pages
 
 
 def read_function_policy(lam, function, statement_id):
@@ -128,14 +128,14 @@ def alarm_state(found):
 
 
 def read_policy_versions(iam, arn):
-    """The versions of a managed policy in the order IAM lists them: ``[{"id", "document"}]``."""
+    """The versions of a managed policy in the order IAM lists them: ``[{"id", "document"}]``
+    (IAM keeps at most five: one page)."""
     versions = []
-    for page in marker_pages(iam.list_policy_versions, PolicyArn=arn):
-        for version in page.get("Versions", []):
-            document = iam.get_policy_version(aws_retry=True, PolicyArn=arn, VersionId=version["VersionId"])[
-                "PolicyVersion"
-            ]["Document"]
-            versions.append({"id": version["VersionId"], "document": _policy_document(document)})
+    for version in list_iam_managed_policy_versions(iam, arn):
+        document = iam.get_policy_version(aws_retry=True, PolicyArn=arn, VersionId=version["VersionId"])[
+            "PolicyVersion"
+        ]["Document"]
+        versions.append({"id": version["VersionId"], "document": _policy_document(document)})
     return versions
 
 

@@ -4,13 +4,14 @@
 
 """Reading a deployment's EventBridge rules, shared by the rule_info and verify modules."""
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import paginated_query_with_retries
+
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     DESCRIPTION_PREFIX,
     RULE_SEPARATOR,
     rule_kind,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pattern_instance_ids
-from ansible_collections.guardrails.ec2.plugins.module_utils.reads import token_pages
 
 
 def list_deployment_rules(client, name, with_targets=True):
@@ -20,30 +21,29 @@ def list_deployment_rules(client, name, with_targets=True):
     with ``-`` as written before 1.1.0 (returned with ``legacy: true``, so that protect
     replaces them): a deployment called ``<name>-2`` has rules ``<name>-2.1``... and is
     never mistaken for ours.
-    ``client`` is an events client wrapped with AWSRetry (calls use ``aws_retry=True``).
+    ``client`` is an events client; each list is read with its paginator, retried as a whole.
     """
     rules = []
-    for reply in token_pages(client.list_rules, NamePrefix=name):
-        for rule in reply.get("Rules", []):
-            found = rule_kind(name, rule["Name"])
-            if found is None:
-                continue
-            kind, index, legacy = found
-            entry = {
-                "name": rule["Name"],
-                "arn": rule["Arn"],
-                "state": rule.get("State"),
-                "description": rule.get("Description"),
-                "event_pattern": rule.get("EventPattern"),
-                "schedule_expression": rule.get("ScheduleExpression"),
-                "role_arn": rule.get("RoleArn"),
-                "index": index,
-                "kind": kind,
-                "legacy": legacy,
-            }
-            if with_targets:
-                entry["targets"] = list_targets(client, rule["Name"])
-            rules.append(entry)
+    for rule in paginated_query_with_retries(client, "list_rules", NamePrefix=name).get("Rules", []):
+        found = rule_kind(name, rule["Name"])
+        if found is None:
+            continue
+        kind, index, legacy = found
+        entry = {
+            "name": rule["Name"],
+            "arn": rule["Arn"],
+            "state": rule.get("State"),
+            "description": rule.get("Description"),
+            "event_pattern": rule.get("EventPattern"),
+            "schedule_expression": rule.get("ScheduleExpression"),
+            "role_arn": rule.get("RoleArn"),
+            "index": index,
+            "kind": kind,
+            "legacy": legacy,
+        }
+        if with_targets:
+            entry["targets"] = list_targets(client, rule["Name"])
+        rules.append(entry)
     rules.sort(key=lambda rule: (rule["legacy"], rule["index"] is None, rule["index"] or 0, rule["name"]))
     return rules
 
@@ -56,8 +56,9 @@ def list_targets(client, rule):
             "arn": target["Arn"],
             "extra": {key: value for key, value in target.items() if key not in ("Id", "Arn")},
         }
-        for reply in token_pages(client.list_targets_by_rule, Rule=rule)
-        for target in reply.get("Targets", [])
+        for target in paginated_query_with_retries(client, "list_targets_by_rule", Rule=rule).get(
+            "Targets", []
+        )
     ]
 
 
@@ -68,15 +69,14 @@ def other_deployments(client, name):
     instance ids their patterns name (none in tag mode). Deployment ``name`` is left out.
     """
     found = {}
-    for reply in token_pages(client.list_rules):
-        for rule in reply.get("Rules", []):
-            base = rule["Name"].split(RULE_SEPARATOR, 1)[0]
-            if base == name or not (rule.get("Description") or "").startswith(DESCRIPTION_PREFIX):
-                continue
-            kind = rule_kind(base, rule["Name"])
-            if kind is None or kind[2]:  # not a rule of deployment <base>, or of a release before 1.1
-                continue
-            ids = found.setdefault(base, [])
-            if kind[0] == "state_change":
-                ids.extend(pattern_instance_ids(rule.get("EventPattern")))
+    for rule in paginated_query_with_retries(client, "list_rules").get("Rules", []):
+        base = rule["Name"].split(RULE_SEPARATOR, 1)[0]
+        if base == name or not (rule.get("Description") or "").startswith(DESCRIPTION_PREFIX):
+            continue
+        kind = rule_kind(base, rule["Name"])
+        if kind is None or kind[2]:  # not a rule of deployment <base>, or of a release before 1.1
+            continue
+        ids = found.setdefault(base, [])
+        if kind[0] == "state_change":
+            ids.extend(pattern_instance_ids(rule.get("EventPattern")))
     return {base: sorted(set(ids)) for base, ids in sorted(found.items())}

@@ -251,6 +251,8 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
+from ansible_collections.amazon.aws.plugins.module_utils.arn import parse_aws_arn
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
@@ -296,7 +298,7 @@ def main():
     others = {}
     try:
         identity = clients["sts"].get_caller_identity(aws_retry=True)
-        account, partition = identity["Account"], identity["Arn"].split(":")[1]
+        account, partition = identity["Account"], parse_aws_arn(identity["Arn"])["partition"]
         with ThreadPoolExecutor(max_workers=1) as pool:
             # Other deployments on the bus: independent of this one's resources, read beside them.
             listed_others = (
@@ -324,6 +326,10 @@ def main():
             )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Couldn't read stop protection {name} in {module.region}")
+    except AnsibleAWSError as e:  # amazon.aws's iam helpers wrap the botocore error
+        module.fail_json_aws(
+            e.exception or e, msg=f"Couldn't read stop protection {name} in {module.region}: {e.message}"
+        )
     for warning in instance_warnings(instances, module.params["warn_managed"]):
         module.warn(warning)
     for other, protected in others.items():

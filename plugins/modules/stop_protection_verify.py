@@ -319,6 +319,7 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
+from ansible_collections.amazon.aws.plugins.module_utils.arn import parse_aws_arn
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
@@ -386,7 +387,7 @@ def main():
     report = {"management_trails": None}
     try:
         identity = module.client("sts", retry_decorator=retry).get_caller_identity(aws_retry=True)
-        account, partition = identity["Account"], identity["Arn"].split(":")[1]
+        account, partition = identity["Account"], parse_aws_arn(identity["Arn"])["partition"]
         entries = audit(
             clients,
             params["name"],

@@ -27,28 +27,3 @@ def test_missing_targets_names_the_topic_and_queue_that_do_not_exist(clients):
         gone_topic,
         gone_queue,
     ]
-
-
-def test_token_pages_follows_next_token_to_the_last_page():
-    pages = {
-        None: {"Rules": [1, 2], "NextToken": "a"},
-        "a": {"Rules": [3], "NextToken": "b"},
-        "b": {"Rules": [4]},
-    }
-    calls = []
-
-    def list_rules(aws_retry, **kwargs):
-        calls.append(kwargs)
-        return pages[kwargs.get("NextToken")]
-
-    assert [rule for page in reads.token_pages(list_rules, NamePrefix="P") for rule in page["Rules"]] == [
-        1,
-        2,
-        3,
-        4,
-    ]
-    assert calls == [
-        {"NamePrefix": "P"},
-        {"NamePrefix": "P", "NextToken": "a"},
-        {"NamePrefix": "P", "NextToken": "b"},
-    ]

@@ -6,6 +6,7 @@ from unittest import mock
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from fakes import Paged
 from moto import mock_aws
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
@@ -217,7 +218,7 @@ def test_sample_event_is_a_stopped_state_change():
 # --- drill with a scripted EC2 and a fake clock ---------------------------------------------------
 
 
-class ScriptedEc2:
+class ScriptedEc2(Paged):
     """StopInstances answers `stopping`; each describe returns the next scripted states."""
 
     def __init__(self, script):
@@ -237,7 +238,7 @@ class ScriptedEc2:
             ]
         }
 
-    def describe_instances(self, aws_retry, Filters):
+    def describe_instances(self, aws_retry=False, Filters=()):
         self.describes += 1
         wanted = Filters[0]["Values"]
         states = self.script.pop(0) if self.script else {}
@@ -342,7 +343,7 @@ def test_summary_counts_and_recovery_statistics():
     assert drill.summarise(items, "audit") == {"instances": 4, "protected": 3, "unprotected": 1}
 
 
-class Fleet:
+class Fleet(Paged):
     """A stateful EC2: each instance comes back ``polls`` describes after its stop, or never (None)."""
 
     def __init__(self, comes_back, refuse_stop=()):
@@ -379,7 +380,7 @@ class Fleet:
         for instance_id in InstanceIds:
             self.state[instance_id] = "pending"
 
-    def describe_instances(self, aws_retry, Filters):
+    def describe_instances(self, aws_retry=False, Filters=()):
         for instance_id, left in self.countdown.items():
             if left is not None and self.state[instance_id] == "stopped":
                 self.countdown[instance_id] = left - 1
@@ -604,13 +605,15 @@ def test_audit_names_the_role_that_may_not_start_the_instance():
     assert audit.audit_instance(ID, instance(), dep, "eu-west-1")["protected"] is True
 
 
-class PagedIam:
+class PagedIam(Paged):
+    SERVICE = "iam"
+
     """IAM stand-in: two pages of attached policies, one inline policy returned as text."""
 
     def __init__(self):
         self.calls = []
 
-    def list_attached_role_policies(self, aws_retry, RoleName, Marker=None):
+    def list_attached_role_policies(self, aws_retry=False, RoleName=None, Marker=None):
         self.calls.append(("list_attached_role_policies", RoleName, Marker))
         if Marker is None:
             return {"AttachedPolicies": [{"PolicyArn": "arn:p1"}], "IsTruncated": True, "Marker": "m"}
@@ -623,7 +626,7 @@ class PagedIam:
         assert VersionId == "v3"
         return {"PolicyVersion": {"Document": {"Statement": [{"Sid": PolicyArn}]}}}
 
-    def list_role_policies(self, aws_retry, RoleName, Marker=None):
+    def list_role_policies(self, aws_retry=False, RoleName=None, Marker=None):
         return {"PolicyNames": ["inline"], "IsTruncated": False}
 
     def get_role_policy(self, aws_retry, RoleName, PolicyName):
@@ -646,12 +649,12 @@ CMK = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890
 AWS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000000"
 
 
-class VolumeEc2:
+class VolumeEc2(Paged):
     def __init__(self, volumes):
         self.volumes = volumes
         self.calls = 0
 
-    def describe_volumes(self, aws_retry, Filters):
+    def describe_volumes(self, aws_retry=False, Filters=()):
         self.calls += 1
         wanted = set(Filters[0]["Values"])
         return {"Volumes": [v for v in self.volumes if v["VolumeId"] in wanted]}
@@ -729,13 +732,21 @@ def test_encrypted_volumes_need_an_enabled_key_the_role_may_grant_on(volume, kms
 def test_describe_filtered_batches_by_200_and_follows_next_token():
     calls = []
 
-    def describe(aws_retry, Filters, NextToken=None):
-        calls.append((len(Filters[0]["Values"]), NextToken))
-        return {"Page": NextToken, "NextToken": "second" if NextToken is None else None}
+    class Volumes(Paged):
+        def describe_volumes(self, Filters, NextToken=None):
+            calls.append((len(Filters[0]["Values"]), NextToken))
+            page = [{"VolumeId": f"{len(Filters[0]['Values'])}-{NextToken}"}]
+            return {"Volumes": page, **({"NextToken": "second"} if NextToken is None else {})}
 
-    pages = list(reads.describe_filtered(describe, "volume-id", [f"vol-{n}" for n in range(250)]))
+    replies = list(
+        reads.describe_filtered(Volumes(), "describe_volumes", "volume-id", [f"vol-{n}" for n in range(250)])
+    )
     assert calls == [(200, None), (200, "second"), (50, None), (50, "second")]
-    assert [page["Page"] for page in pages] == [None, "second", None, "second"]
+    # One reply per batch, its pages merged.
+    assert [[v["VolumeId"] for v in reply["Volumes"]] for reply in replies] == [
+        ["200-None", "200-second"],
+        ["50-None", "50-second"],
+    ]
 
 
 NEGATED_DENIES = [

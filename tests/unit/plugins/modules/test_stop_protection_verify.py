@@ -75,7 +75,9 @@ def test_a_drill_passes_only_when_the_protection_restarted_every_drilled_instanc
         return entries
 
     sts = mock.Mock(
-        get_caller_identity=mock.Mock(return_value={"Account": "1" * 12, "Arn": "arn:aws:iam::x"})
+        get_caller_identity=mock.Mock(
+            return_value={"Account": "1" * 12, "Arn": "arn:aws:iam::111111111111:user/x"}
+        )
     )
     with (
         mock.patch.object(m.AnsibleAWSModule, "client", return_value=sts),
