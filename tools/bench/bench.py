@@ -4,7 +4,8 @@ Measures, alternating ours and the peer's where both apply, BENCH_REPEATS times 
 (default 3), and reports min/median/max plus ratios (the machine is shared and noisy;
 ratios within one run are what compare):
 
-1. rollout: protect.yml cold and no-op for N = 1, 100, 1000 instances and tag mode, with
+1. rollout: an empty one-task playbook (Ansible's floor), then protect.yml cold and no-op
+   for N = 1, 100, 1000 instances and tag mode, with
    stock Ansible and again with Mitogen for Ansible (its strategy plugin, installed for the
    bench only); `custodian run` of the equivalent policy (tag filter, start action), cold
    and no-op;
@@ -161,8 +162,32 @@ def mitogen():
                 os.environ[key] = value
 
 
+# Ansible's own floor: what any playbook run costs on this machine (interpreter start,
+# inventory, one task), against which a no-op rerun is measured.
+EMPTY_PLAYBOOK = """---
+- name: One task and nothing else
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Say nothing
+      ansible.builtin.debug:
+        msg: nothing
+"""
+
+
+def empty_playbook(label=""):
+    """An empty one-task playbook, run as the protect runs are, REPEATS times."""
+    path = ROOT / ".build" / "bench" / "empty.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(EMPTY_PLAYBOOK)
+    runs = [run_playbook(str(path), LOG)[0] for _ in range(REPEATS)]
+    say(f"  empty one-task playbook{label}: {stats(runs)['median']:.1f} s")
+    return stats(runs)
+
+
 def rollouts(fleet, label=""):
     return {
+        "empty": empty_playbook(label),
         "n1": ours_rollout(f"N=1{label}", protect_vars(fleet[:1])),
         "n100": ours_rollout(f"N=100{label}", protect_vars(fleet[:100])),
         "n1000": ours_rollout(f"N=1000{label}", protect_vars(fleet)),
@@ -624,7 +649,17 @@ def rollout_targets(data):
     def median(group, key, kind):
         return group[key][kind]["median"]
 
+    floor = [
+        (
+            f"no-op N={count} <= 2.5 x an empty one-task playbook (stock)",
+            ratio(median(rollout, key, "noop"), rollout["empty"]["median"]),
+            2.5,
+        )
+        for count, key in ((1, "n1"), (100, "n100"))
+        if "empty" in rollout
+    ]
     return [
+        *floor,
         (
             "no-op <= 0.4 x cold (N=100, stock)",
             ratio(median(rollout, "n100", "noop"), median(rollout, "n100", "cold")),
@@ -718,6 +753,10 @@ def markdown(data):
 def rollout_rows(data):
     rollout, fast, peer = data["rollout"], data["rollout_mitogen"], data["peer_rollout"]
     lines = []
+    if "empty" in rollout:
+        lines.append(
+            f"| empty one-task playbook (Ansible's floor) | {s(rollout['empty'])} | {s(fast['empty'])} | | |"
+        )
     for kind, what in (("cold", "rollout cold"), ("noop", "no-op rerun")):
         for key, label in (("n1", "N=1"), ("n100", "N=100"), ("n1000", "N=1000")):
             lines.append(f"| {what}, {label} | {s(rollout[key][kind])} | {s(fast[key][kind])} | | |")
