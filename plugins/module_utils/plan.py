@@ -203,7 +203,7 @@ def build_plan(
         )
     validate_arn(notification_topic_arn, ("sns",), "stop_protection_notification_topic_arn")
     validate_arn(failure_destination_arn, ("sqs", "sns"), "stop_protection_failure_destination_arn")
-    validate_kms_key_arns(kms_key_arns)
+    kms_key_arns = sorted(validate_kms_key_arns(kms_key_arns))
     restart_policy = validate_restart_policy(
         restart_policy, tag_key if mode == MODE_TAG else None, bypass_tag_key
     )
@@ -303,7 +303,7 @@ def build_plan(
             "attribution": bool(attribution),
             "notification_topic_arn": notification_topic_arn or None,
             "failure_destination_arn": failure_destination_arn or None,
-            "kms_key_arns": sorted(validate_kms_key_arns(kms_key_arns)),
+            "kms_key_arns": kms_key_arns,
             "automation_principals": automation_principals,
             "function": function,
         },

@@ -17,27 +17,16 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads impo
 HANDLER = "stop_protection_handler.handler"
 
 
-def desired_state(
-    plan,
-    region,
-    account,
-    partition,
-    log_retention_days,
-    retry_attempts,
-    max_event_age_seconds,
-    failure_destination_arn=None,
-    policies=None,
-    trust_policy=None,
-    environment=None,
-    code_sha256=None,
-    runtime=None,
-    timeout=None,
-    memory_size=None,
-    restart_together=False,
-):
-    """What the role writes in ``region`` besides the rules: the values its tasks pass to the
-    modules, and that ``region_drift`` compares. ``policies`` are the region's managed
-    policies (``[{"name", "document"}]``, ``iam_policy.build_policies``)."""
+def desired_state(plan, region, account, partition, policies=(), trust_policy=None, code_sha256=None):
+    """What the role writes in ``region`` besides the rules, from the plan's validated
+    settings: the values its tasks pass to the modules, and that ``region_drift`` compares.
+    ``policies`` are the region's managed policies (``[{"name", "document"}]``,
+    ``iam_policy.build_policies``); ``trust_policy`` and ``code_sha256`` come from the role's
+    files."""
+    settings = plan["settings"]
+    function = settings["function"]
+    environment = function_environment(plan)
+    retry_attempts = plan["restart_policy"]["retry_attempts"]
     names = plan["names"]
     alarm = plan.get("alarm")
     heartbeat = plan.get("heartbeat")
@@ -67,9 +56,9 @@ def desired_state(
             "Role": role_arn,
             "Handler": HANDLER,
             "Description": "guardrails.ec2 stop protection - restarts protected instances that stop",
-            "Timeout": int(timeout) if timeout is not None else None,
-            "MemorySize": int(memory_size) if memory_size is not None else None,
-            "Runtime": runtime,
+            "Timeout": int(function["timeout"]),
+            "MemorySize": int(function["memory_mb"]),
+            "Runtime": function["runtime"],
             "Environment": environment,
             "VpcId": None,
             "Tags": plan["tags"],
@@ -98,16 +87,20 @@ def desired_state(
             "statement_id": names["invoke_statement"],
             "source_arn": rule_source_pattern(partition, region, account, plan["name"]),
         },
-        "log_group": {"name": names["log_group"], "retention": int(log_retention_days), "tags": plan["tags"]},
+        "log_group": {
+            "name": names["log_group"],
+            "retention": int(function["log_retention_days"]),
+            "tags": plan["tags"],
+        },
         "metric_filter": metric_filter_request(alarm),
         "heartbeat_filter": metric_filter_request(heartbeat),
         "invoke_config": {
             "maximum_retry_attempts": int(retry_attempts),
-            "maximum_event_age_in_seconds": int(max_event_age_seconds),
-            "on_failure_destination_arn": failure_destination_arn or None,
+            "maximum_event_age_in_seconds": int(function["max_event_age_seconds"]),
+            "on_failure_destination_arn": settings["failure_destination_arn"] or None,
             # One container at a time restarts a burst of stops together (the function
             # reads this setting); otherwise each event decides for its own instance.
-            "reserved_concurrency": 1 if restart_together else UNRESERVED,
+            "reserved_concurrency": 1 if function["restart_together"] else UNRESERVED,
         },
     }
 
@@ -151,29 +144,10 @@ def metric_filter_request(settings):
 
 def render_region(plan, region, account, partition, code_sha256=None, trust_policy=None):
     """Everything the role writes in ``region``, from the plan alone: ``desired_state`` with
-    the region's managed policies (``iam_policy.plan_policies``), their ``scope`` and the
-    function's environment (``environment.function_environment``). ``code_sha256`` is the
-    package's hash, ``trust_policy`` the role's trust document (both files of the role)."""
-    settings = plan["settings"]
-    function = settings["function"]
+    the region's managed policies (``iam_policy.plan_policies``) and their ``scope``.
+    ``code_sha256`` is the package's hash, ``trust_policy`` the role's trust document (both
+    files of the role)."""
     policies, scope = plan_policies(plan, region, account, partition)
-    desired = desired_state(
-        plan,
-        region,
-        account,
-        partition,
-        log_retention_days=function["log_retention_days"],
-        retry_attempts=plan["restart_policy"]["retry_attempts"],
-        max_event_age_seconds=function["max_event_age_seconds"],
-        failure_destination_arn=settings["failure_destination_arn"],
-        policies=policies,
-        trust_policy=trust_policy,
-        environment=function_environment(plan),
-        code_sha256=code_sha256,
-        runtime=function["runtime"],
-        timeout=function["timeout"],
-        memory_size=function["memory_mb"],
-        restart_together=function["restart_together"],
-    )
+    desired = desired_state(plan, region, account, partition, policies, trust_policy, code_sha256)
     desired["scope"] = scope
     return desired

@@ -264,7 +264,11 @@ def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
         "aws",
         **{k: v for k, v in variables.items() if k not in ("selector", "bypass_tag_key")},
     )["eu-west-1"]
-    environment = f.stop_protection_environment(
+    assert rendered == render.desired_state(
+        plan, "eu-west-1", "123456789012", "aws", iam["policies"], {}, "abc="
+    ) | {"scope": iam["scope"]}
+    # The plan carries every setting the role's variables gave, one by one.
+    assert rendered["function"]["Environment"] == f.stop_protection_environment(
         plan,
         **{
             k: v
@@ -272,24 +276,16 @@ def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
             if k in ("tag_key", "tag_value", "bypass_tag_key", "notification_topic_arn", "attribution")
         },
     )
-    assert rendered == render.desired_state(
-        plan,
-        "eu-west-1",
-        "123456789012",
-        "aws",
-        log_retention_days=14,
-        retry_attempts=2,
-        max_event_age_seconds=600,
-        failure_destination_arn=None,
-        policies=iam["policies"],
-        trust_policy={},
-        environment=environment,
-        code_sha256="abc=",
-        runtime="python3.12",
-        timeout=90,
-        memory_size=256,
-        restart_together=True,
-    ) | {"scope": iam["scope"]}
+    assert (
+        rendered["function"]["Runtime"],
+        rendered["function"]["Timeout"],
+        rendered["function"]["MemorySize"],
+    ) == (
+        "python3.12",
+        90,
+        256,
+    )
+    assert rendered["invoke_config"]["maximum_event_age_in_seconds"] == 600
     assert rendered["function"]["Environment"]["NOTIFICATION_TOPIC_ARN"] == topic
     assert rendered["log_group"]["retention"] == 14
 

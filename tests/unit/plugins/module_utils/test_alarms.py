@@ -71,7 +71,7 @@ def test_the_heartbeat_alarm_fires_when_its_evaluation_range_holds_no_sweep():
         "evaluation_periods": 1,
         "actions": [topic],
     }
-    alarm = render.desired_state(plan, "eu-west-1", "123456789012", "aws", 30, 2, 3600)["heartbeat"]
+    alarm = render.desired_state(plan, "eu-west-1", "123456789012", "aws")["heartbeat"]
     # Fewer than one heartbeat in a period, and no data at all counts as none.
     assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["Statistic"]) == (
         "LessThanThreshold",

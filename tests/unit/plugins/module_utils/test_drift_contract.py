@@ -53,7 +53,6 @@ EXTRA_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}],
 }
-ENVIRONMENT = {"PROTECTION_MODE": "instance_ids", "BYPASS_TAG_KEY": "B"}
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -75,6 +74,7 @@ def plan():
         instances=[(instance_id, REGION, "x") for instance_id in IDS],
         bypass_tag_key="B",
         restart_policy={"sweep_minutes": 5},
+        function={"timeout": 30, "restart_together": False},
     )
 
 
@@ -96,20 +96,7 @@ def zip_file(tmp_path):
 def desired(plan, zip_file):
     policies, _scope = iam_policy.build_policies(plan, ACCOUNT, "aws")
     return render.desired_state(
-        plan,
-        REGION,
-        ACCOUNT,
-        "aws",
-        30,
-        2,
-        3600,
-        policies=policies,
-        trust_policy=TRUST,
-        environment=ENVIRONMENT,
-        code_sha256=lambda_package.code_sha256(zip_file.read_bytes()),
-        runtime="python3.13",
-        timeout=30,
-        memory_size=128,
+        plan, REGION, ACCOUNT, "aws", policies, TRUST, lambda_package.code_sha256(zip_file.read_bytes())
     )
 
 
