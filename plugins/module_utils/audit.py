@@ -42,6 +42,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.reads import (
     tagged_instance_ids,
     tags_of,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import described_alarms
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 from ansible_collections.guardrails.ec2.plugins.module_utils.validate import MODE_TAG, ProtectionError
 
@@ -520,8 +521,7 @@ def alarm_states(cloudwatch, name, warnings):
     Each alarm in ALARM adds a warning that says what it means."""
     names = resource_names(name)
     wanted = {kind: names[kind] for kind in ALARM_MEANING}
-    reply = cloudwatch.describe_alarms(aws_retry=True, AlarmNames=list(wanted.values()))
-    described = {alarm["AlarmName"]: alarm for alarm in reply.get("MetricAlarms") or []}
+    described = described_alarms(cloudwatch, list(wanted.values()))
     states = {}
     for kind, alarm_name in wanted.items():
         found = described.get(alarm_name)

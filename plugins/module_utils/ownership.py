@@ -41,6 +41,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import marked_instances
 from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import (
     alarm_state,
+    described_alarms,
     function_state,
     read_function_policy,
     read_invoke_config,
@@ -93,8 +94,7 @@ def read_log_group(logs, group, function_is_ours):
 def read_alarms(cloudwatch, alarms):
     """For each alarm name, in one call: its ownership entry and the alarm as described
     (None when missing)."""
-    reply = cloudwatch.describe_alarms(aws_retry=True, AlarmNames=list(alarms))
-    described = {found["AlarmName"]: found for found in reply.get("MetricAlarms") or []}
+    described = described_alarms(cloudwatch, alarms)
     result = []
     for alarm in alarms:
         found = described.get(alarm)

@@ -116,6 +116,14 @@ ALARM_IGNORED_KEYS = (
 )
 
 
+def described_alarms(cloudwatch, names):
+    """``{name: the alarm as described, or None}`` for the alarm names, in one call (the
+    deployment has two alarms; DescribeAlarms takes up to 100 names)."""
+    reply = cloudwatch.describe_alarms(aws_retry=True, AlarmNames=list(names))
+    found = {alarm["AlarmName"]: alarm for alarm in reply.get("MetricAlarms") or []}
+    return {name: found.get(name) for name in names}
+
+
 def alarm_state(found):
     """A described alarm as amazon.aws.cloudwatch_metric_alarm compares it, or None."""
     if found is None:

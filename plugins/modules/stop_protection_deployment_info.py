@@ -198,10 +198,24 @@ rules:
 state:
   description:
     - What the read-once rollout compares with the plan (see the M(guardrails.ec2.stop_protection)
-      role) - the log group's retention and tags, the metric filter(s) named like the
-      deployment's, the function's invoke statement for its rules and its asynchronous
-      invocation settings (null when there is no function), and C(function_policy) - the size
-      of the function's resource policy and of each of its statements (Lambda allows 20 KB).
+      role), one key per resource.
+    - C(log_group) - C(exists), C(retention), C(tags).
+    - C(metric_filter), C(heartbeat_filter) - the metric filter named like each alarm - C(count),
+      C(name), C(pattern), C(transformation).
+    - C(function) - the function as M(amazon.aws.lambda) compares it (C(Role), C(Handler),
+      C(Description), C(Timeout), C(MemorySize), C(Runtime), C(Environment), C(VpcId),
+      C(Tags), C(CodeSha256)); null when there is no function.
+    - C(function_policy) - C(statement) (the invoke statement for the rules), C(size) of the
+      function's resource policy and C(statements) with the size of each (Lambda allows 20 KB).
+    - C(statement) - the invoke statement for the rules, or null.
+    - C(invoke_config) - the asynchronous invocation settings and C(reserved_concurrency) (-1
+      when none is reserved), in M(guardrails.ec2.lambda_event_invoke_config)'s return shape.
+    - C(alarm), C(heartbeat) - each alarm as M(amazon.aws.cloudwatch_metric_alarm) compares it
+      (C(PutMetricAlarm) fields), or null.
+    - C(role) - C(exists), C(trust), C(description), C(attached) (policy ARNs), C(tags).
+    - C(policies) - per managed policy name, C(exists), C(default_version), C(versions) (C(id),
+      C(document)) and C(tags).
+    - C(api_stop_marked) - the instances whose stop protection (C(DisableApiStop)) protect set.
   returned: always
   type: dict
   sample:
@@ -209,7 +223,9 @@ state:
     metric_filter: {"count": 1, "name": "EC2Protect-attention", "pattern": "{ ($.action = \"failed\") }", "transformation": {}}
     statement: {"Sid": "guardrails-ec2-rules", "Effect": "Allow"}
     function_policy: {"size": 342, "statements": [{"sid": "guardrails-ec2-rules", "size": 290}]}
-    invoke_config: {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 21600, "on_failure_destination_arn": null}
+    invoke_config: {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 21600, "on_failure_destination_arn": null, "reserved_concurrency": 1}
+    role: {"exists": true, "description": "guardrails.ec2 stop protection - restart function in eu-west-1", "attached": [], "tags": {}}
+    api_stop_marked: []
 stale:
   description: The rules in RV(rules) whose names are not in O(keep) (deprecated with O(keep), to be removed in 2.0.0).
   returned: always
