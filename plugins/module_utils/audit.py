@@ -42,7 +42,12 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.reads import (
     tagged_instance_ids,
     tags_of,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import described_alarms
+from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import (
+    UNRESERVED,
+    described_alarms,
+    read_invoke_config,
+    read_reserved_concurrency,
+)
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 from ansible_collections.guardrails.ec2.plugins.module_utils.validate import MODE_TAG, ProtectionError
 
@@ -173,23 +178,17 @@ def read_deployment(clients, name, region, account, partition):
             else:
                 deployment["start_permission"] = RolePermissions(config["Role"], documents)
         try:
-            concurrency_setting = lam.get_function_concurrency(aws_retry=True, FunctionName=name)
+            reserved = read_reserved_concurrency(lam, name)
         except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
             deployment["warnings"].append(
                 "Could not read the function's reserved concurrency (lambda:GetFunctionConcurrency); not checked."
             )
         else:
-            deployment["reserved_concurrency"] = concurrency_setting.get("ReservedConcurrentExecutions")
+            deployment["reserved_concurrency"] = None if reserved == UNRESERVED else reserved
             deployment["reserved_concurrency_read"] = True
-        try:
-            deployment["invoke_config"] = lam.get_function_event_invoke_config(
-                aws_retry=True, FunctionName=name
-            )
-        except is_boto3_error_code("ResourceNotFoundException"):
-            deployment["invoke_config"] = None
-        destination = (
-            ((deployment["invoke_config"] or {}).get("DestinationConfig") or {}).get("OnFailure") or {}
-        ).get("Destination")
+        # The same reader as protect's (snake_case, lambda_event_invoke_config's shape).
+        deployment["invoke_config"] = read_invoke_config(lam, name, concurrency=False)
+        destination = (deployment["invoke_config"] or {}).get("on_failure_destination_arn")
         targets = [arn for arn in (deployment["env"].get("NOTIFICATION_TOPIC_ARN"), destination) if arn]
         if targets and "sns" in clients and "sqs" in clients:
             try:

@@ -42,9 +42,10 @@ def _compact_size(document):
     return len(compact_json(document))
 
 
-def read_invoke_config(lam, function, qualifier=None):
+def read_invoke_config(lam, function, qualifier=None, concurrency=True):
     """The asynchronous invocation settings in ``lambda_event_invoke_config``'s return shape,
-    or None when there are none."""
+    or None when there are none; with ``concurrency`` (and no qualifier) also the function's
+    ``reserved_concurrency``."""
     kwargs = {"FunctionName": function}
     if qualifier:
         kwargs["Qualifier"] = qualifier
@@ -60,7 +61,7 @@ def read_invoke_config(lam, function, qualifier=None):
             "Destination"
         ),
     }
-    if not qualifier:
+    if concurrency and not qualifier:
         found["reserved_concurrency"] = read_reserved_concurrency(lam, function)
     return found
 

@@ -62,7 +62,7 @@ def deployment(mode="instance_ids", **overrides):
         "env": env,
         # the role's one statement per region: a pattern over the deployment's rule names
         "policy_sources": {"arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.*"},
-        "invoke_config": {"MaximumRetryAttempts": 2},
+        "invoke_config": {"maximum_retry_attempts": 2},
         "rules": [rule],
         "sweep_rule": sweep,
         "function_arn": FUNCTION_ARN,
@@ -1119,3 +1119,40 @@ def test_a_reserved_concurrency_other_than_one_is_warned_of_when_the_deployment_
     assert concurrency == ([] if warned is None else [concurrency[0]])
     if warned:
         assert warned in concurrency[0] and "mass stop" in concurrency[0]
+
+
+def test_the_audit_reads_the_async_settings_and_concurrency_with_protects_reader(monkeypatch, retrying):
+    """read_deployment reads the asynchronous settings as protect does (snake_case), checks
+    that their failure destination exists, and takes an unreserved function as not set."""
+    import io
+    import zipfile
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    queue = "arn:aws:sqs:eu-west-1:123456789012:gone"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("stop_protection_handler.py", "def handler(event, context):\n    return None\n")
+    with mock_aws():
+        clients = {
+            service: retrying(boto3.client(service, region_name="eu-west-1"))
+            for service in ("lambda", "events", "iam", "sns", "sqs")
+        }
+        role = clients["iam"].create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        clients["lambda"].create_function(
+            FunctionName="EC2Protect",
+            Runtime="python3.13",
+            Role=role,
+            Handler="stop_protection_handler.handler",
+            Code={"ZipFile": buffer.getvalue()},
+        )
+        clients["lambda"].put_function_event_invoke_config(
+            FunctionName="EC2Protect",
+            MaximumRetryAttempts=1,
+            DestinationConfig={"OnFailure": {"Destination": queue}},
+        )
+        found = audit.read_deployment(clients, "EC2Protect", "eu-west-1", "123456789012", "aws")
+    assert found["invoke_config"]["maximum_retry_attempts"] == 1
+    assert found["invoke_config"]["on_failure_destination_arn"] == queue
+    assert "reserved_concurrency" not in found["invoke_config"]
+    assert (found["reserved_concurrency"], found["reserved_concurrency_read"]) == (None, True)
+    assert found["missing_targets"] == [queue]
