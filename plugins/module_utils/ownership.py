@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.iam import (
+    AnsibleIAMError,
     get_iam_role,
     list_iam_role_attached_policies,
 )
@@ -215,8 +216,12 @@ def _read_legacy_role(iam, name):
     """The account-wide role of a pre-release deployment, ``<name>Role``."""
     try:
         role, _attached, _state = read_role(iam, f"{name}Role")
-    except is_boto3_error_code(("AccessDenied", "AccessDeniedException")):
-        # The deployer's policy covers only <name>-* roles: nothing to report then.
+    except AnsibleIAMError as exc:
+        # amazon.aws's iam helpers wrap botocore's error. The deployer's policy covers only
+        # <name>-* roles: nothing to report then.
+        denied = is_boto3_error_code(("AccessDenied", "AccessDeniedException"), e=exc.exception)
+        if not isinstance(exc.exception, denied):
+            raise
         role = _missing("role", f"{name}Role")
     return role
 

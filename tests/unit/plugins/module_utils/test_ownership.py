@@ -6,6 +6,7 @@ import zipfile
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import ownership as o
@@ -220,6 +221,41 @@ def test_the_account_wide_role_of_a_pre_release_deployment_is_reported(aws):
         Tags=[{"Key": "ManagedBy", "Value": "guardrails.ec2"}],
     )
     assert read(aws)["legacy"] == ["EC2ProtectRole"]
+
+
+class DeniedLegacyRole:
+    """IAM as a deployer sees it whose policy covers <name>-* roles only."""
+
+    def __init__(self, iam):
+        self._iam = iam
+
+    def __getattr__(self, name):
+        return getattr(self._iam, name)
+
+    def get_role(self, RoleName, **kwargs):
+        if RoleName == "EC2ProtectRole":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not yours"}}, "GetRole")
+        return self._iam.get_role(RoleName=RoleName, **kwargs)
+
+
+def test_a_deployer_that_may_not_read_the_pre_release_role_reads_on(retrying):
+    """The deployer policy covers <name>-* roles: a refused read of <name>Role is no error."""
+    with mock_aws():
+        iam = retrying(boto3.client("iam", region_name=REGION))
+        clients = {
+            service: retrying(boto3.client(service, region_name=REGION))
+            for service in ("lambda", "logs", "cloudwatch", "events")
+        }
+        clients["iam"] = DeniedLegacyRole(iam)
+        found = o.read_ownership(clients, "EC2Protect", REGION, ACCOUNT, "aws")
+        assert found["legacy"] == []
+        # Any other refusal still fails the read.
+        clients["iam"] = DeniedLegacyRole(iam)
+        clients["iam"].get_role = lambda **kwargs: (_ for _ in ()).throw(
+            ClientError({"Error": {"Code": "ValidationError", "Message": "not that"}}, "GetRole")
+        )
+        with pytest.raises(Exception, match="not that"):
+            o.read_ownership(clients, "EC2Protect", REGION, ACCOUNT, "aws")
 
 
 def test_a_tamper_rule_may_also_target_the_topic_and_no_other_rule_may():
