@@ -249,11 +249,13 @@ def test_a_deployer_that_may_not_read_the_pre_release_role_reads_on(retrying):
         clients["iam"] = DeniedLegacyRole(iam)
         found = o.read_ownership(clients, "EC2Protect", REGION, ACCOUNT, "aws")
         assert found["legacy"] == []
+
         # Any other refusal still fails the read.
+        def refused(**kwargs):
+            raise ClientError({"Error": {"Code": "ValidationError", "Message": "not that"}}, "GetRole")
+
         clients["iam"] = DeniedLegacyRole(iam)
-        clients["iam"].get_role = lambda **kwargs: (_ for _ in ()).throw(
-            ClientError({"Error": {"Code": "ValidationError", "Message": "not that"}}, "GetRole")
-        )
+        clients["iam"].get_role = refused
         with pytest.raises(Exception, match="not that"):
             o.read_ownership(clients, "EC2Protect", REGION, ACCOUNT, "aws")
 
