@@ -56,8 +56,12 @@ def describe_instances(ec2, instance_ids):
 def tagged_instance_ids(ec2, key, value):
     """Ids of the instances of the client's region that carry tag ``key=value`` and are not
     terminated, sorted."""
-    filters = [{"Name": f"tag:{key}", "Values": [value]}, NOT_TERMINATED]
-    reply = paginated_query_with_retries(ec2, "describe_instances", Filters=filters)
+    return _live_instance_ids(ec2, {"Name": f"tag:{key}", "Values": [value]})
+
+
+def _live_instance_ids(ec2, tag_filter):
+    """Sorted ids of the region's instances that match ``tag_filter`` and are not terminated."""
+    reply = paginated_query_with_retries(ec2, "describe_instances", Filters=[tag_filter, NOT_TERMINATED])
     return sorted({instance["InstanceId"] for instance in _instances(reply)})
 
 
@@ -142,9 +146,7 @@ def tagged_with(ec2, key):
 
 def marked_instances(ec2, marker):
     """Ids of the region's instances (not terminated) that carry tag ``marker``."""
-    filters = [{"Name": "tag-key", "Values": [marker]}, NOT_TERMINATED]
-    reply = paginated_query_with_retries(ec2, "describe_instances", Filters=filters)
-    return sorted(instance["InstanceId"] for instance in _instances(reply))
+    return _live_instance_ids(ec2, {"Name": "tag-key", "Values": [marker]})
 
 
 def look_up_instances(ec2, instance_ids, shutdown_behavior_of=()):
