@@ -166,10 +166,12 @@ def stop_protection_policies(plan, account, partition="aws", **settings):
     }
 
 
-def _reshard(entry, plan, deployed_rules, function_arn=None):
+def stop_protection_reshard(entry, plan, deployed_rules, function_arn=None):
     """``{rules, stale}`` of one plan region against its deployed rules: shards kept stable
     (``shards.reshard_region``). With ``function_arn`` also ``write``: the rules that differ
-    from the deployed ones (``drift.rules_to_write``), each with its ``drift``."""
+    from the deployed ones (``drift.rules_to_write``), each with its ``drift``. Deprecated as
+    a filter (``meta/runtime.yml``): the role plans its rules with ``stop_protection_rollout``,
+    which calls this."""
     try:
         result = shards.reshard_region(plan, entry, deployed_rules)
     except validate.ProtectionError as exc:
@@ -181,23 +183,18 @@ def _reshard(entry, plan, deployed_rules, function_arn=None):
     return result
 
 
-def stop_protection_reshard(entry, plan, deployed_rules, function_arn=None):
-    """As ``_reshard``. Deprecated: the role plans its rules with ``stop_protection_rollout``."""
-    return _reshard(entry, plan, deployed_rules, function_arn)
-
-
 def stop_protection_rollout(
     plan, entry, account, partition, existing, code_sha256=None, trust_policy=None, disable_api_stop=False
 ):
     """One region's protect, planned at once: ``desired`` (``render.render_region``: policies
     and their scope, role, function with its environment, alarms, log group, metric filters,
-    invoke statement, async settings, ARNs), ``rules`` (``_reshard`` with ``write``),
+    invoke statement, async settings, ARNs), ``rules`` (``stop_protection_reshard`` with ``write``),
     ``drift`` (``drift.region_drift`` against the region's read, ``existing``), and
     ``changes``: whether any write task has
     anything to do (a rerun that changes nothing skips them all at once), with ``differs``:
     whether a resource or rule differs (what the role's diff task shows)."""
     desired = render.render_region(plan, entry["region"], account, partition, code_sha256, trust_policy)
-    rules = _reshard(entry, plan, existing["rules"], desired["function_arn"])
+    rules = stop_protection_reshard(entry, plan, existing["rules"], desired["function_arn"])
     state = existing["state"]
     differences = drift.region_drift(state, desired)
     differs = bool(any(differences.values()) or rules["write"] or rules["stale"])

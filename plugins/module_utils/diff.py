@@ -7,7 +7,7 @@ instance ids that join or leave each rule and each managed policy.
 
 Pure: it takes the region's read state (``stop_protection_deployment_info``), what the
 region renders (``render.render_region``), the drift (``drift.region_drift``) and the rules to
-write and to remove (``stop_protection_reshard``), and calls no AWS API.
+write and to remove (``rules`` of ``stop_protection_rollout``), and calls no AWS API.
 """
 
 import json

@@ -38,7 +38,7 @@ options:
     type: dict
     default: {}
   rules:
-    description: C(write) and C(stale) rules (the C(guardrails.ec2.stop_protection_reshard) filter).
+    description: C(write) and C(stale) rules (C(rules) of the P(guardrails.ec2.stop_protection_rollout#filter) filter).
     type: dict
     default: {}
   deployed_rules:

@@ -503,7 +503,7 @@ def test_a_region_in_sync_has_no_changes_and_one_difference_is_a_change():
     rendered = f.render.render_region(
         plan, "eu-west-1", "123456789012", "aws", code_sha256="abc=", trust_policy=None
     )
-    rules = f._reshard(entry, plan, [], rendered["function_arn"])
+    rules = f.stop_protection_reshard(entry, plan, [], rendered["function_arn"])
     nothing = {"rules": [], "state": {"log_group": {"exists": False}}}
     rollout = f.FilterModule().filters()["stop_protection_rollout"]
     fresh = rollout(plan, entry, "123456789012", "aws", nothing, code_sha256="abc=")
