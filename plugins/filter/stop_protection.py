@@ -11,7 +11,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     drift,
-    drill,
+    drill_batches,
     environment,
     guard,
     iam_policy,
@@ -354,7 +354,7 @@ def stop_protection_drill_batches(planned, max_concurrent=1):
     try:
         found = []
         for region, result in _planned_regions(planned):
-            batches = drill.plan_batches(drill.fresh(result["instances"]), max_concurrent)
+            batches = drill_batches.plan_batches(drill_batches.fresh(result["instances"]), max_concurrent)
             found.extend(
                 {
                     "region": region,
@@ -381,7 +381,9 @@ def stop_protection_drill_merge(planned, batches, timeout, continue_on_failure=F
             results.append(result)
             continue
         own = [b for b in batches or [] if (b.get("stop_protection__batch") or {}).get("region") == region]
-        instances, summary, failure = drill.merge(result["instances"], own, timeout, continue_on_failure)
+        instances, summary, failure = drill_batches.merge(
+            result["instances"], own, timeout, continue_on_failure
+        )
         results.append(
             {
                 "stop_protection__region": result["stop_protection__region"],

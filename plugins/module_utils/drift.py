@@ -20,7 +20,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_p
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import TOPIC_TARGET_ID, rule_kind
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import compact_json
-from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import read_metric_filter_missing
+from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import missing_metric_filter
 
 EVENTS_PRINCIPAL = "events.amazonaws.com"
 
@@ -292,7 +292,7 @@ def region_drift(state, desired):
         ),
         **{
             key: metric_filter_drift(
-                state.get(key) or read_metric_filter_missing(),
+                state.get(key) or missing_metric_filter(),
                 desired[key]["name"] if desired.get(key) else None,
                 desired.get(key),
             )

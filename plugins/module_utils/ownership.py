@@ -47,10 +47,10 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads impo
     read_function_policy,
     read_invoke_config,
     read_metric_filter,
-    read_metric_filter_missing,
     read_policy_versions,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
+from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import missing_metric_filter
 
 # The kinds of ``present``: the names of what exists, by kind.
 PRESENT_KINDS = ("function", "log_group", "alarm", "rule", "role", "policy")
@@ -180,7 +180,7 @@ def _read_function_and_logs(clients, names):
         **{
             key: read_metric_filter(clients["logs"], names["log_group"], names[alarm])
             if log_group["exists"]
-            else read_metric_filter_missing()
+            else missing_metric_filter()
             for key, alarm in (("metric_filter", "attention"), ("heartbeat_filter", "heartbeat"))
         },
         "function_policy": read_function_policy(

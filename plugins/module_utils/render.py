@@ -12,7 +12,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     iam_arn,
     rule_source_pattern,
 )
-from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import UNRESERVED
+from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import UNRESERVED
 
 HANDLER = "stop_protection_handler.handler"
 

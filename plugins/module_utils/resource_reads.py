@@ -18,6 +18,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto
 from ansible_collections.amazon.aws.plugins.module_utils.iam import list_iam_managed_policy_versions
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import compact_json
+from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import UNRESERVED
 
 
 def read_function_policy(lam, function, statement_id):
@@ -66,9 +67,6 @@ def read_invoke_config(lam, function, qualifier=None, concurrency=True):
     return found
 
 
-UNRESERVED = -1
-
-
 def read_reserved_concurrency(lam, function):
     """The function's reserved concurrency, ``UNRESERVED`` (-1) when it has none (or the
     function does not exist)."""
@@ -78,10 +76,6 @@ def read_reserved_concurrency(lam, function):
         return UNRESERVED
     value = reply.get("ReservedConcurrentExecutions")
     return UNRESERVED if value is None else value
-
-
-def read_metric_filter_missing():
-    return {"count": 0, "name": None, "pattern": None, "transformation": {}}
 
 
 def read_metric_filter(logs, group, name):

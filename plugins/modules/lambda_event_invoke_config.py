@@ -123,10 +123,10 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.drift import invoke_config_drift
 from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import (
-    UNRESERVED,
     read_invoke_config,
     read_reserved_concurrency,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import UNRESERVED
 
 
 def desired_config(params):

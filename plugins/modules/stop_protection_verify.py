@@ -324,10 +324,11 @@ from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.guardrails.ec2.plugins.module_utils.audit import alarm_states, audit
-from ansible_collections.guardrails.ec2.plugins.module_utils.drill import (
+from ansible_collections.guardrails.ec2.plugins.module_utils.audit import audit
+from ansible_collections.guardrails.ec2.plugins.module_utils.audit_reads import alarm_states
+from ansible_collections.guardrails.ec2.plugins.module_utils.drill import drill
+from ansible_collections.guardrails.ec2.plugins.module_utils.drill_batches import (
     concurrency,
-    drill,
     summarise,
     verdict,
 )

@@ -1,5 +1,9 @@
 """The role's filters: inventory in, validated plan out; errors name the bad value."""
 
+import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -531,3 +535,24 @@ def test_a_region_in_sync_has_no_changes_and_one_difference_is_a_change():
                 "state": {"log_group": {"exists": False}, "api_stop_marked": ["i-1"]},
             }
             assert rollout(plan, entry, "123456789012", "aws", marked)["changes"] is True
+
+
+def test_the_filters_load_no_aws_sdk():
+    """Planning, rendering and drift are pure steps on the controller: the filter plugin (which
+    every planning task loads, in a fresh worker process each time) imports neither boto3 nor
+    botocore, nor any reader of AWS."""
+    code = (
+        "import sys\n"
+        "import ansible_collections.guardrails.ec2.plugins.filter.stop_protection\n"
+        "prefix = 'ansible_collections.guardrails.ec2.plugins.module_utils.'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')\n"
+        "             or m.startswith(prefix) and m[len(prefix):] in ('reads', 'resource_reads', 'ownership', 'drill')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path)),
+    ).stdout
+    assert ast.literal_eval(loaded) == []

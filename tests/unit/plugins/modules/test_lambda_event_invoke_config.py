@@ -252,4 +252,4 @@ def test_the_module_imports_no_planning():
         check=True,
         env=dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path)),
     ).stdout
-    assert ast.literal_eval(loaded) == ["drift", "naming", "patterns", "resource_reads"]
+    assert ast.literal_eval(loaded) == ["drift", "naming", "patterns", "resource_reads", "state_shape"]
