@@ -272,6 +272,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.exceptions import Ansib
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
+from ansible_collections.guardrails.ec2.plugins.module_utils.clients import session_clients
 from ansible_collections.guardrails.ec2.plugins.module_utils.ownership import read_ownership
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pattern_instance_ids
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import (
@@ -303,10 +304,9 @@ def main():
         supports_check_mode=True,
     )
     retry = AWSRetry.jittered_backoff()
-    clients = {
-        service: module.client(service, retry_decorator=retry)
-        for service in ("lambda", "logs", "cloudwatch", "events", "iam", "sts", "ec2")
-    }
+    # One boto3 session for the region's clients: each service model is loaded once.
+    services = ("lambda", "logs", "cloudwatch", "events", "iam", "sts", "ec2")
+    clients = session_clients(module, services + (("sns", "sqs") if module.params["targets"] else ()), retry)
     name = module.params["name"]
     instance_ids = module.params["instance_ids"]
     instances = {"states": {}, "missing": [], "auto_scaling_groups": {}, "shutdown_terminates": []}
@@ -325,9 +325,7 @@ def main():
             )
             others = listed_others.result() if listed_others else others
         if module.params["targets"]:
-            missing = missing_targets(
-                lambda service: module.client(service, retry_decorator=retry), module.params["targets"]
-            )
+            missing = missing_targets(clients.__getitem__, module.params["targets"])
         if instance_ids:
             # Instances a rule already names were warned about when they joined.
             protected = {

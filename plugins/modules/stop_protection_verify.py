@@ -326,6 +326,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.audit import audit
 from ansible_collections.guardrails.ec2.plugins.module_utils.audit_reads import alarm_states
+from ansible_collections.guardrails.ec2.plugins.module_utils.clients import session_clients
 from ansible_collections.guardrails.ec2.plugins.module_utils.drill import drill
 from ansible_collections.guardrails.ec2.plugins.module_utils.drill_batches import (
     concurrency,
@@ -379,15 +380,17 @@ def main():
     validate(module)
     params = module.params
     retry = AWSRetry.jittered_backoff()
-    clients = {
-        service: module.client(service, retry_decorator=retry)
-        for service in ("ec2", "lambda", "events", "iam", "kms", "sns", "sqs", "cloudwatch", "cloudtrail")
-    }
+    # One boto3 session for all clients: each service model is loaded once.
+    clients = session_clients(
+        module,
+        ("ec2", "lambda", "events", "iam", "kms", "sns", "sqs", "cloudwatch", "cloudtrail", "sts"),
+        retry,
+    )
     region = module.region
     warnings = []
     report = {"management_trails": None}
     try:
-        identity = module.client("sts", retry_decorator=retry).get_caller_identity(aws_retry=True)
+        identity = clients["sts"].get_caller_identity(aws_retry=True)
         account, partition = identity["Account"], parse_aws_arn(identity["Arn"])["partition"]
         entries = audit(
             clients,

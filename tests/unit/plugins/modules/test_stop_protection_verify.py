@@ -1,5 +1,6 @@
 """guardrails.ec2.stop_protection_verify: bad input fails before any AWS call, naming the value."""
 
+import collections
 from unittest import mock
 
 import pytest
@@ -23,7 +24,7 @@ from ansible_collections.guardrails.ec2.plugins.modules import stop_protection_v
     ],
 )
 def test_bad_input_fails_before_any_client_exists(run_module, args, message):
-    with mock.patch.object(m.AnsibleAWSModule, "client") as make_client:
+    with mock.patch.object(m, "session_clients") as make_client:
         result = run_module(m, {"region": "eu-west-1", **args})
     assert result["failed"] is True
     assert message in result["msg"]
@@ -80,7 +81,7 @@ def test_a_drill_passes_only_when_the_protection_restarted_every_drilled_instanc
         )
     )
     with (
-        mock.patch.object(m.AnsibleAWSModule, "client", return_value=sts),
+        mock.patch.object(m, "session_clients", return_value=collections.defaultdict(mock.Mock, sts=sts)),
         mock.patch.object(m, "audit", return_value=[entry]),
         mock.patch.object(m, "alarm_states", return_value={"attention": None, "heartbeat": None}),
         mock.patch.object(m, "drill", side_effect=drill),
