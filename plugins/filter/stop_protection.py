@@ -5,6 +5,8 @@
 """Filters that turn the stop_protection role's variables into a validated deployment plan."""
 
 import difflib
+import importlib.util
+import json
 import os
 
 from ansible.errors import AnsibleFilterError
@@ -25,13 +27,35 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import (
     plan as planning,
 )
 
+# botocore's list of partitions and their regions, under its package directory.
+PARTITIONS_DATA = ("data", "partitions.json")
+
 
 def _known_regions():
-    """Regions botocore knows in every partition, or None when it cannot tell."""
-    try:
-        import botocore.session
-    except ImportError:
+    """Regions botocore knows in every partition, or None when it cannot tell.
+
+    Read from botocore's ``data/partitions.json`` (7 KB, the endpoint rules' list of regions)
+    without importing botocore: the import and ``endpoints.json`` cost about 0.2 s, and every
+    planning task runs the filter in a fresh worker process. Older botocore without that file:
+    its session's list for EC2."""
+    spec = importlib.util.find_spec("botocore")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(location, *PARTITIONS_DATA)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                partitions = json.load(handle).get("partitions") or []
+            # "aws-global" and the like name global endpoints, not regions.
+            regions = {
+                region
+                for partition in partitions
+                for region in partition.get("regions") or {}
+                if not region.endswith("-global")
+            }
+            return regions or None
+    if spec is None:
         return None
+    import botocore.session  # pylint: disable=import-outside-toplevel
+
     session = botocore.session.get_session()
     regions = set()
     for partition in session.get_available_partitions():

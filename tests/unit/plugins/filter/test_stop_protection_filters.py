@@ -556,3 +556,22 @@ def test_the_filters_load_no_aws_sdk():
         env=dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path)),
     ).stdout
     assert ast.literal_eval(loaded) == []
+
+
+def test_known_regions_come_from_botocores_partitions_without_importing_it(monkeypatch):
+    """The regions a plan accepts: every region botocore's session lists for EC2, in every
+    partition, read from its partitions.json; no "aws-global" pseudo-region. Without that
+    file (an older botocore), the session's list."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    ec2 = {
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ec2", partition_name=partition)
+    }
+    known = f._known_regions()
+    assert ec2 <= known and "eu-west-1" in known
+    assert not [region for region in known if region.endswith("-global")]
+    monkeypatch.setattr(f, "PARTITIONS_DATA", ("data", "no-such-file.json"))
+    assert f._known_regions() == ec2
