@@ -48,6 +48,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads impo
     read_invoke_config,
     read_metric_filter,
     read_policy_versions,
+    read_reserved_concurrency,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import missing_metric_filter
@@ -78,18 +79,22 @@ def read_function(lam, name):
     return config, _found("function", name, owner_tagged(config["Tags"]), NOT_TAGGED)
 
 
-def read_log_group(logs, group, function_is_ours):
-    """The log group's ownership entry and its state ``{"exists", "retention", "tags"}``."""
+def read_log_group(logs, group):
+    """The log group's state ``{"exists", "retention", "tags"}``."""
     reply = logs.describe_log_groups(aws_retry=True, logGroupNamePrefix=group)
     found = next((entry for entry in reply.get("logGroups", []) if entry["logGroupName"] == group), None)
     if found is None:
-        return _missing("log group", group), {"exists": False, "retention": None, "tags": {}}
+        return {"exists": False, "retention": None, "tags": {}}
     arn = found["arn"][:-2] if found["arn"].endswith(":*") else found["arn"]
     tags = logs.list_tags_for_resource(aws_retry=True, resourceArn=arn).get("tags") or {}
-    state = {"exists": True, "retention": found.get("retentionInDays"), "tags": tags}
-    if function_is_ours:
-        return _found("log group", group, True, ""), state
-    return _found("log group", group, owner_tagged(tags), NOT_TAGGED), state
+    return {"exists": True, "retention": found.get("retentionInDays"), "tags": tags}
+
+
+def judge_log_group(group, state, function_is_ours):
+    """The log group's ownership entry: tagged as ours, or beside the deployment's own function."""
+    if not state["exists"]:
+        return _missing("log group", group)
+    return _found("log group", group, function_is_ours or owner_tagged(state["tags"]), NOT_TAGGED)
 
 
 def read_alarms(cloudwatch, alarms):
@@ -164,51 +169,41 @@ def read_policy(iam, arn_prefix, policy):
     return _found("policy", policy, owner_tagged(tags), NOT_TAGGED), state
 
 
-READ_WORKERS = 6
+# Threads of one region's read: its independent chains of calls run side by side (boto3
+# clients are thread-safe), so the read costs about its longest chain, not the sum of its
+# calls. Within IAM and EventBridge, a few more for the policies and the rules' targets.
+READ_WORKERS = 10
+ITEM_WORKERS = 4
 
 
-def _read_function_and_logs(clients, names):
-    """The function, then its log group (ours beside our function), metric filters, invoke
-    statement and asynchronous settings: ``(function, function_entry, log_group_entry, state)``."""
-    function, function_entry = read_function(clients["lambda"], names["function"])
-    log_group_entry, log_group = read_log_group(
-        clients["logs"], names["log_group"], function is not None and function_entry["ours"]
-    )
-    # What the read-once rollout compares with the plan (drift.py); rules are read apart.
-    state = {
-        "log_group": log_group,
-        **{
-            key: read_metric_filter(clients["logs"], names["log_group"], names[alarm])
-            if log_group["exists"]
-            else missing_metric_filter()
-            for key, alarm in (("metric_filter", "attention"), ("heartbeat_filter", "heartbeat"))
-        },
-        "function_policy": read_function_policy(
-            clients["lambda"], names["function"], names["invoke_statement"]
-        )
-        if function is not None
-        else None,
-        "invoke_config": read_invoke_config(clients["lambda"], names["function"])
-        if function is not None
-        else None,
+def _read_logs(logs, names):
+    """The log group's state and its two metric filters (none when the group is missing)."""
+    log_group = read_log_group(logs, names["log_group"])
+    filters = {
+        key: read_metric_filter(logs, names["log_group"], names[alarm])
+        if log_group["exists"]
+        else missing_metric_filter()
+        for key, alarm in (("metric_filter", "attention"), ("heartbeat_filter", "heartbeat"))
     }
-    state["statement"] = (state["function_policy"] or {}).get("statement")
-    return function, function_entry, log_group_entry, state
+    return log_group, filters
 
 
 def _read_iam(iam, iam_names, partition, account, policies):
     """The region's role and managed policies (those the run writes, and those of the
-    deployment attached to the role): ``(entries, role_state, {policy: state})``."""
-    role_entry, attached, role_state = read_role(iam, iam_names["role"])
+    deployment attached to the role): ``(entries, role_state, {policy: state})``. The
+    policies the run writes are read beside the role; those only attached, after it."""
     arn_prefix = iam_arn(partition, account, "policy", "")
     wanted = list(policies or [iam_names["policy"]])
-    wanted += [
-        found for found in attached if policy_index(iam_names["policy"], found) and found not in wanted
-    ]
-    entries, states = [role_entry], {}
-    for policy in wanted:
-        policy_entry, states[policy] = read_policy(iam, arn_prefix, policy)
-        entries.append(policy_entry)
+    with ThreadPoolExecutor(max_workers=ITEM_WORKERS) as pool:
+        reads = {policy: pool.submit(read_policy, iam, arn_prefix, policy) for policy in wanted}
+        role_entry, attached, role_state = read_role(iam, iam_names["role"])
+        for found in attached:
+            if policy_index(iam_names["policy"], found) and found not in reads:
+                reads[found] = pool.submit(read_policy, iam, arn_prefix, found)
+        entries, states = [role_entry], {}
+        for policy, read in reads.items():
+            policy_entry, states[policy] = read.result()
+            entries.append(policy_entry)
     return entries, role_state, states
 
 
@@ -238,10 +233,15 @@ def read_ownership(clients, name, region, account, partition, policies=()):
     names = resource_names(name)
     iam_names = regional_names(name, region)
     arn = function_arn(partition, region, account, names["function"])
-    # Independent services in parallel threads (boto3 clients are thread-safe): the read of
-    # a region costs about its slowest chain of calls, not their sum.
+    lam = clients["lambda"]
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        lambda_and_logs = pool.submit(_read_function_and_logs, clients, names)
+        function_read = pool.submit(read_function, lam, names["function"])
+        # Read beside the function, not after it: for a missing function each answers
+        # ResourceNotFound (read as none), and the answers are dropped below.
+        policy_read = pool.submit(read_function_policy, lam, names["function"], names["invoke_statement"])
+        invoke_read = pool.submit(read_invoke_config, lam, names["function"], concurrency=False)
+        reserved_read = pool.submit(read_reserved_concurrency, lam, names["function"])
+        logs_read = pool.submit(_read_logs, clients["logs"], names)
         marked = pool.submit(
             lambda: marked_instances(clients["ec2"], names["api_stop_marker"]) if "ec2" in clients else []
         )
@@ -249,7 +249,22 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         listed_rules = pool.submit(list_deployment_rules, clients["events"], name)
         iam = pool.submit(_read_iam, clients["iam"], iam_names, partition, account, policies)
         legacy_role = pool.submit(_read_legacy_role, clients["iam"], name)
-        function, function_entry, log_group_entry, state = lambda_and_logs.result()
+        function, function_entry = function_read.result()
+        log_group, filters = logs_read.result()
+        invoke_config = invoke_read.result()
+        if invoke_config is not None:
+            invoke_config["reserved_concurrency"] = reserved_read.result()
+        # What the read-once rollout compares with the plan (drift.py).
+        state = {
+            "log_group": log_group,
+            **filters,
+            "function_policy": policy_read.result() if function is not None else None,
+            "invoke_config": invoke_config if function is not None else None,
+        }
+        state["statement"] = (state["function_policy"] or {}).get("statement")
+        log_group_entry = judge_log_group(
+            names["log_group"], log_group, function is not None and function_entry["ours"]
+        )
         (attention_entry, attention), (heartbeat_entry, heartbeat) = alarms.result()
         rules = listed_rules.result()
         iam_entries, state["role"], state["policies"] = iam.result()

@@ -12,6 +12,7 @@ here knows the plan. Clients are wrapped with AWSRetry by the module (calls pass
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
@@ -133,13 +134,15 @@ def alarm_state(found):
 def read_policy_versions(iam, arn):
     """The versions of a managed policy in the order IAM lists them: ``[{"id", "document"}]``
     (IAM keeps at most five: one page)."""
-    versions = []
-    for version in list_iam_managed_policy_versions(iam, arn):
-        document = iam.get_policy_version(aws_retry=True, PolicyArn=arn, VersionId=version["VersionId"])[
-            "PolicyVersion"
-        ]["Document"]
-        versions.append({"id": version["VersionId"], "document": _policy_document(document)})
-    return versions
+    listed = [version["VersionId"] for version in list_iam_managed_policy_versions(iam, arn)]
+
+    def document(version):
+        found = iam.get_policy_version(aws_retry=True, PolicyArn=arn, VersionId=version)
+        return {"id": version, "document": _policy_document(found["PolicyVersion"]["Document"])}
+
+    # Side by side: up to five GetPolicyVersion calls, independent of each other.
+    with ThreadPoolExecutor(max_workers=max(1, len(listed))) as pool:
+        return list(pool.map(document, listed))
 
 
 def _policy_document(document):

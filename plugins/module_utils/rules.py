@@ -4,6 +4,8 @@
 
 """Reading a deployment's EventBridge rules, shared by the rule_info and verify modules."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import paginated_query_with_retries
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
@@ -12,6 +14,10 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     rule_kind,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import pattern_instance_ids
+
+# ListTargetsByRule calls in flight at once (EventBridge allows 50 per second in the
+# largest regions, fewer elsewhere; throttled calls are retried).
+TARGET_WORKERS = 4
 
 
 def list_deployment_rules(client, name, with_targets=True):
@@ -41,9 +47,13 @@ def list_deployment_rules(client, name, with_targets=True):
             "kind": kind,
             "legacy": legacy,
         }
-        if with_targets:
-            entry["targets"] = list_targets(client, rule["Name"])
         rules.append(entry)
+    if with_targets:
+        # One ListTargetsByRule per rule, a few at a time: a large deployment has tens of rules.
+        with ThreadPoolExecutor(max_workers=TARGET_WORKERS) as pool:
+            listed = list(pool.map(lambda entry: list_targets(client, entry["name"]), rules))
+        for entry, targets in zip(rules, listed, strict=True):
+            entry["targets"] = targets
     rules.sort(key=lambda rule: (rule["legacy"], rule["index"] is None, rule["index"] or 0, rule["name"]))
     return rules
 

@@ -2,10 +2,13 @@
 
 import io
 import json
+import threading
+import time
 import zipfile
 
 import boto3
 import pytest
+from botocore import xform_name
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
@@ -275,3 +278,63 @@ def test_a_tamper_rule_may_also_target_the_topic_and_no_other_rule_may():
     assert (
         o.judge_rule(dict(base, name="EC2Protect.tamper", kind="tamper", targets=queue), arn)["ours"] is False
     )
+
+
+class Overlap:
+    """Hooks into the read's clients (botocore's events, so paginated calls count too): each
+    call takes a little while, and the calls in flight at once are recorded, so that a test
+    can tell calls made side by side from calls made in turn."""
+
+    def __init__(self, clients, seconds=0.05):
+        self.lock, self.flight, self.overlaps, self.seconds = threading.Lock(), [], [], seconds
+        for client in clients.values():
+            events = client._client.meta.events
+            events.register("before-call.*.*", self._before)
+            events.register("after-call.*.*", self._after)
+
+    @staticmethod
+    def _name(model):
+        return f"{model.service_model.service_name}.{xform_name(model.name)}"
+
+    def _before(self, model, **_kwargs):
+        with self.lock:
+            self.overlaps.append((self._name(model), set(self.flight)))
+            self.flight.append(self._name(model))
+        time.sleep(self.seconds)
+
+    def _after(self, model, **_kwargs):
+        with self.lock:
+            self.flight.remove(self._name(model))
+
+    def together(self, one, other):
+        """Whether a call ``one`` and a call ``other`` were ever in flight at the same time."""
+        return any(
+            (name == one and other in flight) or (name == other and one in flight)
+            for name, flight in self.overlaps
+        )
+
+
+def test_a_region_is_read_in_parallel_chains_not_call_by_call(aws):
+    """The function's policy and asynchronous settings are read beside the function, the
+    policies beside the role, a policy's versions and the rules' targets beside each other: the read costs about its
+    longest chain of calls (AWS answers each in tens of milliseconds)."""
+    deploy(aws)
+    aws["events"].put_rule(
+        Name="EC2Protect.sweep",
+        ScheduleExpression="rate(5 minutes)",
+        Description="guardrails.ec2 stop protection",
+    )
+    aws["events"].put_targets(Rule="EC2Protect.sweep", Targets=[{"Id": "EC2Protect", "Arn": FUNCTION_ARN}])
+    aws["iam"].create_policy_version(
+        PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/EC2Protect-{REGION}", PolicyDocument=json.dumps(DOCUMENT)
+    )
+    overlap = Overlap(aws)
+    found = o.read_ownership(aws, "EC2Protect", REGION, ACCOUNT, "aws", [f"EC2Protect-{REGION}"])
+    assert found["foreign"] == [] and found["state"]["invoke_config"] is None
+    assert found["state"]["function_policy"] == {"statement": None, "size": 0, "statements": []}
+    assert overlap.together("lambda.get_function", "lambda.get_policy")
+    assert overlap.together("lambda.get_function", "lambda.get_function_event_invoke_config")
+    assert overlap.together("lambda.get_function", "lambda.get_function_concurrency")
+    assert overlap.together("iam.get_role", "iam.get_policy")
+    assert overlap.together("iam.get_policy_version", "iam.get_policy_version")
+    assert overlap.together("events.list_targets_by_rule", "events.list_targets_by_rule")
