@@ -32,6 +32,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import describe_filtered, missing_targets
 from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import (
     described_alarms,
+    read_function_policy,
     read_invoke_config,
     read_reserved_concurrency,
 )
@@ -86,10 +87,8 @@ def read_deployment(clients, name, region, account, partition):
         deployment["function"] = config
         deployment["env"] = (config.get("Environment") or {}).get("Variables") or {}
         deployment["mode"] = deployment["env"].get("PROTECTION_MODE", "instance_ids")
-        try:
-            policy = json.loads(lam.get_policy(aws_retry=True, FunctionName=name)["Policy"])
-        except is_boto3_error_code("ResourceNotFoundException"):
-            policy = {"Statement": []}
+        # Every statement, through protect's reader of the function's policy.
+        policy = read_function_policy(lam, name, document=True)["document"]
         deployment["policy_sources"] = invoke_sources(policy)
         if "iam" in clients and config.get("Role"):
             try:

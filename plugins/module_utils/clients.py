@@ -27,7 +27,9 @@ def _config(params):
     """The botocore Config of amazon.aws's connections: its user agent, then the module's
     ``config`` and ``aws_config``, as ``boto3_conn`` merges them."""
     user_agent = getattr(aws_botocore, "_get_user_agent_string", None)
-    config = botocore.config.Config(user_agent=user_agent()) if user_agent else botocore.config.Config()
+    config = (
+        botocore.config.Config() if user_agent is None else botocore.config.Config(user_agent=user_agent())
+    )
     for key in ("config", "aws_config"):
         extra = params.pop(key, None)
         if extra:

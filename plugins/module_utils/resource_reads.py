@@ -22,22 +22,28 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import com
 from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import UNRESERVED
 
 
-def read_function_policy(lam, function, statement_id):
+def read_function_policy(lam, function, statement_id=None, document=False):
     """The function's resource policy as the rollout needs it: ``statement`` (the one named
     ``statement_id``, or None), ``size`` (characters of the document as compact JSON, as
     Lambda returns it and counts it against its 20 KB quota) and ``statements``
-    (``[{"sid", "size"}]``)."""
+    (``[{"sid", "size"}]``). With ``document``, also the whole policy (``document``, with an
+    empty ``Statement`` list when the function has none), for a reader of every statement:
+    the audit."""
     try:
         text = lam.get_policy(aws_retry=True, FunctionName=function)["Policy"]
     except is_boto3_error_code("ResourceNotFoundException"):
-        return {"statement": None, "size": 0, "statements": []}
-    document = json.loads(text)
-    statements = document.get("Statement", [])
-    return {
-        "statement": next((found for found in statements if found.get("Sid") == statement_id), None),
-        "size": _compact_size(document),
-        "statements": [{"sid": found.get("Sid"), "size": _compact_size(found)} for found in statements],
+        found = {"statement": None, "size": 0, "statements": []}
+        return dict(found, document={"Statement": []}) if document else found
+    policy = json.loads(text)
+    statements = policy.get("Statement", [])
+    found = {
+        "statement": next((entry for entry in statements if entry.get("Sid") == statement_id), None)
+        if statement_id
+        else None,
+        "size": _compact_size(policy),
+        "statements": [{"sid": entry.get("Sid"), "size": _compact_size(entry)} for entry in statements],
     }
+    return dict(found, document=policy) if document else found
 
 
 def _compact_size(document):

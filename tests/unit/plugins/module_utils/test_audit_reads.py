@@ -100,7 +100,8 @@ def test_the_audit_reports_both_alarms_and_warns_of_each_in_alarm(retrying):
 
 def test_the_audit_reads_the_async_settings_and_concurrency_with_protects_reader(monkeypatch, retrying):
     """read_deployment reads the asynchronous settings as protect does (snake_case), checks
-    that their failure destination exists, and takes an unreserved function as not set."""
+    that their failure destination exists, and takes an unreserved function as not set; it
+    reads every statement of the function's policy with protect's reader of that policy."""
     import io
     import zipfile
 
@@ -127,7 +128,24 @@ def test_the_audit_reads_the_async_settings_and_concurrency_with_protects_reader
             MaximumRetryAttempts=1,
             DestinationConfig={"OnFailure": {"Destination": queue}},
         )
+        rule = "arn:aws:events:eu-west-1:123456789012:rule/EC2Protect.1"
+        clients["lambda"].add_permission(
+            FunctionName="EC2Protect",
+            StatementId="EC2Protect.1",
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=rule,
+        )
+        read = []
+        reader = audit_reads.read_function_policy
+        monkeypatch.setattr(
+            audit_reads,
+            "read_function_policy",
+            lambda *args, **kwargs: read.append(kwargs) or reader(*args, **kwargs),
+        )
         found = audit_reads.read_deployment(clients, "EC2Protect", "eu-west-1", "123456789012", "aws")
+    assert read == [{"document": True}]
+    assert [source for source in found["policy_sources"] if rule in str(source)], found["policy_sources"]
     assert found["invoke_config"]["maximum_retry_attempts"] == 1
     assert found["invoke_config"]["on_failure_destination_arn"] == queue
     assert "reserved_concurrency" not in found["invoke_config"]

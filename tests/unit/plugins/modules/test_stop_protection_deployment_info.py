@@ -96,8 +96,8 @@ def test_one_session_serves_every_client_with_the_modules_settings(run_module):
         result = run_module(m, {"name": "EC2Protect", "region": "eu-west-1", "targets": [topic]})
     assert result["changed"] is False and result["missing_targets"] == []
     assert len(opened) == 1, opened
-    assert sorted(service for service, *_ in made) == sorted(
+    assert sorted(entry[0] for entry in made) == sorted(
         ["lambda", "logs", "cloudwatch", "events", "iam", "sts", "ec2", "sns", "sqs"]
     )
     assert {(region, endpoint) for _service, region, endpoint, _agent in made} == {("eu-west-1", None)}
-    assert all(agent.startswith("APN/1.0 Ansible/") for *_, agent in made)
+    assert all(entry[3].startswith("APN/1.0 Ansible/") for entry in made)
