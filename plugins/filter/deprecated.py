@@ -10,24 +10,23 @@ and rules to write at once. ``stop_protection_reshard``, also deprecated, stays 
 from ansible_collections.guardrails.ec2.plugins.module_utils import drift, environment, iam_policy
 
 
-def _unset_empty(settings):
-    """Role variables default to "" where the module_utils functions expect None."""
-    return {key: value if value not in ("", None) else None for key, value in settings.items()}
-
-
-def _region_policy(plan, account, partition="aws", **settings):
-    """``{policies, scope}``: the managed policies for the plan; settings as in ``iam_policy.build_policies``."""
-    policies, scope = iam_policy.build_policies(plan, account, partition, **_unset_empty(settings))
-    return {"policies": policies, "scope": scope}
+def _with_settings(plan, settings):
+    """The plan with ``settings`` (role variables, "" where unset) in place of its own."""
+    unset_empty = {key: value if value not in ("", None) else None for key, value in settings.items()}
+    return dict(plan, settings=dict(plan.get("settings") or {}, **unset_empty))
 
 
 def stop_protection_policies(plan, account, partition="aws", **settings):
-    """``{region: {policies, scope}}``: each region's managed policies, for its own role;
-    settings as in ``iam_policy.build_policies``."""
-    return {
-        entry["region"]: _region_policy(plan, account, partition, region=entry["region"], **settings)
-        for entry in plan["regions"]
-    }
+    """``{region: {policies, scope}}``: each region's managed policies, for its own role
+    (``iam_policy.build_policies``), with ``settings`` (``tag_key``, ``tag_value``,
+    ``notification_topic_arn``, ``failure_destination_arn``, ``attribution``,
+    ``kms_key_arns``) in place of the plan's own."""
+    merged = _with_settings(plan, settings)
+    found = {}
+    for entry in plan["regions"]:
+        policies, scope = iam_policy.build_policies(merged, account, partition, entry["region"])
+        found[entry["region"]] = {"policies": policies, "scope": scope}
+    return found
 
 
 def stop_protection_environment(plan, **settings):
@@ -35,8 +34,7 @@ def stop_protection_environment(plan, **settings):
     ``settings`` (``tag_key``, ``tag_value``, ``bypass_tag_key``, ``notification_topic_arn``,
     ``attribution``) in place of the plan's own. Deprecated: the role renders the
     environment with ``stop_protection_rollout``."""
-    merged = dict(plan, settings=dict(plan.get("settings") or {}, **_unset_empty(settings)))
-    return environment.function_environment(merged)
+    return environment.function_environment(_with_settings(plan, settings))
 
 
 def stop_protection_rule_changes(planned, existing, function_arn):

@@ -237,7 +237,7 @@ def stop_protection_summary(plan, account, partition, iam=None, rules=None):
     iam = dict(iam or {})
     for entry in plan["regions"]:
         if entry["region"] not in iam:
-            policies, scope = iam_policy.plan_policies(plan, entry["region"], account, partition)
+            policies, scope = iam_policy.build_policies(plan, account, partition, entry["region"])
             iam[entry["region"]] = {"policies": policies, "scope": scope}
     return {
         "name": plan["name"],

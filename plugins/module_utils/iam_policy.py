@@ -39,20 +39,11 @@ def policy_length(document):
     return len(re.sub(r"\s+", "", json.dumps(document)))
 
 
-def build_policies(
-    plan,
-    account,
-    partition="aws",
-    region=None,
-    tag_key=None,
-    tag_value=None,
-    notification_topic_arn=None,
-    failure_destination_arn=None,
-    attribution=False,
-    kms_key_arns=(),
-):
+def build_policies(plan, account, partition="aws", region=None):
     """The least-privilege managed policies of one region (``region``, or the plan's only one)
-    of a plan from ``build_plan``: they go to that region's own role.
+    of a plan from ``build_plan``: they go to that region's own role. Every setting comes from
+    the plan (``settings``: the tag, the topic, the failure destination, attribution, the KMS
+    keys; ``restart_policy``).
 
     Returns ``(policies, scope)``: ``policies`` is a list of ``{"name", "document"}``, the
     first named like the region's role and holding every statement, the others
@@ -62,6 +53,12 @@ def build_policies(
     fit in the policies a role can hold) or ``tag`` (on instances carrying the tag).
     StartInstances is never allowed on ``*``.
     """
+    settings = plan.get("settings") or {}
+    tag_key, tag_value = settings.get("tag_key"), settings.get("tag_value")
+    notification_topic_arn = settings.get("notification_topic_arn")
+    failure_destination_arn = settings.get("failure_destination_arn")
+    attribution = settings.get("attribution", False)
+    kms_key_arns = settings.get("kms_key_arns") or ()
     entries = [entry for entry in plan["regions"] if region is None or entry["region"] == region]
     if len(entries) != 1:
         raise ProtectionError(
@@ -260,23 +257,6 @@ def build_policies(
     return [{"name": policy_name(base, 1), "document": first}], "region"
 
 
-def plan_policies(plan, region, account, partition):
-    """``(policies, scope)`` of one region from the plan's own settings (``build_policies``)."""
-    settings = plan["settings"]
-    return build_policies(
-        plan,
-        account,
-        partition,
-        region=region,
-        tag_key=settings["tag_key"],
-        tag_value=settings["tag_value"],
-        notification_topic_arn=settings["notification_topic_arn"],
-        failure_destination_arn=settings["failure_destination_arn"],
-        attribution=settings["attribution"],
-        kms_key_arns=settings["kms_key_arns"],
-    )
-
-
 # Every account id has 12 digits: policies rendered for this one split exactly where those
 # of the real account do.
 ANY_ACCOUNT = "000000000000"
@@ -288,7 +268,7 @@ def policy_names(plan):
     return {
         entry["region"]: [
             policy["name"]
-            for policy in plan_policies(plan, entry["region"], ANY_ACCOUNT, partition_of(entry["region"]))[0]
+            for policy in build_policies(plan, ANY_ACCOUNT, partition_of(entry["region"]), entry["region"])[0]
         ]
         for entry in plan["regions"]
     }

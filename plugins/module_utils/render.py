@@ -6,7 +6,7 @@
 resource in the shape its amazon.aws module takes and ``drift`` compares."""
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.environment import function_environment
-from ansible_collections.guardrails.ec2.plugins.module_utils.iam_policy import plan_policies
+from ansible_collections.guardrails.ec2.plugins.module_utils.iam_policy import build_policies
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     function_arn,
     iam_arn,
@@ -144,10 +144,10 @@ def metric_filter_request(settings):
 
 def render_region(plan, region, account, partition, code_sha256=None, trust_policy=None):
     """Everything the role writes in ``region``, from the plan alone: ``desired_state`` with
-    the region's managed policies (``iam_policy.plan_policies``) and their ``scope``.
+    the region's managed policies (``iam_policy.build_policies``) and their ``scope``.
     ``code_sha256`` is the package's hash, ``trust_policy`` the role's trust document (both
     files of the role)."""
-    policies, scope = plan_policies(plan, region, account, partition)
+    policies, scope = build_policies(plan, account, partition, region)
     desired = desired_state(plan, region, account, partition, policies, trust_policy, code_sha256)
     desired["scope"] = scope
     return desired

@@ -47,7 +47,7 @@ def test_summary_takes_the_regions_as_rendered_and_renders_nothing_again(monkeyp
     def render_again(*_args, **_kwargs):
         raise AssertionError("the summary rendered the policies again")
 
-    monkeypatch.setattr(f.iam_policy, "plan_policies", render_again)
+    monkeypatch.setattr(f.iam_policy, "build_policies", render_again)
     names = {
         region: {"policies": [policy["name"] for policy in found["policies"]], "scope": found["scope"]}
         for region, found in rendered.items()

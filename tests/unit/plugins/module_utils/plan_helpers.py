@@ -22,11 +22,21 @@ def plan_for(instance_ids, region="eu-west-1", **kwargs):
     )
 
 
-def build_policy(*args, **kwargs):
+def with_settings(plan, **settings):
+    """The plan with ``settings`` in place of its own (the policies read theirs from it)."""
+    return dict(plan, settings=dict(plan["settings"], **settings))
+
+
+def build_policies(plan, account, partition="aws", region=None, **settings):
+    """``iam_policy.build_policies`` of the plan with ``settings`` in place of its own."""
+    return iam_policy.build_policies(with_settings(plan, **settings), account, partition, region)
+
+
+def build_policy(plan, account, partition="aws", region=None, **settings):
     """The one policy of a deployment that fits in one (asserted), and the scope."""
-    policies, scope = iam_policy.build_policies(*args, **kwargs)
+    policies, scope = build_policies(plan, account, partition, region, **settings)
     assert len(policies) == 1
-    assert policies[0]["name"] == args[0]["regions"][0]["policy"]
+    assert policies[0]["name"] == plan["regions"][0]["policy"]
     return policies[0]["document"], scope
 
 

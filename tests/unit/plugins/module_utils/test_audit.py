@@ -119,7 +119,9 @@ AWS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000
 def permissions_with(kms_key_arns):
 
     plan = planning.build_plan("EC2Protect", instances=[(ID, "eu-west-1", "x")], bypass_tag_key="B")
-    policies, _scope = iam_policy.build_policies(plan, "123456789012", kms_key_arns=kms_key_arns)
+    policies, _scope = iam_policy.build_policies(
+        dict(plan, settings=dict(plan["settings"], kms_key_arns=kms_key_arns)), "123456789012"
+    )
     return iam_eval.RolePermissions(ROLE_ARN, [policy["document"] for policy in policies])
 
 

@@ -119,7 +119,7 @@ def start_resources(policies):
 @pytest.mark.parametrize("count", [88, 200, 500])
 def test_long_instance_lists_spill_into_further_policies(count):
     instance_ids = ids(count)
-    policies, scope = iam_policy.build_policies(plan_for(instance_ids), "123456789012", kms_key_arns=[KEY])
+    policies, scope = iam_policy.build_policies(plan_for(instance_ids, kms_key_arns=[KEY]), "123456789012")
     assert scope == "instances"
     assert [policy["name"] for policy in policies] == ["EC2Protect-eu-west-1"] + [
         f"EC2Protect-eu-west-1.{index}" for index in range(2, len(policies) + 1)

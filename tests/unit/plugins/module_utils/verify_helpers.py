@@ -79,7 +79,7 @@ def generated(instance_ids=(ID,), **kwargs):
         plan = planning.build_plan(
             "EC2Protect", mode="tag", regions=["eu-west-1"], tag_key="K", tag_value="V", bypass_tag_key="B"
         )
-        policies, _scope = iam_policy.build_policies(plan, "123456789012", tag_key="K", tag_value="V")
+        policies, _scope = iam_policy.build_policies(plan, "123456789012")
     else:
         plan = planning.build_plan(
             "EC2Protect", instances=[(i, "eu-west-1", "x") for i in instance_ids], bypass_tag_key="B"
