@@ -1,5 +1,8 @@
 """Shared fixtures for unit tests: no emulator, boto3 mocked with moto or stubs."""
 
+import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,3 +48,26 @@ class RetryingClient:
 def retrying():
     """Wrap a boto3 client so that module_utils can call it with ``aws_retry=True``."""
     return RetryingClient
+
+
+@pytest.fixture
+def loaded_by():
+    """``loaded_by(*modules)``: the names of every module that importing ``modules`` loads, in
+    a fresh interpreter (this one has loaded much more already)."""
+
+    def loaded(*modules):
+        code = (
+            "import sys\n"
+            + "".join(f"import {module}\n" for module in modules)
+            + "print(sorted(sys.modules))\n"
+        )
+        printed = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path)),
+        ).stdout
+        return ast.literal_eval(printed)
+
+    return loaded

@@ -1,9 +1,5 @@
 """The protect filters (plugins/filter/stop_protection.py): inventory in, validated plan out; errors name the bad value."""
 
-import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 from unittest import mock
 
@@ -250,27 +246,14 @@ def test_a_region_in_sync_has_no_changes_and_one_difference_is_a_change():
             assert rollout(plan, entry, "123456789012", "aws", marked)["changes"] is True
 
 
-def test_the_filters_load_no_aws_sdk():
+def test_the_filters_load_no_aws_sdk(loaded_by):
     """Planning, rendering and drift are pure steps on the controller: the filter plugins (all
     of them load for any of their filters, in a fresh worker process for each task) import
     neither boto3 nor botocore, nor any reader of AWS."""
-    code = (
-        "import sys\n"
-        "import ansible_collections.guardrails.ec2.plugins.filter.stop_protection\n"
-        "import ansible_collections.guardrails.ec2.plugins.filter.verify\n"
-        "import ansible_collections.guardrails.ec2.plugins.filter.deprecated\n"
-        "prefix = 'ansible_collections.guardrails.ec2.plugins.module_utils.'\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')\n"
-        "             or m.startswith(prefix) and m[len(prefix):] in ('reads', 'resource_reads', 'ownership', 'drill')))\n"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path)),
-    ).stdout
-    assert ast.literal_eval(loaded) == []
+    prefix = "ansible_collections.guardrails.ec2.plugins."
+    loaded = loaded_by(*(f"{prefix}filter.{name}" for name in ("stop_protection", "verify", "deprecated")))
+    readers = {f"{prefix}module_utils.{name}" for name in ("reads", "resource_reads", "ownership", "drill")}
+    assert [name for name in loaded if name.split(".")[0] in ("boto3", "botocore") or name in readers] == []
 
 
 def test_known_regions_come_from_botocores_partitions_without_importing_it(monkeypatch):

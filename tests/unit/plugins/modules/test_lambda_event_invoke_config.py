@@ -1,9 +1,5 @@
 """guardrails.ec2.lambda_event_invoke_config: compare, put and delete async invoke settings."""
 
-import ast
-import os
-import subprocess
-import sys
 from unittest import mock
 
 import pytest
@@ -236,20 +232,15 @@ def test_check_mode_reports_a_reservation_without_making_it(run_module):
     client.put_function_concurrency.assert_not_called()
 
 
-def test_the_module_imports_no_planning():
+def test_the_module_imports_no_planning(loaded_by):
     """A generic module loads what it reads and compares, not the role's planner: imports run
     one way (reads → drift), so a change to planning never reaches this module."""
-    code = (
-        "import sys\n"
-        "import ansible_collections.guardrails.ec2.plugins.modules.lambda_event_invoke_config\n"
-        "prefix = 'ansible_collections.guardrails.ec2.plugins.module_utils.'\n"
-        "print(sorted(m[len(prefix):] for m in sys.modules if m.startswith(prefix)))\n"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path)),
-    ).stdout
-    assert ast.literal_eval(loaded) == ["drift", "naming", "patterns", "resource_reads", "state_shape"]
+    prefix = "ansible_collections.guardrails.ec2.plugins.module_utils."
+    loaded = loaded_by("ansible_collections.guardrails.ec2.plugins.modules.lambda_event_invoke_config")
+    assert [name[len(prefix) :] for name in loaded if name.startswith(prefix)] == [
+        "drift",
+        "naming",
+        "patterns",
+        "resource_reads",
+        "state_shape",
+    ]
