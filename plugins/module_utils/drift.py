@@ -243,7 +243,7 @@ def role_drift(current, trust, description, policy_arns, tags):
 
 
 def function_drift(current, want):
-    """``want``: the fields of ``function_state`` as planned (``VpcId`` None). amazon.aws.lambda
+    """``want``: the fields of ``function_state`` as planned (``vpc_id`` None). amazon.aws.lambda
     updates the configuration when one of these differs, the code when its SHA-256 differs,
     the tags exactly (purge_tags), and removes a VPC configuration nobody asked for."""
     if current is None:
@@ -277,7 +277,7 @@ def region_drift(state, desired):
         if role["trust"] is not None
         else ["not compared: no trust policy given"],
         "function": function_drift(state.get("function"), desired["function"])
-        if all(value is not None for key, value in desired["function"].items() if key != "VpcId")
+        if all(value is not None for key, value in desired["function"].items() if key != "vpc_id")
         else ["not compared: the function's settings were not all given"],
         "alarm": alarm_drift(state.get("alarm"), desired["alarm"]),
         "heartbeat": alarm_drift(state.get("heartbeat"), desired.get("heartbeat")),

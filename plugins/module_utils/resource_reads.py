@@ -157,17 +157,27 @@ def _policy_document(document):
     return document
 
 
-FUNCTION_FIELDS = ("Role", "Handler", "Description", "Timeout", "MemorySize", "Runtime")
+# The function's configuration fields that amazon.aws.lambda compares, by the names of its
+# parameters.
+FUNCTION_FIELDS = {
+    "Role": "role",
+    "Handler": "handler",
+    "Description": "description",
+    "Timeout": "timeout",
+    "MemorySize": "memory_size",
+    "Runtime": "runtime",
+}
 
 
 def function_state(config, tags):
-    """The function as amazon.aws.lambda compares it (configuration, VPC, tags, code hash), or None."""
+    """The function as amazon.aws.lambda compares it (configuration, VPC, tags, code hash), by
+    that module's parameter names, or None."""
     if config is None:
         return None
     return {
-        **{field: config.get(field) for field in FUNCTION_FIELDS},
-        "Environment": (config.get("Environment") or {}).get("Variables") or {},
-        "VpcId": (config.get("VpcConfig") or {}).get("VpcId") or None,
-        "Tags": tags or {},
-        "CodeSha256": config.get("CodeSha256"),
+        **{key: config.get(field) for field, key in FUNCTION_FIELDS.items()},
+        "environment_variables": (config.get("Environment") or {}).get("Variables") or {},
+        "vpc_id": (config.get("VpcConfig") or {}).get("VpcId") or None,
+        "tags": tags or {},
+        "code_sha256": config.get("CodeSha256"),
     }

@@ -202,22 +202,26 @@ state:
     - C(log_group) - C(exists), C(retention), C(tags).
     - C(metric_filter), C(heartbeat_filter) - the metric filter named like each alarm - C(count),
       C(name), C(pattern), C(transformation).
-    - C(function) - the function as M(amazon.aws.lambda) compares it (C(Role), C(Handler),
-      C(Description), C(Timeout), C(MemorySize), C(Runtime), C(Environment), C(VpcId),
-      C(Tags), C(CodeSha256)); null when there is no function.
+    - C(function) - the function as M(amazon.aws.lambda) compares it, by that module's
+      parameter names (C(role), C(handler), C(description), C(timeout), C(memory_size),
+      C(runtime), C(environment_variables), C(tags)), with C(vpc_id) and C(code_sha256); null
+      when there is no function.
     - C(function_policy) - C(statement) (the invoke statement for the rules), C(size) of the
       function's resource policy and C(statements) with the size of each (Lambda allows 20 KB).
-    - C(statement) - the invoke statement for the rules, or null.
+    - C(statement) - the invoke statement for the rules, or null; a policy statement as Lambda
+      stores it (C(Sid), C(Effect), ...).
     - C(invoke_config) - the asynchronous invocation settings and C(reserved_concurrency) (-1
       when none is reserved), in M(guardrails.ec2.lambda_event_invoke_config)'s return shape.
     - C(alarm), C(heartbeat) - each alarm as M(amazon.aws.cloudwatch_metric_alarm) compares it
-      (C(PutMetricAlarm) fields), or null.
+      (the alarm as C(DescribeAlarms) returns it, compared field by field with the
+      C(PutMetricAlarm) request the role renders, both in AWS's names), or null.
     - C(role) - C(exists), C(trust), C(description), C(attached) (policy ARNs), C(tags).
     - C(policies) - per managed policy name, C(exists), C(default_version), C(versions) (C(id),
       C(document)) and C(tags).
     - C(api_stop_marked) - the instances whose stop protection (C(DisableApiStop)) protect set.
   returned: always
   type: dict
+  version_added: 1.1.0
   sample:
     log_group: {"exists": true, "retention": 30, "tags": {"ManagedBy": "guardrails.ec2"}}
     metric_filter: {"count": 1, "name": "EC2Protect-attention", "pattern": "{ ($.action = \"failed\") }", "transformation": {}}

@@ -129,7 +129,7 @@ def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
         plan, "eu-west-1", "123456789012", "aws", iam["policies"], {}, "abc="
     ) | {"scope": iam["scope"]}
     # The plan carries every setting the role's variables gave, one by one.
-    assert rendered["function"]["Environment"] == d.stop_protection_environment(
+    assert rendered["function"]["environment_variables"] == d.stop_protection_environment(
         plan,
         **{
             k: v
@@ -138,14 +138,14 @@ def test_the_plan_keeps_its_settings_and_renders_a_region_alone():
         },
     )
     assert (
-        rendered["function"]["Runtime"],
-        rendered["function"]["Timeout"],
-        rendered["function"]["MemorySize"],
+        rendered["function"]["runtime"],
+        rendered["function"]["timeout"],
+        rendered["function"]["memory_size"],
     ) == (
         "python3.12",
         90,
         256,
     )
     assert rendered["invoke_config"]["maximum_event_age_in_seconds"] == 600
-    assert rendered["function"]["Environment"]["NOTIFICATION_TOPIC_ARN"] == topic
+    assert rendered["function"]["environment_variables"]["NOTIFICATION_TOPIC_ARN"] == topic
     assert rendered["log_group"]["retention"] == 14

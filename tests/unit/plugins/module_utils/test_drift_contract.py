@@ -638,15 +638,15 @@ def function_args(desired, zip_file):
     function = desired["function"]
     return {
         "name": NAME,
-        "description": function["Description"],
-        "runtime": function["Runtime"],
-        "handler": function["Handler"],
+        "description": function["description"],
+        "runtime": function["runtime"],
+        "handler": function["handler"],
         "zip_file": str(zip_file),
-        "role": function["Role"],
-        "timeout": function["Timeout"],
-        "memory_size": function["MemorySize"],
-        "environment_variables": function["Environment"],
-        "tags": function["Tags"],
+        "role": function["role"],
+        "timeout": function["timeout"],
+        "memory_size": function["memory_size"],
+        "environment_variables": function["environment_variables"],
+        "tags": function["tags"],
         "state": "present",
     }
 
@@ -678,7 +678,12 @@ def _function_tag(lam, tmp_path):
 
 @pytest.mark.parametrize(
     ("drift", "field"),
-    [(_environment, "Environment"), (_timeout, "Timeout"), (_code, "CodeSha256"), (_function_tag, "Tags")],
+    [
+        (_environment, "environment_variables"),
+        (_timeout, "timeout"),
+        (_code, "code_sha256"),
+        (_function_tag, "tags"),
+    ],
 )
 def test_the_function_written_by_the_module_is_in_sync_and_drift_is_found(
     aws, run_module, plan, desired, zip_file, role, tmp_path, drift, field
