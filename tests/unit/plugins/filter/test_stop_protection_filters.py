@@ -1,5 +1,6 @@
 """The protect filters (plugins/filter/stop_protection.py): inventory in, validated plan out; errors name the bad value."""
 
+import json
 from pathlib import Path
 from unittest import mock
 
@@ -8,6 +9,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.filter import stop_protection as f
+from ansible_collections.guardrails.ec2.plugins.module_utils import render
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "stop_protection"
 
@@ -273,3 +275,43 @@ def test_known_regions_come_from_botocores_partitions_without_importing_it(monke
     assert not [region for region in known if region.endswith("-global")]
     monkeypatch.setattr(f, "PARTITIONS_DATA", ("data", "no-such-file.json"))
     assert f._known_regions() == ec2
+
+
+def test_policy_room_names_the_old_statements_that_must_go_before_the_new_one_fits():
+    """A 1.0 deployment's function policy, one statement per rule, near Lambda's 20 KB: the
+    filter names the old statements to remove first (the sweep's before any shard's), and
+    nothing when the policy has room or the new statement is in place."""
+    plan = f.stop_protection_plan([], instance_ids=["i-0000000000000000a"], region="eu-west-1")
+    desired = render.render_region(plan, "eu-west-1", "123456789012", "aws")
+    function = desired["function_arn"]
+    sids = [f"EC2Protect-{index}" for index in range(1, 81)] + ["EC2Protect-sweep"]
+    statements = [
+        {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "lambda:InvokeFunction",
+            "Resource": function,
+            "Condition": {"ArnLike": {"AWS:SourceArn": f"arn:aws:events:eu-west-1:123456789012:rule/{sid}"}},
+        }
+        for sid in sids
+    ]
+
+    def compact(document):
+        return len(json.dumps(document, separators=(",", ":")))
+
+    policy = {
+        "statement": None,
+        "size": compact({"Version": "2012-10-17", "Id": "default", "Statement": statements}),
+        "statements": [{"sid": entry["Sid"], "size": compact(entry)} for entry in statements],
+    }
+    assert policy["size"] > 20 * 1024 - 300  # near the quota: the new statement does not fit
+    room = f.stop_protection_policy_room({"function_policy": policy}, desired, "EC2Protect")
+    assert room and room[0] == "EC2Protect-sweep"
+    assert (
+        f.stop_protection_policy_room(
+            {"function_policy": dict(policy, statement={"Sid": "x"})}, desired, "EC2Protect"
+        )
+        == []
+    )
+    assert f.stop_protection_policy_room({"function_policy": None}, desired, "EC2Protect") == []
