@@ -5,7 +5,7 @@ from unittest import mock
 import pytest
 from botocore.exceptions import ClientError
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import drift, resource_reads
+from ansible_collections.guardrails.ec2.plugins.module_utils import drift
 from ansible_collections.guardrails.ec2.plugins.modules import lambda_event_invoke_config as m
 
 
@@ -23,25 +23,6 @@ def client_with(config=None, reserved=None):
     else:
         client.get_function_event_invoke_config.return_value = config
     return client
-
-
-def test_describe_maps_the_reply():
-    client = client_with(
-        {
-            "FunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
-            "MaximumRetryAttempts": 1,
-            "MaximumEventAgeInSeconds": 600,
-            "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:eu-west-1:123456789012:q"}},
-        }
-    )
-    assert resource_reads.read_invoke_config(client, "f") == {
-        "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
-        "maximum_retry_attempts": 1,
-        "maximum_event_age_in_seconds": 600,
-        "on_failure_destination_arn": "arn:aws:sqs:eu-west-1:123456789012:q",
-        "reserved_concurrency": -1,
-    }
-    assert resource_reads.read_invoke_config(client_with(None), "f") is None
 
 
 @pytest.mark.parametrize(

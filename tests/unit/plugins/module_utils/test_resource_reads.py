@@ -1,0 +1,95 @@
+"""module_utils/resource_reads.py: a deployment's own resources, in the shapes drift compares."""
+
+import json
+from unittest import mock
+
+from botocore.exceptions import ClientError
+
+from ansible_collections.guardrails.ec2.plugins.module_utils import resource_reads
+
+
+def not_found():
+    return ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "nope"}}, "Get")
+
+
+def client_with(config=None, reserved=None):
+    client = mock.MagicMock()
+    client.get_function_concurrency.return_value = (
+        {} if reserved is None else {"ReservedConcurrentExecutions": reserved}
+    )
+    if config is None:
+        client.get_function_event_invoke_config.side_effect = not_found()
+    else:
+        client.get_function_event_invoke_config.return_value = config
+    return client
+
+
+def test_describe_maps_the_reply():
+    client = client_with(
+        {
+            "FunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
+            "MaximumRetryAttempts": 1,
+            "MaximumEventAgeInSeconds": 600,
+            "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:eu-west-1:123456789012:q"}},
+        }
+    )
+    assert resource_reads.read_invoke_config(client, "f") == {
+        "function_arn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
+        "maximum_retry_attempts": 1,
+        "maximum_event_age_in_seconds": 600,
+        "on_failure_destination_arn": "arn:aws:sqs:eu-west-1:123456789012:q",
+        "reserved_concurrency": -1,
+    }
+    assert resource_reads.read_invoke_config(client_with(None), "f") is None
+
+
+def test_the_function_state_is_snake_case_by_amazon_aws_lambdas_parameter_names():
+    config = {
+        "Role": "arn:aws:iam::123456789012:role/r",
+        "Handler": "h.handler",
+        "Description": "d",
+        "Timeout": 30,
+        "MemorySize": 128,
+        "Runtime": "python3.13",
+        "Environment": {"Variables": {"A": "1"}},
+        "VpcConfig": {"VpcId": ""},
+        "CodeSha256": "abc=",
+        "State": "Active",
+    }
+    assert resource_reads.function_state(config, {"ManagedBy": "guardrails.ec2"}) == {
+        "role": "arn:aws:iam::123456789012:role/r",
+        "handler": "h.handler",
+        "description": "d",
+        "timeout": 30,
+        "memory_size": 128,
+        "runtime": "python3.13",
+        "environment_variables": {"A": "1"},
+        "vpc_id": None,
+        "tags": {"ManagedBy": "guardrails.ec2"},
+        "code_sha256": "abc=",
+    }
+    assert resource_reads.function_state(None, {}) is None
+
+
+def test_the_function_policy_gives_one_statement_and_sizes_and_the_whole_document_when_asked():
+    statements = [{"Sid": "a", "Effect": "Allow"}, {"Sid": "guardrails-ec2-rules", "Effect": "Allow"}]
+    text = json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
+    lam = mock.MagicMock()
+    lam.get_policy.return_value = {"Policy": text}
+    found = resource_reads.read_function_policy(lam, "f", "guardrails-ec2-rules")
+    assert found == {
+        "statement": statements[1],
+        "size": len(text),
+        "statements": [
+            {"sid": entry["Sid"], "size": len(json.dumps(entry, separators=(",", ":")))}
+            for entry in statements
+        ],
+    }
+    assert resource_reads.read_function_policy(lam, "f", document=True)["document"]["Statement"] == statements
+    lam.get_policy.side_effect = not_found()
+    assert resource_reads.read_function_policy(lam, "f", document=True) == {
+        "statement": None,
+        "size": 0,
+        "statements": [],
+        "document": {"Statement": []},
+    }
