@@ -1,30 +1,23 @@
 """module_utils/package.py: the function's archive depends only on names and contents."""
 
-import os
 import time
 import zipfile
 
+from fakes import write_source
+
 from ansible_collections.guardrails.ec2.plugins.module_utils import package
-
-
-def write(path, text, mtime=None, mode=0o644):
-    path.write_text(text)
-    os.chmod(path, mode)
-    if mtime:
-        os.utime(path, (mtime, mtime))
-    return str(path)
 
 
 def test_same_content_gives_the_same_bytes_whatever_the_metadata(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = [
-        write(tmp_path / "a/handler.py", "x = 1\n", mtime=1_000_000),
-        write(tmp_path / "a/extra.py", "y\n"),
+        write_source(tmp_path / "a/handler.py", "x = 1\n", mtime=1_000_000),
+        write_source(tmp_path / "a/extra.py", "y\n"),
     ]
     second = [
-        write(tmp_path / "b/extra.py", "y\n", mtime=time.time(), mode=0o755),
-        write(tmp_path / "b/handler.py", "x = 1\n", mode=0o600),
+        write_source(tmp_path / "b/extra.py", "y\n", mtime=time.time(), mode=0o755),
+        write_source(tmp_path / "b/handler.py", "x = 1\n", mode=0o600),
     ]
     one = package.build_archive(package.read_sources(first))
     two = package.build_archive(package.read_sources(second))

@@ -3,29 +3,13 @@
 import json
 from unittest import mock
 
-from botocore.exceptions import ClientError
+from fakes import lambda_with, not_found
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import resource_reads
 
 
-def not_found():
-    return ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "nope"}}, "Get")
-
-
-def client_with(config=None, reserved=None):
-    client = mock.MagicMock()
-    client.get_function_concurrency.return_value = (
-        {} if reserved is None else {"ReservedConcurrentExecutions": reserved}
-    )
-    if config is None:
-        client.get_function_event_invoke_config.side_effect = not_found()
-    else:
-        client.get_function_event_invoke_config.return_value = config
-    return client
-
-
 def test_describe_maps_the_reply():
-    client = client_with(
+    client = lambda_with(
         {
             "FunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST",
             "MaximumRetryAttempts": 1,
@@ -40,7 +24,7 @@ def test_describe_maps_the_reply():
         "on_failure_destination_arn": "arn:aws:sqs:eu-west-1:123456789012:q",
         "reserved_concurrency": -1,
     }
-    assert resource_reads.read_invoke_config(client_with(None), "f") is None
+    assert resource_reads.read_invoke_config(lambda_with(None), "f") is None
 
 
 def test_the_function_state_is_snake_case_by_amazon_aws_lambdas_parameter_names():

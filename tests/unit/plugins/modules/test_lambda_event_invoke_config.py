@@ -4,25 +4,10 @@ from unittest import mock
 
 import pytest
 from botocore.exceptions import ClientError
+from fakes import lambda_with, not_found
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import drift
 from ansible_collections.guardrails.ec2.plugins.modules import lambda_event_invoke_config as m
-
-
-def not_found():
-    return ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "nope"}}, "Get")
-
-
-def client_with(config=None, reserved=None):
-    client = mock.MagicMock()
-    client.get_function_concurrency.return_value = (
-        {} if reserved is None else {"ReservedConcurrentExecutions": reserved}
-    )
-    if config is None:
-        client.get_function_event_invoke_config.side_effect = not_found()
-    else:
-        client.get_function_event_invoke_config.return_value = config
-    return client
 
 
 @pytest.mark.parametrize(
@@ -123,7 +108,7 @@ def test_out_of_range_values_fail_before_any_call(run_module, args, message):
 
 
 def test_check_mode_reports_without_changing(run_module):
-    client = client_with(None)
+    client = lambda_with(None)
     with mock.patch.object(m.AnsibleAWSModule, "client", return_value=client):
         result = run_module(m, {"function_name": "f", "region": "eu-west-1", "_ansible_check_mode": True})
     assert result["changed"] is True
@@ -139,7 +124,7 @@ CONFIG = {
 
 @pytest.mark.parametrize(("have", "want"), [(None, 1), (5, 1), (1, -1)])
 def test_reserved_concurrency_is_set_or_removed_alone(run_module, have, want):
-    client = client_with(CONFIG, reserved=have)
+    client = lambda_with(CONFIG, reserved=have)
     with mock.patch.object(m.AnsibleAWSModule, "client", return_value=client):
         result = run_module(m, {"function_name": "f", "region": "eu-west-1", "reserved_concurrency": want})
     assert result["changed"] is True
@@ -154,7 +139,7 @@ def test_reserved_concurrency_is_set_or_removed_alone(run_module, have, want):
 
 @pytest.mark.parametrize(("have", "want"), [(1, 1), (None, -1), (7, None)])
 def test_reserved_concurrency_in_sync_or_unmanaged_changes_nothing(run_module, have, want):
-    client = client_with(CONFIG, reserved=have)
+    client = lambda_with(CONFIG, reserved=have)
     args = {"function_name": "f", "region": "eu-west-1"}
     if want is not None:
         args["reserved_concurrency"] = want
@@ -168,7 +153,7 @@ def test_reserved_concurrency_in_sync_or_unmanaged_changes_nothing(run_module, h
 def test_an_account_that_cannot_reserve_more_warns_and_changes_nothing(run_module):
     """Lambda keeps a minimum of unreserved concurrency (a new account's quota of 10 leaves
     nothing to reserve): the function stays unreserved, the run goes on with a warning."""
-    client = client_with(CONFIG)
+    client = lambda_with(CONFIG)
     client.put_function_concurrency.side_effect = ClientError(
         {
             "Error": {
@@ -198,7 +183,7 @@ def test_bad_reserved_concurrency_fails_before_any_call(run_module, args, messag
 
 
 def test_check_mode_reports_a_reservation_without_making_it(run_module):
-    client = client_with(CONFIG)
+    client = lambda_with(CONFIG)
     with mock.patch.object(m.AnsibleAWSModule, "client", return_value=client):
         result = run_module(
             m,

@@ -5,21 +5,14 @@ from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from fakes import write_source
 
 from ansible_collections.guardrails.ec2.plugins.filter.stop_protection import stop_protection_package_sha256
 from ansible_collections.guardrails.ec2.plugins.modules import lambda_package
 
 
-def write(path, text, mtime=None, mode=0o644):
-    path.write_text(text)
-    os.chmod(path, mode)
-    if mtime:
-        os.utime(path, (mtime, mtime))
-    return str(path)
-
-
 def test_module_writes_once_and_reports_the_lambda_digest(tmp_path, run_module):
-    src = write(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
+    src = write_source(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
     args = {"src": [src], "dest_dir": str(tmp_path / "out"), "name": "EC2Protect"}
     first = run_module(lambda_package, args)
     second = run_module(lambda_package, args)
@@ -41,7 +34,7 @@ def test_missing_source_fails_naming_it(tmp_path, run_module):
 
 def test_default_folder_is_private_to_the_user(tmp_path, run_module, monkeypatch):
     monkeypatch.setattr(lambda_package.tempfile, "gettempdir", lambda: str(tmp_path))
-    src = write(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
+    src = write_source(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
     result = run_module(lambda_package, {"src": [src], "name": "EC2Protect"})
     folder = tmp_path / f"guardrails-ec2-lambda-{os.getuid()}"
     assert result["package"]["path"].startswith(str(folder))
@@ -49,7 +42,7 @@ def test_default_folder_is_private_to_the_user(tmp_path, run_module, monkeypatch
 
 
 def test_a_folder_others_may_write_is_refused(tmp_path, run_module):
-    src = write(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
+    src = write_source(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o777)
@@ -60,7 +53,7 @@ def test_a_folder_others_may_write_is_refused(tmp_path, run_module):
 
 
 def test_a_link_in_place_of_the_folder_is_refused(tmp_path, run_module):
-    src = write(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
+    src = write_source(tmp_path / "handler.py", "def handler(e, c):\n    return 1\n")
     target = tmp_path / "elsewhere"
     target.mkdir(mode=0o700)
     (tmp_path / "out").symlink_to(target)
