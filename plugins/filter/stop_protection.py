@@ -205,9 +205,10 @@ def stop_protection_rollout(
     return {"desired": desired, "rules": rules, "drift": differences, "differs": differs, "changes": changes}
 
 
-def stop_protection_policy_names(plan):
-    """``{region: [managed policy names]}``, known before the account (``iam_policy.policy_names``)."""
-    return iam_policy.policy_names(plan)
+def stop_protection_policy_names(plan, region=None):
+    """``{region: [managed policy names]}``, known before the account (``iam_policy.policy_names``);
+    with ``region``, of that region only."""
+    return iam_policy.policy_names(plan, region)
 
 
 def stop_protection_package_sha256(paths):

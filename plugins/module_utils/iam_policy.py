@@ -262,13 +262,15 @@ def build_policies(plan, account, partition="aws", region=None):
 ANY_ACCOUNT = "000000000000"
 
 
-def policy_names(plan):
+def policy_names(plan, region=None):
     """``{region: [policy names]}``: the managed policies each region will have, known before
-    the account is (the read checks that none of those names is someone else's)."""
+    the account is (the read checks that none of those names is someone else's); with
+    ``region``, of that region only (its policies alone are built)."""
     return {
         entry["region"]: [
             policy["name"]
             for policy in build_policies(plan, ANY_ACCOUNT, partition_of(entry["region"]), entry["region"])[0]
         ]
         for entry in plan["regions"]
+        if region is None or entry["region"] == region
     }

@@ -102,6 +102,24 @@ def test_policy_names_before_the_account_are_the_names_rendered_with_it(region, 
     assert summary["regions"][0]["policies"] == [policy["name"] for policy in rendered["policies"]]
 
 
+def test_policy_names_of_one_region_build_that_regions_policies_alone(monkeypatch):
+    """The read asks each region for its own names: one region's policies are built, not
+    every region's once per region."""
+    plan = f.stop_protection_plan(
+        [],
+        instance_ids=["i-0000000000000000a"],
+        region="eu-west-1",
+        regions=["us-east-1", "ap-south-1"],
+        require_instances=False,
+    )
+    everything = f.stop_protection_policy_names(plan)
+    built = []
+    build = f.iam_policy.build_policies
+    monkeypatch.setattr(f.iam_policy, "build_policies", lambda *args: built.append(args[3]) or build(*args))
+    assert f.stop_protection_policy_names(plan, region="us-east-1") == {"us-east-1": everything["us-east-1"]}
+    assert built == ["us-east-1"]
+
+
 def test_unknown_variables_are_named_with_the_closest_known_one():
     specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]
     names = [
