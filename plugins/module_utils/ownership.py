@@ -237,7 +237,7 @@ def read_ownership(clients, name, region, account, partition, policies=()):
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
         function_read = pool.submit(read_function, lam, names["function"])
         # Read beside the function, not after it: for a missing function each answers
-        # ResourceNotFound (read as none), and the answers are dropped below.
+        # ResourceNotFound, and what they return is dropped below.
         policy_read = pool.submit(read_function_policy, lam, names["function"], names["invoke_statement"])
         invoke_read = pool.submit(read_invoke_config, lam, names["function"], concurrency=False)
         reserved_read = pool.submit(read_reserved_concurrency, lam, names["function"])
@@ -251,15 +251,19 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         legacy_role = pool.submit(_read_legacy_role, clients["iam"], name)
         function, function_entry = function_read.result()
         log_group, filters = logs_read.result()
-        invoke_config = invoke_read.result()
-        if invoke_config is not None:
-            invoke_config["reserved_concurrency"] = reserved_read.result()
+        # For a missing function the answers (or errors) of its reads are not looked at.
+        function_policy = invoke_config = None
+        if function is not None:
+            function_policy = policy_read.result()
+            invoke_config = invoke_read.result()
+            if invoke_config is not None:
+                invoke_config["reserved_concurrency"] = reserved_read.result()
         # What the read-once rollout compares with the plan (drift.py).
         state = {
             "log_group": log_group,
             **filters,
-            "function_policy": policy_read.result() if function is not None else None,
-            "invoke_config": invoke_config if function is not None else None,
+            "function_policy": function_policy,
+            "invoke_config": invoke_config,
         }
         state["statement"] = (state["function_policy"] or {}).get("statement")
         log_group_entry = judge_log_group(

@@ -338,3 +338,29 @@ def test_a_region_is_read_in_parallel_chains_not_call_by_call(aws):
     assert overlap.together("iam.get_role", "iam.get_policy")
     assert overlap.together("iam.get_policy_version", "iam.get_policy_version")
     assert overlap.together("events.list_targets_by_rule", "events.list_targets_by_rule")
+
+
+class DeniedFunctionReads:
+    """A Lambda client that may read functions but not their policy, asynchronous settings or
+    concurrency: what a read beside a missing function must not depend on."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        if name in ("get_policy", "get_function_event_invoke_config", "get_function_concurrency"):
+
+            def denied(**_kwargs):
+                raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, name)
+
+            return denied
+        return getattr(self._client, name)
+
+
+def test_the_reads_beside_a_missing_function_do_not_decide_the_read(aws):
+    """The function's policy and settings are read beside the function; when it does not
+    exist, what those reads return, an error included, is not looked at."""
+    clients = dict(aws, **{"lambda": DeniedFunctionReads(aws["lambda"])})
+    found = o.read_ownership(clients, "EC2Protect", REGION, ACCOUNT, "aws")
+    assert found["function"] is None
+    assert (found["state"]["function_policy"], found["state"]["invoke_config"]) == (None, None)
