@@ -23,9 +23,30 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import (
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     plan as planning,
 )
+from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    settings as settings_from,
+)
 
 # botocore's list of partitions and their regions, under its package directory.
 PARTITIONS_DATA = ("data", "partitions.json")
+
+# The settings build_plan takes as they are; name, selector, instance ids and regions it
+# gets worked out here.
+PLANNED = (
+    "tag_key",
+    "tag_value",
+    "bypass_tag_key",
+    "attribution",
+    "notification_topic_arn",
+    "failure_destination_arn",
+    "require_instances",
+    "kms_key_arns",
+    "restart_policy",
+    "inventory_group",
+    "resource_tags",
+    "function",
+    "automation_principals",
+)
 
 
 def _known_regions():
@@ -77,57 +98,44 @@ def _failed(exc, errors):
     raise AnsibleFilterError(str(exc)) from exc
 
 
+def _settings(variables, deployment, environment_region, keywords):
+    """The plan's settings: from the role's variables (``settings.role_settings``), or the
+    filter's keyword arguments of 1.0.0 (``settings.keyword_settings``), not both."""
+    if variables is None:
+        return settings_from.keyword_settings(keywords)
+    if keywords:
+        raise validate.ProtectionError(
+            f"give the role's variables or the settings as options, not both: {', '.join(sorted(keywords))}"
+        )
+    return settings_from.role_settings(variables, deployment, environment_region)
+
+
 def stop_protection_plan(
-    hosts,
-    name="EC2Protect",
-    selector=validate.MODE_INSTANCE_IDS,
-    instance_ids=None,
-    region=None,
-    regions=None,
-    tag_key=None,
-    tag_value=None,
-    bypass_tag_key="StopProtectionBypass",
-    attribution=False,
-    notification_topic_arn=None,
-    failure_destination_arn=None,
-    require_instances=True,
-    kms_key_arns=None,
-    restart_policy=None,
-    inventory_group="stop_protected",
-    resource_tags=None,
-    function=None,
-    automation_principals=None,
-    errors="raise",
+    hosts, variables=None, deployment=None, environment_region=None, errors="raise", **keywords
 ):
+    """The validated plan (``plan.build_plan``) of the inventory ``hosts`` and the settings:
+    the role's ``variables`` as one dict (the role's way), or the 1.0.0 keyword options."""
     known = _known_regions()
     try:
+        settings = _settings(variables, deployment, environment_region, keywords)
+        region, selector = settings["region"], settings["selector"]
         if region:
             validate.validate_region(region, known, source="stop_protection_region")
         pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
         # Tag mode protects by tag, but instances named in the inventory still tell the
         # regions to deploy to and what stop_protection_verify should check.
         instances = []
-        if selector == validate.MODE_INSTANCE_IDS or pairs or instance_ids:
-            instances = planning.collect_instances(pairs, instance_ids or [], region, known)
+        if selector == validate.MODE_INSTANCE_IDS or pairs or settings["instance_ids"]:
+            instances = planning.collect_instances(pairs, settings["instance_ids"] or [], region, known)
         return planning.build_plan(
-            name,
+            settings["name"],
             mode=selector,
             instances=instances,
-            regions=_extra_regions(regions, region, selector == validate.MODE_TAG, require_instances),
-            tag_key=tag_key,
-            tag_value=tag_value,
-            bypass_tag_key=bypass_tag_key,
-            attribution=attribution,
-            notification_topic_arn=notification_topic_arn,
-            failure_destination_arn=failure_destination_arn,
-            require_instances=require_instances,
+            regions=_extra_regions(
+                settings["regions"], region, selector == validate.MODE_TAG, settings["require_instances"]
+            ),
             known_regions=known,
-            kms_key_arns=kms_key_arns or [],
-            restart_policy=restart_policy,
-            inventory_group=inventory_group,
-            resource_tags=resource_tags,
-            function=function,
-            automation_principals=automation_principals or [],
+            **{key: settings[key] for key in PLANNED},
         )
     except validate.ProtectionError as exc:
         return _failed(exc, errors)
@@ -142,11 +150,19 @@ def stop_protection_deployments(
     assume_roles=None,
     require_instances=True,
     errors="raise",
+    variables=None,
+    environment_region=None,
 ):
     """One deployment per account and region (``planning.plan_deployments``): the hosts
-    the playbooks add to run the role once per pair, in parallel."""
+    the playbooks add to run the role once per pair, in parallel. With ``variables`` (the
+    role's variables as one dict) the settings come from them, as for ``stop_protection_plan``."""
     known = _known_regions()
     try:
+        if variables is not None:
+            settings = settings_from.role_settings(variables, environment_region=environment_region)
+            instance_ids, region, regions = settings["instance_ids"], settings["region"], settings["regions"]
+            selector, assume_roles = settings["selector"], settings["assume_roles"]
+            require_instances = settings["require_instances"]
         # Checked even when every instance names its own region: a bad setting is an error
         # whether or not this run happens to use it.
         if region:

@@ -333,3 +333,62 @@ def test_policy_room_names_the_old_statements_that_must_go_before_the_new_one_fi
         == []
     )
     assert f.stop_protection_policy_room({"function_policy": None}, desired, "EC2Protect") == []
+
+
+def _role_variables(**overrides):
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    return dict(defaults, **overrides)
+
+
+def test_the_role_variables_as_one_mapping_plan_as_the_keywords_do():
+    hosts = [host("a", "i-0000000000000000a", placement={"region": "eu-west-1"})]
+    variables = _role_variables(stop_protection_name="Guard", stop_protection_restart_limit="5")
+    by_variables = f.stop_protection_plan(hosts, variables=variables, environment_region="us-east-1")
+    by_keywords = f.stop_protection_plan(
+        hosts,
+        name="Guard",
+        region="us-east-1",
+        regions=[],
+        tag_key="StopProtection",
+        tag_value="enabled",
+        notification_topic_arn="",
+        failure_destination_arn="",
+        resource_tags={"ManagedBy": "guardrails.ec2"},
+        restart_policy={"restart_limit": 5},
+    )
+    assert by_variables == by_keywords
+    assert by_variables["restart_policy"]["restart_limit"] == 5
+
+
+def test_variables_and_keywords_together_are_an_error():
+    result = f.stop_protection_plan([], variables=_role_variables(), name="Guard", errors="return")
+    assert result == {"error": "give the role's variables or the settings as options, not both: name"}
+
+
+def test_a_bad_variable_fails_naming_it():
+    variables = _role_variables(
+        stop_protection_instance_ids=["i-0000000000000000a"], stop_protection_lambda_timeout=5
+    )
+    result = f.stop_protection_plan([], variables=variables, environment_region="eu-west-1", errors="return")
+    assert result == {"error": "stop_protection_lambda_timeout must be 10-900, got 5"}
+
+
+def test_deployments_read_the_role_variables_too():
+    variables = _role_variables(
+        stop_protection_instance_ids=[{"instance_id": "i-0000000000000000a", "region": "us-west-2"}],
+        stop_protection_regions=["eu-north-1"],
+        stop_protection_selector="tag",
+    )
+    deployments = f.stop_protection_deployments([], variables=variables, environment_region="eu-west-1")
+    assert deployments == f.stop_protection_deployments(
+        [],
+        instance_ids=variables["stop_protection_instance_ids"],
+        region="eu-west-1",
+        regions=["eu-north-1"],
+        selector="tag",
+    )
+    assert [(d["host"], d["region"]) for d in deployments] == [
+        ("own-eu-north-1", "eu-north-1"),
+        ("own-eu-west-1", "eu-west-1"),
+        ("own-us-west-2", "us-west-2"),
+    ]
