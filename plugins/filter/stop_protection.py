@@ -5,15 +5,13 @@
 """Filters that turn the stop_protection role's variables into a validated deployment plan."""
 
 import difflib
-import importlib.util
-import json
-import os
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     drift,
     iam_policy,
+    inventory,
     naming,
     package,
     render,
@@ -26,9 +24,6 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import (
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     settings as settings_from,
 )
-
-# botocore's list of partitions and their regions, under its package directory.
-PARTITIONS_DATA = ("data", "partitions.json")
 
 # The settings build_plan takes as they are; name, selector, instance ids and regions it
 # gets worked out here.
@@ -47,47 +42,6 @@ PLANNED = (
     "function",
     "automation_principals",
 )
-
-
-def _known_regions():
-    """Regions botocore knows in every partition, or None when it cannot tell.
-
-    Read from botocore's ``data/partitions.json`` (7 KB, the endpoint rules' list of regions)
-    without importing botocore: the import and ``endpoints.json`` cost about 0.2 s, and every
-    planning task runs the filter in a fresh worker process. Older botocore without that file:
-    its session's list for EC2."""
-    spec = importlib.util.find_spec("botocore")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(location, *PARTITIONS_DATA)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                partitions = json.load(handle).get("partitions") or []
-            # "aws-global" and the like name global endpoints, not regions.
-            regions = {
-                region
-                for partition in partitions
-                for region in partition.get("regions") or {}
-                if not region.endswith("-global")
-            }
-            return regions or None
-    if spec is None:
-        return None
-    import botocore.session  # pylint: disable=import-outside-toplevel
-
-    session = botocore.session.get_session()
-    regions = set()
-    for partition in session.get_available_partitions():
-        regions.update(session.get_available_regions("ec2", partition_name=partition))
-    return regions or None
-
-
-def _extra_regions(regions, region, tag_mode, require_instances):
-    """Regions to deploy to besides those of the instances: ``regions``, and the default
-    ``region`` in tag mode or when instances are not required."""
-    extra = set(regions or [])
-    if region and (tag_mode or not require_instances):
-        extra.add(region)
-    return sorted(extra)
 
 
 def _failed(exc, errors):
@@ -115,7 +69,7 @@ def stop_protection_plan(
 ):
     """The validated plan (``plan.build_plan``) of the inventory ``hosts`` and the settings:
     the role's ``variables`` as one dict (the role's way), or the 1.0.0 keyword options."""
-    known = _known_regions()
+    known = inventory.known_regions()
     try:
         settings = _settings(variables, deployment, environment_region, keywords)
         region, selector = settings["region"], settings["selector"]
@@ -126,12 +80,12 @@ def stop_protection_plan(
         # regions to deploy to and what stop_protection_verify should check.
         instances = []
         if selector == validate.MODE_INSTANCE_IDS or pairs or settings["instance_ids"]:
-            instances = planning.collect_instances(pairs, settings["instance_ids"] or [], region, known)
+            instances = inventory.collect_instances(pairs, settings["instance_ids"] or [], region, known)
         return planning.build_plan(
             settings["name"],
             mode=selector,
             instances=instances,
-            regions=_extra_regions(
+            regions=inventory.extra_regions(
                 settings["regions"], region, selector == validate.MODE_TAG, settings["require_instances"]
             ),
             known_regions=known,
@@ -153,10 +107,10 @@ def stop_protection_deployments(
     variables=None,
     environment_region=None,
 ):
-    """One deployment per account and region (``planning.plan_deployments``): the hosts
+    """One deployment per account and region (``inventory.plan_deployments``): the hosts
     the playbooks add to run the role once per pair, in parallel. With ``variables`` (the
     role's variables as one dict) the settings come from them, as for ``stop_protection_plan``."""
-    known = _known_regions()
+    known = inventory.known_regions()
     try:
         if variables is not None:
             settings = settings_from.role_settings(variables, environment_region=environment_region)
@@ -169,16 +123,16 @@ def stop_protection_deployments(
             validate.validate_region(region, known, source="stop_protection_region (or AWS_REGION)")
         pairs = [(host.get("inventory_hostname", "?"), host) for host in hosts or []]
         instances = (
-            planning.collect_instances(pairs, instance_ids or [], region, known)
+            inventory.collect_instances(pairs, instance_ids or [], region, known)
             if (pairs or instance_ids)
             else []
         )
-        accounts = planning.instance_accounts(pairs, instance_ids or [])
+        accounts = inventory.instance_accounts(pairs, instance_ids or [])
         tag_mode = selector == validate.MODE_TAG
-        extra = _extra_regions(regions, region, tag_mode, require_instances)
+        extra = inventory.extra_regions(regions, region, tag_mode, require_instances)
         for entry in extra:
             validate.validate_region(entry, known, source="stop_protection_regions entry")
-        return planning.plan_deployments(instances, accounts, assume_roles, tag_mode=tag_mode, regions=extra)
+        return inventory.plan_deployments(instances, accounts, assume_roles, tag_mode=tag_mode, regions=extra)
     except validate.ProtectionError as exc:
         return _failed(exc, errors)
 

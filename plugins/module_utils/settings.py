@@ -109,7 +109,7 @@ def role_settings(variables, deployment=None, environment_region=None):
     its ``stop_protection_`` prefix; missing ones take ``PLAN_DEFAULTS``).
 
     ``deployment`` is the deployment host's ``stop_protection__deployment``
-    (``plan.plan_deployments``): its instances, region and regions replace the variables'.
+    (``inventory.plan_deployments``): its instances, region and regions replace the variables'.
     ``environment_region`` (``AWS_REGION`` or ``AWS_DEFAULT_REGION``) is the region when
     ``stop_protection_region`` is empty."""
     if not isinstance(variables, dict):
@@ -125,7 +125,7 @@ def role_settings(variables, deployment=None, environment_region=None):
     settings["require_instances"] = variables.get(PREFIX + "state", "present") == "present"
     settings["restart_policy"] = _group(variables, RESTART_POLICY)
     settings["function"] = _group(variables, FUNCTION)
-    # Not the plan's: the deployments' (plan.plan_deployments).
+    # Not the plan's: the deployments' (inventory.plan_deployments).
     settings["assume_roles"] = variables.get(PREFIX + "assume_roles")
     if deployment:
         settings["instance_ids"] = deployment.get("instance_ids") or []

@@ -276,25 +276,6 @@ def test_the_filters_load_no_aws_sdk(loaded_by):
     assert [name for name in loaded if name.split(".")[0] in ("boto3", "botocore") or name in readers] == []
 
 
-def test_known_regions_come_from_botocores_partitions_without_importing_it(monkeypatch):
-    """The regions a plan accepts: every region botocore's session lists for EC2, in every
-    partition, read from its partitions.json; no "aws-global" pseudo-region. Without that
-    file (an older botocore), the session's list."""
-    import botocore.session
-
-    session = botocore.session.get_session()
-    ec2 = {
-        region
-        for partition in session.get_available_partitions()
-        for region in session.get_available_regions("ec2", partition_name=partition)
-    }
-    known = f._known_regions()
-    assert ec2 <= known and "eu-west-1" in known
-    assert not [region for region in known if region.endswith("-global")]
-    monkeypatch.setattr(f, "PARTITIONS_DATA", ("data", "no-such-file.json"))
-    assert f._known_regions() == ec2
-
-
 def test_policy_room_names_the_old_statements_that_must_go_before_the_new_one_fits():
     """A 1.0 deployment's function policy, one statement per rule, near Lambda's 20 KB: the
     filter names the old statements to remove first (the sweep's before any shard's), and

@@ -4,6 +4,7 @@ import pytest
 from plan_helpers import KEY, OTHER_ROLE, plan_for
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
+    inventory,
     naming,
     validate,
 )
@@ -56,7 +57,7 @@ def test_build_plan_rejects_bad_input_naming_the_value(overrides, message):
 
 def test_unknown_region_rejected_when_the_known_list_is_given():
     with pytest.raises(validate.ProtectionError, match="not a region AWS knows"):
-        planning.collect_instances([], ["i-0000000000000000a"], "xx-nowhere-9", known_regions={"eu-west-1"})
+        inventory.collect_instances([], ["i-0000000000000000a"], "xx-nowhere-9", known_regions={"eu-west-1"})
 
 
 @pytest.mark.parametrize("region", ["eu-west-1", "us-gov-west-1", "us-isob-east-1", "eusc-de-east-1"])
