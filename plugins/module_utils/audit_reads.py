@@ -18,7 +18,6 @@ from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto
 from ansible_collections.guardrails.ec2.plugins.module_utils.iam_eval import (
     RolePermissions,
     invoke_sources,
-    role_policy_documents,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.naming import (
     function_arn,
@@ -32,9 +31,11 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import (
 from ansible_collections.guardrails.ec2.plugins.module_utils.reads import describe_filtered, missing_targets
 from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads import (
     described_alarms,
+    read_function,
     read_function_policy,
     read_invoke_config,
     read_reserved_concurrency,
+    role_policy_documents,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils.rules import list_deployment_rules
 from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import UNRESERVED
@@ -79,10 +80,8 @@ def read_deployment(clients, name, region, account, partition):
         "reserved_concurrency": None,
         "warnings": [],
     }
-    try:
-        config = lam.get_function_configuration(aws_retry=True, FunctionName=name)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        config = None
+    # The same reader as protect's (GetFunction).
+    config = read_function(lam, name)
     if config:
         deployment["function"] = config
         deployment["env"] = (config.get("Environment") or {}).get("Variables") or {}

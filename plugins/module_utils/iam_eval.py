@@ -4,40 +4,8 @@
 
 """What a role's identity policies and a function's resource policy allow, evaluated here."""
 
-import json
 import re
-import urllib.parse
 from fnmatch import fnmatchcase
-
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import paginated_query_with_retries
-
-
-def _decoded(document):
-    """A policy document as a dict: boto3 decodes IAM's URL-encoded JSON; be lenient if not."""
-    if isinstance(document, str):
-        document = json.loads(urllib.parse.unquote(document))
-    return document
-
-
-def role_policy_documents(iam, role_arn):
-    """The identity policy documents of a role: its attached managed policies (default
-    versions) and its inline policies."""
-    role = role_arn.rsplit("/", 1)[-1]
-    documents = []
-    # The audit's own errors (AccessDenied above all) stay botocore's: not amazon.aws's iam
-    # helpers, which turn them into AnsibleIAMError.
-    attached = paginated_query_with_retries(iam, "list_attached_role_policies", RoleName=role)
-    for entry in attached.get("AttachedPolicies", []):
-        policy = iam.get_policy(aws_retry=True, PolicyArn=entry["PolicyArn"])["Policy"]
-        version = iam.get_policy_version(
-            aws_retry=True, PolicyArn=entry["PolicyArn"], VersionId=policy["DefaultVersionId"]
-        )
-        documents.append(_decoded(version["PolicyVersion"]["Document"]))
-    inline = paginated_query_with_retries(iam, "list_role_policies", RoleName=role)
-    for policy_name in inline.get("PolicyNames", []):
-        found = iam.get_role_policy(aws_retry=True, RoleName=role, PolicyName=policy_name)
-        documents.append(_decoded(found["PolicyDocument"]))
-    return documents
 
 
 def _as_list(value):

@@ -44,6 +44,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.resource_reads impo
     alarm_state,
     described_alarms,
     function_state,
+    read_function,
     read_function_policy,
     read_invoke_config,
     read_metric_filter,
@@ -68,15 +69,11 @@ def _found(kind, name, ours, reason):
 NOT_TAGGED = f"it has no tag {OWNER_TAG_KEY}={OWNER_TAG_VALUE}"
 
 
-def read_function(lam, name):
-    """The function (``None`` when missing) and its ownership entry."""
-    try:
-        reply = lam.get_function(aws_retry=True, FunctionName=name)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return None, _missing("function", name)
-    config = reply["Configuration"]
-    config["Tags"] = reply.get("Tags") or {}
-    return config, _found("function", name, owner_tagged(config["Tags"]), NOT_TAGGED)
+def judge_function(name, config):
+    """The function's ownership entry (``config``: ``resource_reads.read_function``'s)."""
+    if config is None:
+        return _missing("function", name)
+    return _found("function", name, owner_tagged(config["Tags"]), NOT_TAGGED)
 
 
 def read_log_group(logs, group):
@@ -249,7 +246,8 @@ def read_ownership(clients, name, region, account, partition, policies=()):
         listed_rules = pool.submit(list_deployment_rules, clients["events"], name)
         iam = pool.submit(_read_iam, clients["iam"], iam_names, partition, account, policies)
         legacy_role = pool.submit(_read_legacy_role, clients["iam"], name)
-        function, function_entry = function_read.result()
+        function = function_read.result()
+        function_entry = judge_function(names["function"], function)
         log_group, filters = logs_read.result()
         # For a missing function the answers (or errors) of its reads are not looked at.
         function_policy = invoke_config = None

@@ -4,10 +4,11 @@
 
 """Reads of a deployment's own resources, in the shapes the drift step compares.
 
-``ownership.read_ownership`` reads a region once through these (the function's policy,
-asynchronous settings and reservation, metric filters, policy versions, alarms, function
-configuration); ``drift`` compares what they return with what ``render`` plans. Nothing
-here knows the plan. Clients are wrapped with AWSRetry by the module (calls pass
+``ownership.read_ownership`` reads a region once through these (the function, its policy,
+asynchronous settings and reservation, metric filters, policy versions, alarms);
+``drift`` compares what they return with what ``render`` plans. The audit
+(``audit_reads``) reads the same resources with the same functions, and a role's policy
+documents. Nothing here knows the plan. Clients are wrapped with AWSRetry by the module (calls pass
 ``aws_retry=True``).
 """
 
@@ -15,11 +16,25 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import (
+    is_boto3_error_code,
+    paginated_query_with_retries,
+)
 from ansible_collections.amazon.aws.plugins.module_utils.iam import list_iam_managed_policy_versions
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.patterns import compact_json
 from ansible_collections.guardrails.ec2.plugins.module_utils.state_shape import UNRESERVED
+
+
+def read_function(lam, name):
+    """The function's configuration with its ``Tags`` (``GetFunction``), or None when missing."""
+    try:
+        reply = lam.get_function(aws_retry=True, FunctionName=name)
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return None
+    config = reply["Configuration"]
+    config["Tags"] = reply.get("Tags") or {}
+    return config
 
 
 def read_function_policy(lam, function, statement_id=None, document=False):
@@ -152,9 +167,31 @@ def read_policy_versions(iam, arn):
 
 
 def _policy_document(document):
+    """A policy document as a dict: boto3 decodes IAM's URL-encoded JSON; be lenient if not."""
     if isinstance(document, str):
         return json.loads(unquote(document))
     return document
+
+
+def role_policy_documents(iam, role_arn):
+    """The identity policy documents of a role: its attached managed policies (default
+    versions) and its inline policies."""
+    role = role_arn.rsplit("/", 1)[-1]
+    documents = []
+    # The audit's own errors (AccessDenied above all) stay botocore's: not amazon.aws's iam
+    # helpers, which turn them into AnsibleIAMError.
+    attached = paginated_query_with_retries(iam, "list_attached_role_policies", RoleName=role)
+    for entry in attached.get("AttachedPolicies", []):
+        policy = iam.get_policy(aws_retry=True, PolicyArn=entry["PolicyArn"])["Policy"]
+        version = iam.get_policy_version(
+            aws_retry=True, PolicyArn=entry["PolicyArn"], VersionId=policy["DefaultVersionId"]
+        )
+        documents.append(_policy_document(version["PolicyVersion"]["Document"]))
+    inline = paginated_query_with_retries(iam, "list_role_policies", RoleName=role)
+    for policy_name in inline.get("PolicyNames", []):
+        found = iam.get_role_policy(aws_retry=True, RoleName=role, PolicyName=policy_name)
+        documents.append(_policy_document(found["PolicyDocument"]))
+    return documents
 
 
 # The function's configuration fields that amazon.aws.lambda compares, by the names of its

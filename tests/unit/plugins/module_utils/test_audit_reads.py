@@ -13,6 +13,7 @@ from verify_helpers import (
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     audit_reads,
+    resource_reads,
 )
 
 
@@ -98,10 +99,11 @@ def test_the_audit_reports_both_alarms_and_warns_of_each_in_alarm(retrying):
     )
 
 
-def test_the_audit_reads_the_async_settings_and_concurrency_with_protects_reader(monkeypatch, retrying):
-    """read_deployment reads the asynchronous settings as protect does (snake_case), checks
-    that their failure destination exists, and takes an unreserved function as not set; it
-    reads every statement of the function's policy with protect's reader of that policy."""
+def test_the_audit_reads_the_function_and_its_settings_with_protects_reader(monkeypatch, retrying):
+    """read_deployment reads the function (GetFunction, with its tags) and the asynchronous
+    settings as protect does (snake_case), checks that their failure destination exists, and
+    takes an unreserved function as not set; it reads every statement of the function's
+    policy with protect's reader of that policy, and the role's policies with the reader's."""
     import io
     import zipfile
 
@@ -145,6 +147,9 @@ def test_the_audit_reads_the_async_settings_and_concurrency_with_protects_reader
         )
         found = audit_reads.read_deployment(clients, "EC2Protect", "eu-west-1", "123456789012", "aws")
     assert read == [{"document": True}]
+    assert found["function"]["Tags"] == {}
+    assert found["start_permission"].role == "r"
+    assert audit_reads.role_policy_documents is resource_reads.role_policy_documents
     assert [source for source in found["policy_sources"] if rule in str(source)], found["policy_sources"]
     assert found["invoke_config"]["maximum_retry_attempts"] == 1
     assert found["invoke_config"]["on_failure_destination_arn"] == queue

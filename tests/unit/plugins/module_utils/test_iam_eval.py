@@ -1,7 +1,6 @@
 """module_utils/iam_eval.py: what the function's role and resource policy allow."""
 
 import pytest
-from fakes import Paged
 from verify_helpers import ARN_PREFIX, ID, ROLE_ARN, RULE_ARN, SWEEP_ARN, generated
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
@@ -140,44 +139,6 @@ def test_an_allow_with_a_condition_it_cannot_evaluate_still_counts():
         iam_eval.RolePermissions(ROLE_ARN, [document]).check("ec2:StartInstances", ARN_PREFIX + ID, {})
         == "allowed"
     )
-
-
-class PagedIam(Paged):
-    SERVICE = "iam"
-
-    """IAM stand-in: two pages of attached policies, one inline policy returned as text."""
-
-    def __init__(self):
-        self.calls = []
-
-    def list_attached_role_policies(self, aws_retry=False, RoleName=None, Marker=None):
-        self.calls.append(("list_attached_role_policies", RoleName, Marker))
-        if Marker is None:
-            return {"AttachedPolicies": [{"PolicyArn": "arn:p1"}], "IsTruncated": True, "Marker": "m"}
-        return {"AttachedPolicies": [{"PolicyArn": "arn:p2"}], "IsTruncated": False}
-
-    def get_policy(self, aws_retry, PolicyArn):
-        return {"Policy": {"DefaultVersionId": "v3"}}
-
-    def get_policy_version(self, aws_retry, PolicyArn, VersionId):
-        assert VersionId == "v3"
-        return {"PolicyVersion": {"Document": {"Statement": [{"Sid": PolicyArn}]}}}
-
-    def list_role_policies(self, aws_retry=False, RoleName=None, Marker=None):
-        return {"PolicyNames": ["inline"], "IsTruncated": False}
-
-    def get_role_policy(self, aws_retry, RoleName, PolicyName):
-        return {"PolicyDocument": "%7B%22Statement%22%3A%5B%7B%22Sid%22%3A%22inline%22%7D%5D%7D"}
-
-
-def test_role_policy_documents_reads_every_page_and_inline_policies():
-    iam = PagedIam()
-    documents = iam_eval.role_policy_documents(iam, ROLE_ARN)
-    assert [d["Statement"][0]["Sid"] for d in documents] == ["arn:p1", "arn:p2", "inline"]
-    assert iam.calls == [
-        ("list_attached_role_policies", "EC2ProtectRole", None),
-        ("list_attached_role_policies", "EC2ProtectRole", "m"),
-    ]
 
 
 NEGATED_DENIES = [

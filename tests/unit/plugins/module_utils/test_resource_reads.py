@@ -3,7 +3,8 @@
 import json
 from unittest import mock
 
-from fakes import lambda_with, not_found
+from fakes import Paged, lambda_with, not_found
+from verify_helpers import ROLE_ARN
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import resource_reads
 
@@ -77,3 +78,41 @@ def test_the_function_policy_gives_one_statement_and_sizes_and_the_whole_documen
         "statements": [],
         "document": {"Statement": []},
     }
+
+
+class PagedIam(Paged):
+    SERVICE = "iam"
+
+    """IAM stand-in: two pages of attached policies, one inline policy returned as text."""
+
+    def __init__(self):
+        self.calls = []
+
+    def list_attached_role_policies(self, aws_retry=False, RoleName=None, Marker=None):
+        self.calls.append(("list_attached_role_policies", RoleName, Marker))
+        if Marker is None:
+            return {"AttachedPolicies": [{"PolicyArn": "arn:p1"}], "IsTruncated": True, "Marker": "m"}
+        return {"AttachedPolicies": [{"PolicyArn": "arn:p2"}], "IsTruncated": False}
+
+    def get_policy(self, aws_retry, PolicyArn):
+        return {"Policy": {"DefaultVersionId": "v3"}}
+
+    def get_policy_version(self, aws_retry, PolicyArn, VersionId):
+        assert VersionId == "v3"
+        return {"PolicyVersion": {"Document": {"Statement": [{"Sid": PolicyArn}]}}}
+
+    def list_role_policies(self, aws_retry=False, RoleName=None, Marker=None):
+        return {"PolicyNames": ["inline"], "IsTruncated": False}
+
+    def get_role_policy(self, aws_retry, RoleName, PolicyName):
+        return {"PolicyDocument": "%7B%22Statement%22%3A%5B%7B%22Sid%22%3A%22inline%22%7D%5D%7D"}
+
+
+def test_role_policy_documents_reads_every_page_and_inline_policies():
+    iam = PagedIam()
+    documents = resource_reads.role_policy_documents(iam, ROLE_ARN)
+    assert [d["Statement"][0]["Sid"] for d in documents] == ["arn:p1", "arn:p2", "inline"]
+    assert iam.calls == [
+        ("list_attached_role_policies", "EC2ProtectRole", None),
+        ("list_attached_role_policies", "EC2ProtectRole", "m"),
+    ]
