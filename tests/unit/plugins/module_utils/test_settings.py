@@ -6,7 +6,11 @@ import pytest
 import yaml
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import settings as s
-from ansible_collections.guardrails.ec2.plugins.module_utils.validate import ProtectionError
+from ansible_collections.guardrails.ec2.plugins.module_utils.validate import (
+    DEFAULT_FUNCTION_SETTINGS,
+    DEFAULT_RESTART_POLICY,
+    ProtectionError,
+)
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "stop_protection"
 DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
@@ -57,28 +61,11 @@ def test_the_role_defaults_make_the_settings_of_the_old_keyword_call():
         "failure_destination_arn": "",
         "require_instances": True,
         "kms_key_arns": [],
-        "restart_policy": {
-            "restart_limit": 3,
-            "restart_window_seconds": 3600,
-            "history_tag_key": "StopProtectionRestarts",
-            "suspended_tag_key": "StopProtectionSuspended",
-            "skip_auto_scaling": True,
-            "skip_spot_interruptions": True,
-            "restart_hibernated": False,
-            "retry_attempts": 2,
-            "sweep_minutes": 5,
-            "alarm_period_seconds": 300,
-        },
+        # The role's defaults are the validation's.
+        "restart_policy": DEFAULT_RESTART_POLICY,
         "inventory_group": "stop_protected",
         "resource_tags": {"ManagedBy": "guardrails.ec2"},
-        "function": {
-            "runtime": "python3.13",
-            "timeout": 60,
-            "memory_mb": 128,
-            "max_event_age_seconds": 3600,
-            "log_retention_days": 30,
-            "restart_together": True,
-        },
+        "function": DEFAULT_FUNCTION_SETTINGS,
         "automation_principals": [],
         "assume_roles": {},
     }
