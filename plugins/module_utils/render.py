@@ -106,24 +106,25 @@ def desired_state(plan, region, account, partition, policies=(), trust_policy=No
 
 
 def alarm_request(settings, description, comparison, evaluation_periods, missing):
-    """The ``PutMetricAlarm`` request of one of the deployment's alarms on its own metric
-    (``alarms.alarm_settings``/``heartbeat_settings``), or None when there is none."""
+    """One of the deployment's alarms on its own metric (``alarms.alarm_settings``/
+    ``heartbeat_settings``) by amazon.aws.cloudwatch_metric_alarm's parameter names, with the
+    values that module sends when the role leaves one out; None when there is no alarm."""
     if not settings:
         return None
     return {
-        "AlarmName": settings["name"],
-        "AlarmDescription": description,
-        "MetricName": settings["name"],
-        "Namespace": settings["namespace"],
-        "Statistic": "Sum",
-        "ComparisonOperator": comparison,
-        "Threshold": 1.0,
-        "Period": settings["period"],
-        "EvaluationPeriods": evaluation_periods,
-        "TreatMissingData": missing,
-        "AlarmActions": list(settings["actions"]),
-        "InsufficientDataActions": [],
-        "OKActions": [],
+        "name": settings["name"],
+        "description": description,
+        "metric_name": settings["name"],
+        "namespace": settings["namespace"],
+        "statistic": "Sum",
+        "comparison": comparison,
+        "threshold": 1.0,
+        "period": settings["period"],
+        "evaluation_periods": evaluation_periods,
+        "treat_missing_data": missing,
+        "alarm_actions": list(settings["actions"]),
+        "insufficient_data_actions": [],
+        "ok_actions": [],
     }
 
 

@@ -16,6 +16,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
+from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import (
     is_boto3_error_code,
     paginated_query_with_retries,
@@ -141,15 +142,45 @@ def described_alarms(cloudwatch, names):
     return {name: found.get(name) for name in names}
 
 
+# DescribeAlarms fields by the parameter of amazon.aws.cloudwatch_metric_alarm that sets each.
+ALARM_PARAMETERS = {
+    "AlarmName": "name",
+    "AlarmDescription": "description",
+    "MetricName": "metric_name",
+    "Namespace": "namespace",
+    "Statistic": "statistic",
+    "ExtendedStatistic": "extended_statistic",
+    "ComparisonOperator": "comparison",
+    "Threshold": "threshold",
+    "Period": "period",
+    "Unit": "unit",
+    "EvaluationPeriods": "evaluation_periods",
+    "DatapointsToAlarm": "datapoints_to_alarm",
+    "EvaluateLowSampleCountPercentile": "evaluate_low_sample_count_percentile",
+    "Dimensions": "dimensions",
+    "AlarmActions": "alarm_actions",
+    "InsufficientDataActions": "insufficient_data_actions",
+    "OKActions": "ok_actions",
+    "TreatMissingData": "treat_missing_data",
+}
+
+
 def alarm_state(found):
-    """A described alarm as amazon.aws.cloudwatch_metric_alarm compares it, or None."""
+    """A described alarm as amazon.aws.cloudwatch_metric_alarm compares it (every field but
+    those it leaves out), by that module's parameter names, or None. A field it has no
+    parameter for keeps its name in snake_case: the module compares it too, so it counts."""
     if found is None:
         return None
     alarm = {key: value for key, value in found.items() if key not in ALARM_IGNORED_KEYS}
     alarm.setdefault("TreatMissingData", "missing")
     if not alarm.get("Dimensions"):
         alarm.pop("Dimensions", None)
-    return json.loads(json.dumps(alarm, default=str))
+    alarm = json.loads(json.dumps(alarm, default=str))
+    named = {ALARM_PARAMETERS[key]: value for key, value in alarm.items() if key in ALARM_PARAMETERS}
+    others = camel_dict_to_snake_dict(
+        {key: value for key, value in alarm.items() if key not in ALARM_PARAMETERS}
+    )
+    return {**others, **named}
 
 
 def read_policy_versions(iam, arn):

@@ -212,9 +212,12 @@ state:
       stores it (C(Sid), C(Effect), ...).
     - C(invoke_config) - the asynchronous invocation settings and C(reserved_concurrency) (-1
       when none is reserved), in M(guardrails.ec2.lambda_event_invoke_config)'s return shape.
-    - C(alarm), C(heartbeat) - each alarm as M(amazon.aws.cloudwatch_metric_alarm) compares it
-      (the alarm as C(DescribeAlarms) returns it, compared field by field with the
-      C(PutMetricAlarm) request the role renders, both in AWS's names), or null.
+    - C(alarm), C(heartbeat) - each alarm as M(amazon.aws.cloudwatch_metric_alarm) compares it,
+      by that module's parameter names (C(name), C(description), C(metric_name), C(namespace),
+      C(statistic), C(comparison), C(threshold), C(period), C(evaluation_periods),
+      C(treat_missing_data), C(alarm_actions), C(insufficient_data_actions), C(ok_actions));
+      any other field C(DescribeAlarms) returns in snake_case, because the module compares it
+      too; or null.
     - C(role) - C(exists), C(trust), C(description), C(attached) (policy ARNs), C(tags).
     - C(policies) - per managed policy name, C(exists), C(default_version), C(versions) (C(id),
       C(document)) and C(tags).

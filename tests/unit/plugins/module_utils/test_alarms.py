@@ -73,13 +73,17 @@ def test_the_heartbeat_alarm_fires_when_its_evaluation_range_holds_no_sweep():
     }
     alarm = render.desired_state(plan, "eu-west-1", "123456789012", "aws")["heartbeat"]
     # Fewer than one heartbeat in a period, and no data at all counts as none.
-    assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["Statistic"]) == (
+    assert (alarm["comparison"], alarm["threshold"], alarm["statistic"]) == (
         "LessThanThreshold",
         1.0,
         "Sum",
     )
-    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (180, 1, "breaching")
-    assert alarm["AlarmActions"] == [topic]
+    assert (alarm["period"], alarm["evaluation_periods"], alarm["treat_missing_data"]) == (
+        180,
+        1,
+        "breaching",
+    )
+    assert alarm["alarm_actions"] == [topic]
     # No sweep, or alarms turned off: no heartbeat to miss.
     for policy in ({"sweep_minutes": 0}, {"alarm_period_seconds": 0}):
         assert plan_for(["i-0123456789abcdef0"], restart_policy=policy)["heartbeat"] is None

@@ -37,6 +37,7 @@ from ansible_collections.guardrails.ec2.plugins.module_utils import (
     naming,
     patterns,
     render,
+    resource_reads,
 )
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     plan as planning,
@@ -594,21 +595,14 @@ def test_a_drifted_role_is_found_and_the_module_would_repair_it(
 
 
 def alarm_args(desired, key="alarm"):
-    alarm = desired[key]
-    return {
-        "name": alarm["AlarmName"],
-        "description": alarm["AlarmDescription"],
-        "metric_name": alarm["MetricName"],
-        "namespace": alarm["Namespace"],
-        "statistic": alarm["Statistic"],
-        "comparison": alarm["ComparisonOperator"],
-        "threshold": alarm["Threshold"],
-        "period": alarm["Period"],
-        "evaluation_periods": alarm["EvaluationPeriods"],
-        "treat_missing_data": alarm["TreatMissingData"],
-        "alarm_actions": alarm["AlarmActions"],
-        "state": "present",
-    }
+    """The role's task passes the rendered alarm by the module's own parameter names."""
+    return dict(desired[key], state="present")
+
+
+def alarm_request(args):
+    """The PutMetricAlarm request of module arguments (for changing the alarm behind its back)."""
+    fields = {parameter: field for field, parameter in resource_reads.ALARM_PARAMETERS.items()}
+    return {fields[key]: value for key, value in args.items() if key in fields}
 
 
 @pytest.mark.parametrize("key", ["alarm", "heartbeat"])
@@ -618,12 +612,13 @@ def test_the_alarm_written_by_the_module_is_in_sync_and_drift_is_found(aws, run_
     assert drift_of(aws, plan, desired, key) == []
     assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired, key))["changed"] is False
     for change in (
-        {"Threshold": 5.0},
-        {"TreatMissingData": "ignore"},
-        {"AlarmActions": ["arn:aws:sns:eu-west-1:123456789012:t"]},
+        {"threshold": 5.0},
+        {"treat_missing_data": "ignore"},
+        {"alarm_actions": ["arn:aws:sns:eu-west-1:123456789012:t"]},
+        # A field the role leaves out: the module compares it all the same.
+        {"datapoints_to_alarm": 1},
     ):
-        request = dict(desired[key]) | change
-        aws("cloudwatch").put_metric_alarm(**request)
+        aws("cloudwatch").put_metric_alarm(**alarm_request(dict(desired[key]) | change))
         found = drift_of(aws, plan, desired, key)
         assert [line.split(":")[0] for line in found] == list(change), found
         assert run(run_module, cloudwatch_metric_alarm, alarm_args(desired, key))["changed"] is True
