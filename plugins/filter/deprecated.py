@@ -7,7 +7,9 @@
 and rules to write at once. ``stop_protection_reshard``, also deprecated, stays beside
 ``rollout`` in ``stop_protection.py``, which calls it."""
 
-from ansible_collections.guardrails.ec2.plugins.module_utils import drift, environment, iam_policy
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.guardrails.ec2.plugins.module_utils import drift, environment, iam_policy, validate
 
 
 def _with_settings(plan, settings):
@@ -22,6 +24,13 @@ def stop_protection_policies(plan, account, partition="aws", **settings):
     ``notification_topic_arn``, ``failure_destination_arn``, ``attribution``,
     ``kms_key_arns``) in place of the plan's own."""
     merged = _with_settings(plan, settings)
+    # The plan's own keys were checked when it was built; keys given here are not yet.
+    try:
+        merged["settings"]["kms_key_arns"] = validate.validate_kms_key_arns(
+            merged["settings"].get("kms_key_arns")
+        )
+    except validate.ProtectionError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
     found = {}
     for entry in plan["regions"]:
         policies, scope = iam_policy.build_policies(merged, account, partition, entry["region"])

@@ -23,7 +23,6 @@ from ansible_collections.guardrails.ec2.plugins.module_utils.validate import (
     MODE_INSTANCE_IDS,
     MODE_TAG,
     ProtectionError,
-    validate_kms_key_arns,
 )
 
 # IAM managed policies may hold this many characters, white space not counted.
@@ -168,7 +167,6 @@ def build_policies(plan, account, partition="aws", region=None):
                 "Resource": failure_destination_arn,
             }
         )
-    kms_key_arns = validate_kms_key_arns(kms_key_arns)
     if kms_key_arns:
         # Starting an instance whose EBS volumes use a customer-managed key makes EC2 create
         # a grant on that key on the caller's behalf; allow only grants EC2 itself asks for.

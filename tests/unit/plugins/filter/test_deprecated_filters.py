@@ -1,5 +1,8 @@
 """The 1.0.0 filters the role no longer uses (plugins/filter/deprecated.py), kept until 2.0.0."""
 
+import pytest
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.guardrails.ec2.plugins.filter import deprecated as d
 from ansible_collections.guardrails.ec2.plugins.filter import stop_protection as f
 from ansible_collections.guardrails.ec2.plugins.module_utils import render
@@ -74,6 +77,19 @@ def test_policies_filter_gives_each_region_its_own_policies():
     east = result["us-east-1"]["policies"]
     assert [policy["name"] for policy in east] == ["EC2Protect-us-east-1"]
     assert "eu-west-1" not in str(east[0]["document"])
+
+
+def test_policies_filter_checks_the_kms_keys_it_is_given():
+    """The plan's keys were checked when it was built; keys given to the filter are checked
+    here, once, and a bad one is named."""
+    plan = f.stop_protection_plan([], instance_ids=["i-0000000000000000a"], region="eu-west-1")
+    with pytest.raises(AnsibleFilterError, match="'alias/ebs' is not a KMS key ARN"):
+        d.stop_protection_policies(plan, "123456789012", "aws", kms_key_arns=["alias/ebs"])
+    key = "arn:aws:kms:eu-west-1:123456789012:key/abc"
+    (policy,) = d.stop_protection_policies(plan, "123456789012", "aws", kms_key_arns=[key])["eu-west-1"][
+        "policies"
+    ]
+    assert key in str(policy["document"])
 
 
 def test_rule_changes_lists_missing_and_differing_rules():
