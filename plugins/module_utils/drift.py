@@ -3,12 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Whether a deployed resource already is what the plan wants: the drift step of the
-read-once rollout, pure over (what ``render`` plans, what ``resource_reads`` read).
-
-``stop_protection_deployment_info`` reads a region's resources once (``ownership.read_ownership``); the
-comparisons here say, per resource, what differs from the desired state. The role then runs
-the amazon.aws task of a resource only when something differs: a rerun that finds nothing to
-change writes nothing and starts few module processes.
+read-once rollout, pure over (what ``render`` plans, what ``resource_reads`` read). The role
+runs the amazon.aws task of a resource only when something differs here.
 
 Each comparison is at least as strict as the comparison of the module that would write the
 resource (``tests/unit/plugins/module_utils/test_drift_contract.py`` runs those modules

@@ -9,11 +9,11 @@ regions come from botocore's data file, read without importing it)."""
 import importlib.util
 import json
 import os
+import re
 
 from ansible_collections.guardrails.ec2.plugins.module_utils.validate import (
+    ARN,
     ProtectionError,
-    validate_account_id,
-    validate_assume_roles,
     validate_instance_id,
     validate_region,
 )
@@ -61,6 +61,36 @@ def extra_regions(regions, region, tag_mode, require_instances):
     if region and (tag_mode or not require_instances):
         extra.add(region)
     return sorted(extra)
+
+
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+
+def validate_account_id(account, source):
+    account = str(account) if isinstance(account, int) else account
+    if not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account):
+        raise ProtectionError(f"{source} {account!r} is not an AWS account id (12 digits)")
+    return account
+
+
+def validate_assume_roles(roles, variable="stop_protection_assume_roles"):
+    """``{account id: role ARN}``: the role to assume to deploy in each account."""
+    if not roles:
+        return {}
+    if not isinstance(roles, dict):
+        raise ProtectionError(f"{variable} must map account ids to role ARNs, got {roles!r}")
+    checked = {}
+    for account, arn in roles.items():
+        account = validate_account_id(account, f"{variable} key")
+        match = ARN.fullmatch(arn) if isinstance(arn, str) else None
+        if not match or match.group("service") != "iam" or not match.group("resource").startswith("role/"):
+            raise ProtectionError(f"{variable}[{account!r}] {arn!r} is not an IAM role ARN")
+        if match.group("account") != account:
+            raise ProtectionError(
+                f"{variable}[{account!r}] {arn!r} is a role of account {match.group('account')}, not {account}"
+            )
+        checked[account] = arn
+    return checked
 
 
 # The inventory host that deploys with the play's own credentials; one more host per

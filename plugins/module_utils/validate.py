@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Validation of the role's variables: every check that fails before any change, each with
-a message that names the bad value, and the defaults the variables start from. Pure: no AWS
-calls."""
+a message that names the bad value, and the defaults the variables start from (the
+accounts of the inventory and the roles to assume are checked where they are read,
+``inventory.py``). Pure: no AWS calls."""
 
 import re
 
@@ -264,36 +265,6 @@ def validate_kms_key_arns(arns, variable="stop_protection_kms_key_arns"):
     if duplicates:
         raise ProtectionError(f"{variable} lists {', '.join(duplicates)} more than once")
     return list(arns)
-
-
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-
-
-def validate_account_id(account, source):
-    account = str(account) if isinstance(account, int) else account
-    if not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account):
-        raise ProtectionError(f"{source} {account!r} is not an AWS account id (12 digits)")
-    return account
-
-
-def validate_assume_roles(roles, variable="stop_protection_assume_roles"):
-    """``{account id: role ARN}``: the role to assume to deploy in each account."""
-    if not roles:
-        return {}
-    if not isinstance(roles, dict):
-        raise ProtectionError(f"{variable} must map account ids to role ARNs, got {roles!r}")
-    checked = {}
-    for account, arn in roles.items():
-        account = validate_account_id(account, f"{variable} key")
-        match = ARN.fullmatch(arn) if isinstance(arn, str) else None
-        if not match or match.group("service") != "iam" or not match.group("resource").startswith("role/"):
-            raise ProtectionError(f"{variable}[{account!r}] {arn!r} is not an IAM role ARN")
-        if match.group("account") != account:
-            raise ProtectionError(
-                f"{variable}[{account!r}] {arn!r} is a role of account {match.group('account')}, not {account}"
-            )
-        checked[account] = arn
-    return checked
 
 
 def validate_automation_principals(principals, variable="stop_protection_automation_principals"):

@@ -147,3 +147,17 @@ def test_known_regions_come_from_botocores_partitions_without_importing_it(monke
     assert not [region for region in known if region.endswith("-global")]
     monkeypatch.setattr(inventory, "PARTITIONS_DATA", ("data", "no-such-file.json"))
     assert inventory.known_regions() == ec2
+
+
+@pytest.mark.parametrize(
+    ("roles", "message"),
+    [
+        ({"2222": OTHER_ROLE}, "stop_protection_assume_roles key '2222' is not an AWS account id"),
+        ({"222222222222": "arn:aws:iam::222222222222:user/x"}, "is not an IAM role ARN"),
+        ({"333333333333": OTHER_ROLE}, "is a role of account 222222222222, not 333333333333"),
+        (["222222222222"], "must map account ids to role ARNs"),
+    ],
+)
+def test_bad_assume_roles_are_named(roles, message):
+    with pytest.raises(validate.ProtectionError, match=message):
+        inventory.validate_assume_roles(roles)

@@ -1,7 +1,7 @@
 """Bad input named before any change (module_utils/validate.py)."""
 
 import pytest
-from plan_helpers import KEY, OTHER_ROLE, plan_for
+from plan_helpers import KEY, plan_for
 
 from ansible_collections.guardrails.ec2.plugins.module_utils import (
     inventory,
@@ -129,20 +129,6 @@ def test_resource_tags_always_carry_the_owner_tag():
 def test_bad_resource_tags_are_named(tags, message):
     with pytest.raises(validate.ProtectionError, match=message):
         validate.validate_resource_tags(tags)
-
-
-@pytest.mark.parametrize(
-    ("roles", "message"),
-    [
-        ({"2222": OTHER_ROLE}, "stop_protection_assume_roles key '2222' is not an AWS account id"),
-        ({"222222222222": "arn:aws:iam::222222222222:user/x"}, "is not an IAM role ARN"),
-        ({"333333333333": OTHER_ROLE}, "is a role of account 222222222222, not 333333333333"),
-        (["222222222222"], "must map account ids to role ARNs"),
-    ],
-)
-def test_bad_assume_roles_are_named(roles, message):
-    with pytest.raises(validate.ProtectionError, match=message):
-        validate.validate_assume_roles(roles)
 
 
 @pytest.mark.parametrize(
